@@ -1,0 +1,108 @@
+//! Compiles every `bpf/*.bpf.c` with libbpf-cargo and writes two registries
+//! into `OUT_DIR`, both keyed by file stem:
+//!
+//! - `programs.rs`: the compiled BPF objects (ELF bytes, BTF included);
+//! - `configs.rs`: the YAML files of `configs/`, the embedded default set.
+//!
+//! The objects are embedded whole rather than as typed skeleton structs:
+//! the metrics layer finds maps and programs by name from the config, so a
+//! new program needs no Rust code, only `bpf/<name>.bpf.c` and
+//! `configs/<name>.yaml`.
+
+use std::fmt::Write as _;
+use std::path::{Path, PathBuf};
+use std::{env, fs};
+
+use libbpf_cargo::SkeletonBuilder;
+
+fn main() {
+    let root = PathBuf::from(env::var("CARGO_MANIFEST_DIR").expect("cargo sets CARGO_MANIFEST_DIR"));
+    let out = PathBuf::from(env::var("OUT_DIR").expect("cargo sets OUT_DIR"));
+    let include = root.join("bpf/include");
+    let vmlinux = vmlinux_dir(&include);
+
+    println!("cargo:rerun-if-changed=bpf");
+    println!("cargo:rerun-if-changed=configs");
+
+    let mut programs = String::from("pub static EMBEDDED_PROGRAMS: &[EmbeddedProgram] = &[\n");
+    for source in files_with_suffix(&root.join("bpf"), ".bpf.c") {
+        let name = stem(&source, ".bpf.c");
+        let object = out.join(format!("{name}.bpf.o"));
+        SkeletonBuilder::new()
+            .source(&source)
+            .obj(&object)
+            .clang_args([
+                "-Wall".into(),
+                "-Werror".into(),
+                "-I".into(),
+                include.clone().into_os_string(),
+                "-I".into(),
+                vmlinux.clone().into_os_string(),
+            ])
+            .build()
+            .unwrap_or_else(|e| panic!("compiling {}: {e:#}", source.display()));
+        writeln!(
+            programs,
+            "    EmbeddedProgram {{ name: {name:?}, object: include_bytes!({object:?}) }},"
+        )
+        .unwrap();
+    }
+    programs.push_str("];\n");
+    fs::write(out.join("programs.rs"), programs).expect("writing programs.rs");
+
+    let mut configs = String::from("pub static EMBEDDED_CONFIGS: &[EmbeddedConfig] = &[\n");
+    for path in files_with_suffix(&root.join("configs"), ".yaml") {
+        let name = stem(&path, ".yaml");
+        writeln!(
+            configs,
+            "    EmbeddedConfig {{ name: {name:?}, path: \"configs/{name}.yaml\", text: include_str!({path:?}) }},"
+        )
+        .unwrap();
+    }
+    configs.push_str("];\n");
+    fs::write(out.join("configs.rs"), configs).expect("writing configs.rs");
+}
+
+/// The committed `vmlinux.h` for the target architecture. Stops the build
+/// with instructions when there is none.
+fn vmlinux_dir(include: &Path) -> PathBuf {
+    let arch = env::var("CARGO_CFG_TARGET_ARCH").expect("cargo sets CARGO_CFG_TARGET_ARCH");
+    let dir = match arch.as_str() {
+        "x86_64" => "x86",
+        "aarch64" => "arm64",
+        other => other,
+    };
+    let path = include.join("vmlinux").join(dir);
+    if !path.join("vmlinux.h").is_file() {
+        panic!(
+            "no {}/vmlinux.h for target architecture {arch}: on a {arch} machine whose kernel \
+             has BTF (/sys/kernel/btf/vmlinux), run scripts/gen-vmlinux.sh (needs bpftool) \
+             and commit the file it writes",
+            path.display()
+        );
+    }
+    path
+}
+
+fn files_with_suffix(dir: &Path, suffix: &str) -> Vec<PathBuf> {
+    let mut files: Vec<PathBuf> = fs::read_dir(dir)
+        .unwrap_or_else(|e| panic!("reading {}: {e}", dir.display()))
+        .map(|entry| entry.expect("reading directory entry").path())
+        .filter(|p| p.file_name().and_then(|n| n.to_str()).is_some_and(|n| n.ends_with(suffix)))
+        .collect();
+    files.sort();
+    files
+}
+
+/// The file name without `suffix`; names become registry keys, config names
+/// and metric-adjacent identifiers, so they are kept to `[a-z0-9_]`.
+fn stem(path: &Path, suffix: &str) -> String {
+    let file = path.file_name().and_then(|n| n.to_str()).expect("UTF-8 file name");
+    let name = file.strip_suffix(suffix).expect("filtered by suffix");
+    assert!(
+        !name.is_empty() && name.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_'),
+        "{}: file names must be [a-z0-9_]+ followed by {suffix}",
+        path.display()
+    );
+    name.to_string()
+}

@@ -1,0 +1,13 @@
+//! bpf-exporter: turns eBPF maps into Prometheus metrics.
+//!
+//! Data flows one way: [`config`] (YAML → validated specs) → [`programs`]
+//! (open, load, attach) → [`reader`] (periodic map reads) → [`metrics`]
+//! (immutable snapshots, exposition) → [`server`] (HTTP).
+
+pub mod cli;
+pub mod config;
+pub mod decoders;
+pub mod metrics;
+pub mod programs;
+pub mod reader;
+pub mod server;
