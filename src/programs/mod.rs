@@ -1,4 +1,13 @@
-//! Embedded programs.
+//! The BPF programs compiled into the binary, and what their objects hold.
+//!
+//! `build.rs` writes the registry; [`inspect`] reads an object's maps and
+//! programs without loading anything into the kernel, so configs can be
+//! checked against the object on any machine, privileged or not.
+
+pub mod fs;
+pub mod loader;
+
+use libbpf_rs::{MapType, ObjectBuilder};
 
 /// A BPF object compiled by `build.rs` from `bpf/<name>.bpf.c`.
 #[derive(Debug)]
@@ -8,3 +17,110 @@ pub struct EmbeddedProgram {
 }
 
 include!(concat!(env!("OUT_DIR"), "/programs.rs"));
+
+pub fn find(name: &str) -> Option<&'static EmbeddedProgram> {
+    EMBEDDED_PROGRAMS.iter().find(|p| p.name == name)
+}
+
+pub fn embedded_names() -> Vec<&'static str> {
+    EMBEDDED_PROGRAMS.iter().map(|p| p.name).collect()
+}
+
+/// A map as declared in the object.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MapMeta {
+    pub name: String,
+    pub map_type: MapType,
+    pub key_size: u32,
+    pub value_size: u32,
+    pub max_entries: u32,
+}
+
+/// A program (one `SEC()` function) as declared in the object.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ProgMeta {
+    pub name: String,
+    pub section: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ObjectInfo {
+    pub maps: Vec<MapMeta>,
+    pub programs: Vec<ProgMeta>,
+}
+
+impl ObjectInfo {
+    pub fn map(&self, name: &str) -> Option<&MapMeta> {
+        self.maps.iter().find(|m| m.name == name)
+    }
+}
+
+/// Reads an object's declared maps and programs. Opening parses ELF and BTF
+/// only; nothing reaches the kernel.
+pub fn inspect(name: &str, object: &[u8]) -> anyhow::Result<ObjectInfo> {
+    let open = ObjectBuilder::default()
+        .name(name)?
+        .open_memory(object)
+        .map_err(|e| anyhow::anyhow!("opening BPF object {name}: {e}"))?;
+    let maps = open
+        .maps()
+        .map(|m| MapMeta {
+            name: m.name().to_string_lossy().into_owned(),
+            map_type: m.map_type(),
+            key_size: m.key_size(),
+            value_size: m.value_size(),
+            max_entries: m.max_entries(),
+        })
+        .collect();
+    let programs = open
+        .progs()
+        .map(|p| ProgMeta {
+            name: p.name().to_string_lossy().into_owned(),
+            section: p.section().to_string_lossy().into_owned(),
+        })
+        .collect();
+    Ok(ObjectInfo { maps, programs })
+}
+
+/// True for the map types whose values the reader sums or splits per CPU.
+pub fn is_percpu(map_type: MapType) -> bool {
+    matches!(
+        map_type,
+        MapType::PercpuHash | MapType::PercpuArray | MapType::LruPercpuHash
+    )
+}
+
+/// Map types the reader can turn into metrics.
+pub fn is_readable(map_type: MapType) -> bool {
+    matches!(
+        map_type,
+        MapType::Hash
+            | MapType::Array
+            | MapType::PercpuHash
+            | MapType::PercpuArray
+            | MapType::LruHash
+            | MapType::LruPercpuHash
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_embedded_object_opens_and_declares_programs() {
+        assert!(!EMBEDDED_PROGRAMS.is_empty());
+        for program in EMBEDDED_PROGRAMS {
+            let info = inspect(program.name, program.object).unwrap();
+            assert!(!info.programs.is_empty(), "{} has no programs", program.name);
+        }
+    }
+
+    #[test]
+    fn syscalls_object_declares_its_counter_map() {
+        let p = find("syscalls").unwrap();
+        let info = inspect(p.name, p.object).unwrap();
+        let map = info.map("syscalls_total").unwrap();
+        assert_eq!((map.map_type, map.key_size, map.value_size), (MapType::Hash, 8, 8));
+    }
+}

@@ -1,0 +1,94 @@
+//! The YAML schema, mirrored field for field. Nothing here is interpreted:
+//! [`super::validate`] turns these into resolved specs, and nothing after
+//! validation looks at these types again.
+//!
+//! The `metrics` part is cloudflare/ebpf_exporter's schema, so its configs
+//! load unchanged. Every struct refuses unknown fields so a typo is an error
+//! instead of a silently ignored setting. No field may be called `value`:
+//! that name is reserved by the span wrapper when building YAML paths.
+
+use std::collections::BTreeMap;
+
+use serde::Deserialize;
+use serde_saphyr::Spanned;
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawConfig {
+    /// Embedded program (file stem of `bpf/<program>.bpf.c`) to load.
+    /// Defaults to the config's own file stem.
+    pub program: Option<Spanned<String>>,
+    /// How the program's maps become metrics.
+    pub metrics: Spanned<RawMetrics>,
+    /// Where to attach programs whose `SEC()` alone does not say, such as XDP
+    /// (which interface) or uprobes (which binary). Programs not listed here
+    /// are attached from their `SEC()` name.
+    #[serde(default)]
+    pub attach: Vec<Spanned<RawAttach>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawMetrics {
+    /// Maps exported as Prometheus counters, one entry per map.
+    #[serde(default)]
+    pub counters: Vec<Spanned<RawCounter>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawCounter {
+    /// Map name in the program, and the metric name after the prefix.
+    pub name: Spanned<String>,
+    /// Help text shown by Prometheus.
+    pub help: Spanned<String>,
+    /// How the map key becomes labels, in key order.
+    #[serde(default)]
+    pub labels: Vec<Spanned<RawLabel>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawLabel {
+    /// Prometheus label name.
+    pub name: Spanned<String>,
+    /// Bytes of the key this label decodes.
+    pub size: Spanned<u64>,
+    /// Bytes skipped after this label (C struct padding).
+    pub padding: Option<Spanned<u64>>,
+    /// Decoders applied in order to the label's bytes.
+    #[serde(default)]
+    pub decoders: Vec<Spanned<RawDecoder>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawDecoder {
+    /// Decoder name, one of [`crate::decoders::REGISTRY`].
+    pub name: Spanned<String>,
+    /// `static_map`: input value → label value.
+    pub static_map: Option<BTreeMap<String, String>>,
+    /// `regexp`: patterns; rows matching none are dropped.
+    pub regexps: Option<Vec<String>>,
+    /// `static_map`: keep values missing from the map instead of `unknown:…`.
+    pub allow_unknown: Option<bool>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawAttach {
+    /// BPF program (C function) name.
+    pub program: Spanned<String>,
+    /// Attach as XDP to an interface.
+    pub xdp: Option<Spanned<RawXdp>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawXdp {
+    /// Interface name, such as `eth0` or `lo`.
+    pub interface: Spanned<String>,
+    /// `generic` (any driver, in the stack), `native` (in the driver),
+    /// `offload` (on the NIC) or `auto` (native where supported). Default auto.
+    pub mode: Option<Spanned<String>>,
+}

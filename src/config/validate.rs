@@ -1,0 +1,331 @@
+//! Raw YAML → [`Config`], checked against the program's object.
+//!
+//! Every problem in a file is collected before reporting, so one run of
+//! `--config.check` shows them all.
+
+use std::cell::RefCell;
+
+use serde_saphyr::{DefaultMessageFormatter, Location, MessageFormatter, Spanned};
+
+use super::raw::{RawAttach, RawConfig, RawCounter, RawLabel};
+use super::{AttachSpec, Config, ConfigError, ConfigErrors, LabelSpec, MetricSpec, MetricType, Source, XdpMode};
+use crate::decoders::{self, DecoderOptions};
+use crate::programs::{self, ObjectInfo};
+
+/// Name of the label that splits per-CPU values by CPU, as in ebpf_exporter.
+pub const CPU_LABEL: &str = "cpu";
+
+/// Parses and validates one config; `prefix` is prepended to metric names.
+pub fn parse(source: &Source, prefix: &str) -> Result<Config, ConfigErrors> {
+    let file = source.origin.as_str();
+    if source
+        .text
+        .lines()
+        .all(|l| l.trim().is_empty() || l.trim_start().starts_with('#'))
+    {
+        return Err(ConfigErrors(vec![ConfigError::file_level(
+            file,
+            "the file is empty: a config needs at least a `metrics:` section with `counters:`",
+        )]));
+    }
+    let raw = deserialize(file, &source.text).map_err(|e| ConfigErrors(vec![e]))?;
+
+    let mut v = Validator { file, errors: Vec::new() };
+    let program = raw.program.as_ref().map_or(source.name.clone(), |p| p.value.clone());
+    let Some(embedded) = programs::find(&program) else {
+        let message = format!(
+            "no embedded program named {program:?} (embedded: {}); {}",
+            programs::embedded_names().join(", "),
+            if raw.program.is_some() {
+                "name one of them in `program:`"
+            } else {
+                "name one of them in `program:`, or rename the file after one"
+            }
+        );
+        let error = match &raw.program {
+            Some(p) => ConfigError::at(file, p.referenced, "program", message),
+            None => ConfigError::file_level(file, message),
+        };
+        return Err(ConfigErrors(vec![error]));
+    };
+    let info = programs::inspect(embedded.name, embedded.object)
+        .map_err(|e| ConfigErrors(vec![ConfigError::file_level(file, format!("{e:#}"))]))?;
+
+    let mut metrics: Vec<MetricSpec> = Vec::new();
+    for (i, counter) in raw.metrics.value.counters.iter().enumerate() {
+        let path = format!("metrics.counters[{i}]");
+        if let Some(spec) = v.counter(&path, counter, &info, prefix) {
+            if metrics.iter().any(|m| m.name == spec.name) {
+                v.error(counter.value.name.referenced, &path, format!("metric {:?} is defined twice", spec.name));
+            } else {
+                metrics.push(spec);
+            }
+        }
+    }
+    if raw.metrics.value.counters.is_empty() {
+        v.error(raw.metrics.referenced, "metrics", "no metrics defined: add `counters:` with one entry per map");
+    }
+
+    let attach: Vec<AttachSpec> = raw
+        .attach
+        .iter()
+        .enumerate()
+        .filter_map(|(i, a)| v.attach(&format!("attach[{i}]"), a, &info))
+        .collect();
+    for prog in &info.programs {
+        let needs_target = prog.section == "xdp" || prog.section.starts_with("xdp/");
+        if needs_target && !attach.iter().any(|a| a.program() == prog.name) {
+            v.errors.push(ConfigError::file_level(
+                file,
+                format!(
+                    "program {:?} (SEC \"{}\") needs an attach entry saying where to attach, such as \
+                     `attach: [{{program: {}, xdp: {{interface: eth0}}}}]`",
+                    prog.name, prog.section, prog.name
+                ),
+            ));
+        }
+    }
+
+    if v.errors.is_empty() {
+        Ok(Config {
+            name: source.name.clone(),
+            origin: source.origin.clone(),
+            program,
+            metrics,
+            attach,
+        })
+    } else {
+        Err(ConfigErrors(v.errors))
+    }
+}
+
+/// serde stage, with the YAML path of the failure recorded on the way.
+fn deserialize(file: &str, text: &str) -> Result<RawConfig, ConfigError> {
+    let path = RefCell::new(String::new());
+    let result = serde_saphyr::with_deserializer_from_str(text, |de| {
+        serde_path_to_error::deserialize(de).map_err(|e| {
+            *path.borrow_mut() = e.path().to_string();
+            e.into_inner()
+        })
+    });
+    result.map_err(|e| {
+        let inner = e.without_snippet();
+        let message = DefaultMessageFormatter.format_message(inner).into_owned();
+        let path = clean_path(&path.borrow());
+        match e.location() {
+            Some(location) => ConfigError::at(file, location, path, message),
+            None => ConfigError {
+                path,
+                ..ConfigError::file_level(file, message)
+            },
+        }
+    })
+}
+
+/// Drops the `.value` steps that span wrappers add and the `.` of the root.
+fn clean_path(path: &str) -> String {
+    let cleaned: Vec<&str> = path.split('.').filter(|s| *s != "value" && !s.is_empty() && *s != "?").collect();
+    cleaned.join(".")
+}
+
+struct Validator<'a> {
+    file: &'a str,
+    errors: Vec<ConfigError>,
+}
+
+impl Validator<'_> {
+    fn error(&mut self, location: Location, path: &str, message: impl Into<String>) {
+        self.errors.push(ConfigError::at(self.file, location, path, message));
+    }
+
+    fn counter(&mut self, path: &str, counter: &Spanned<RawCounter>, info: &ObjectInfo, prefix: &str) -> Option<MetricSpec> {
+        let c = &counter.value;
+        let before = self.errors.len();
+        let name = format!("{prefix}{}", c.name.value);
+        if !is_metric_name(&name) {
+            self.error(
+                c.name.referenced,
+                &format!("{path}.name"),
+                format!(
+                    "{name:?} is not a valid Prometheus metric name: use letters, digits, `_` and `:`, \
+                     not starting with a digit"
+                ),
+            );
+        }
+        if c.help.value.trim().is_empty() {
+            self.error(c.help.referenced, &format!("{path}.help"), "help is empty: say what the metric counts");
+        }
+        let map = match info.map(&c.name.value) {
+            Some(map) => Some(map),
+            None => {
+                let known: Vec<&str> = info.maps.iter().map(|m| m.name.as_str()).filter(|n| !n.contains('.')).collect();
+                self.error(
+                    c.name.referenced,
+                    &format!("{path}.name"),
+                    format!(
+                        "the program has no map named {:?} (maps: {}); a counter's name is the name of the map it reads",
+                        c.name.value,
+                        known.join(", ")
+                    ),
+                );
+                None
+            }
+        };
+        if let Some(map) = map {
+            if !programs::is_readable(map.map_type) {
+                self.error(
+                    c.name.referenced,
+                    &format!("{path}.name"),
+                    format!(
+                        "map {:?} is a {:?} map; counters read HASH, ARRAY, PERCPU_HASH, PERCPU_ARRAY, LRU_HASH \
+                         or LRU_PERCPU_HASH maps",
+                        map.name, map.map_type
+                    ),
+                );
+            }
+            if map.value_size != 8 {
+                self.error(
+                    c.name.referenced,
+                    &format!("{path}.name"),
+                    format!("map {:?} has {}-byte values; counters need u64 (8-byte) values", map.name, map.value_size),
+                );
+            }
+        }
+
+        let percpu = map.is_some_and(|m| programs::is_percpu(m.map_type));
+        let mut labels = Vec::new();
+        let mut cpu_label = None;
+        let mut offset = 0usize;
+        let count = c.labels.len();
+        for (j, label) in c.labels.iter().enumerate() {
+            let lpath = format!("{path}.labels[{j}]");
+            let is_cpu = percpu && j + 1 == count && label.value.name.value == CPU_LABEL;
+            if c.labels[..j].iter().any(|l| l.value.name.value == label.value.name.value) {
+                self.error(label.value.name.referenced, &format!("{lpath}.name"), format!("label {:?} is defined twice", label.value.name.value));
+            }
+            let Some(spec) = self.label(&lpath, label, if is_cpu { 0 } else { offset }) else { continue };
+            if is_cpu {
+                if !matches!(spec.size, 1 | 2 | 4 | 8) {
+                    self.error(label.value.size.referenced, &format!("{lpath}.size"), "the cpu label carries the CPU number: its size must be 1, 2, 4 or 8 (ebpf_exporter uses 2)");
+                }
+                cpu_label = Some(spec);
+            } else {
+                offset += spec.size + label.value.padding.as_ref().map_or(0, |p| p.value as usize);
+                labels.push(spec);
+            }
+        }
+        if let Some(map) = map {
+            let key_size = map.key_size as usize;
+            if !labels.is_empty() && offset != key_size {
+                self.error(
+                    counter.referenced,
+                    &format!("{path}.labels"),
+                    format!(
+                        "label sizes and padding add up to {offset} bytes but map {:?} has {key_size}-byte keys: \
+                         make size + padding of the labels match the key struct{}",
+                        map.name,
+                        if percpu { " (a last label named `cpu` takes no key bytes)" } else { "" }
+                    ),
+                );
+            }
+        }
+        if self.errors.len() > before {
+            return None;
+        }
+        Some(MetricSpec {
+            kind: MetricType::Counter,
+            map: c.name.value.clone(),
+            name,
+            help: c.help.value.clone(),
+            labels,
+            cpu_label,
+        })
+    }
+
+    fn label(&mut self, path: &str, label: &Spanned<RawLabel>, offset: usize) -> Option<LabelSpec> {
+        let l = &label.value;
+        let before = self.errors.len();
+        if !is_label_name(&l.name.value) {
+            self.error(
+                l.name.referenced,
+                &format!("{path}.name"),
+                format!(
+                    "{:?} is not a valid Prometheus label name: use letters, digits and `_`, not starting \
+                     with a digit or `__`",
+                    l.name.value
+                ),
+            );
+        }
+        if l.size.value == 0 || l.size.value > 4096 {
+            self.error(l.size.referenced, &format!("{path}.size"), format!("size {} is out of range: give the label's byte count in the key (1 to 4096)", l.size.value));
+        }
+        if let Some(padding) = &l.padding {
+            if padding.value > 4096 {
+                self.error(padding.referenced, &format!("{path}.padding"), format!("padding {} is out of range (0 to 4096)", padding.value));
+            }
+        }
+        if l.decoders.is_empty() {
+            self.error(label.referenced, &format!("{path}.decoders"), "no decoders: add at least one, such as `decoders: [{name: uint}]`");
+        }
+        let mut decoders = Vec::new();
+        for (k, d) in l.decoders.iter().enumerate() {
+            let options = DecoderOptions {
+                static_map: d.value.static_map.clone(),
+                regexps: d.value.regexps.clone(),
+                allow_unknown: d.value.allow_unknown,
+            };
+            match decoders::build(&d.value.name.value, &options) {
+                Ok(decoder) => decoders.push(decoder),
+                Err(message) => self.error(d.value.name.referenced, &format!("{path}.decoders[{k}]"), message),
+            }
+        }
+        (self.errors.len() == before).then(|| LabelSpec {
+            name: l.name.value.clone(),
+            offset,
+            size: l.size.value as usize,
+            decoders,
+        })
+    }
+
+    fn attach(&mut self, path: &str, attach: &Spanned<RawAttach>, info: &ObjectInfo) -> Option<AttachSpec> {
+        let a = &attach.value;
+        let before = self.errors.len();
+        if !info.programs.iter().any(|p| p.name == a.program.value) {
+            let known: Vec<&str> = info.programs.iter().map(|p| p.name.as_str()).collect();
+            self.error(
+                a.program.referenced,
+                &format!("{path}.program"),
+                format!("the object has no program {:?} (programs: {})", a.program.value, known.join(", ")),
+            );
+        }
+        let Some(xdp) = &a.xdp else {
+            self.error(attach.referenced, path, "say how to attach: add `xdp: {interface: <name>}`");
+            return None;
+        };
+        let interface = xdp.value.interface.value.clone();
+        if interface.is_empty() || interface.len() >= 16 || interface.contains(['/', ' ']) {
+            self.error(xdp.value.interface.referenced, &format!("{path}.xdp.interface"), format!("{interface:?} is not an interface name (at most 15 characters, no `/` or spaces)"));
+        }
+        let mode = match &xdp.value.mode {
+            None => XdpMode::Auto,
+            Some(m) => XdpMode::parse(&m.value).unwrap_or_else(|| {
+                self.error(m.referenced, &format!("{path}.xdp.mode"), format!("unknown XDP mode {:?} (known: {})", m.value, XdpMode::NAMES.join(", ")));
+                XdpMode::Auto
+            }),
+        };
+        (self.errors.len() == before).then(|| AttachSpec::Xdp { program: a.program.value.clone(), interface, mode })
+    }
+}
+
+fn is_metric_name(name: &str) -> bool {
+    let mut chars = name.chars();
+    chars.next().is_some_and(|c| c.is_ascii_alphabetic() || c == '_' || c == ':')
+        && chars.all(|c| c.is_ascii_alphanumeric() || c == '_' || c == ':')
+}
+
+fn is_label_name(name: &str) -> bool {
+    let mut chars = name.chars();
+    !name.starts_with("__")
+        && chars.next().is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
+        && chars.all(|c| c.is_ascii_alphanumeric() || c == '_')
+}

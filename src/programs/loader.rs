@@ -1,0 +1,283 @@
+//! Open, load and attach one config's program, so that one failure costs
+//! as little as possible: a program the kernel refuses is left out and the
+//! rest of the object still loads; a program that cannot attach is reported
+//! and the others stay attached.
+
+use std::os::fd::{AsFd, AsRawFd, FromRawFd, OwnedFd};
+use std::sync::{Mutex, Once};
+
+use libbpf_rs::{ErrorKind, Link, MapCore, MapHandle, Object, ObjectBuilder, OpenObject, PrintLevel};
+
+use super::{fs, EmbeddedProgram};
+use crate::config::{AttachSpec, Config, XdpMode};
+use crate::metrics::ProgramStatus;
+
+/// Lines of the verifier log kept in an error: its tail says why.
+const VERIFIER_TAIL_LINES: usize = 20;
+
+/// A config's object, loaded, with its attachments. Dropping it detaches
+/// everything, XDP included (links, not netlink attachments, so nothing
+/// outlives the exporter).
+#[derive(Debug)]
+pub struct Loaded {
+    object: Object,
+    _links: Vec<Link>,
+    _xdp_links: Vec<OwnedFd>,
+    pub programs: Vec<ProgramStatus>,
+}
+
+impl Loaded {
+    /// A handle on map `name` that the reader may keep and use from any
+    /// thread (it holds its own fd).
+    pub fn map(&self, name: &str) -> Option<MapHandle> {
+        let map = self.object.maps().find(|m| m.name() == name)?;
+        MapHandle::try_from(&map).ok()
+    }
+
+    /// True when at least one program is attached.
+    pub fn any_attached(&self) -> bool {
+        self.programs.iter().any(|p| p.attached)
+    }
+}
+
+/// Loads and attaches `config`'s program. `Err` means nothing could be
+/// loaded; per-program failures are in [`Loaded::programs`].
+pub fn load(config: &Config) -> Result<Loaded, String> {
+    let embedded = super::find(&config.program)
+        .ok_or_else(|| format!("no embedded program named {:?}", config.program))?;
+    let (object, refused) = load_isolating_failures(embedded)?;
+
+    let mut programs = Vec::new();
+    let mut links = Vec::new();
+    let mut xdp_links = Vec::new();
+    for (name, section, error) in &refused {
+        programs.push(ProgramStatus {
+            name: name.clone(),
+            section: section.clone(),
+            attached: false,
+            error: Some(error.clone()),
+        });
+    }
+    for prog in object.progs_mut() {
+        let name = prog.name().to_string_lossy().into_owned();
+        if refused.iter().any(|(n, _, _)| *n == name) {
+            continue;
+        }
+        let section = prog.section().to_string_lossy().into_owned();
+        let explicit: Vec<&AttachSpec> = config.attach.iter().filter(|a| a.program() == name).collect();
+        let result = if explicit.is_empty() {
+            attach_from_section(&prog, &section).map(|link| links.push(link))
+        } else {
+            explicit.iter().try_for_each(|spec| match spec {
+                AttachSpec::Xdp { interface, mode, .. } => {
+                    attach_xdp(&prog, interface, *mode).map(|fd| xdp_links.push(fd))
+                }
+            })
+        };
+        programs.push(ProgramStatus {
+            name,
+            section,
+            attached: result.is_ok(),
+            error: result.err(),
+        });
+    }
+    programs.sort_by(|a, b| a.name.cmp(&b.name));
+    Ok(Loaded {
+        object,
+        _links: links,
+        _xdp_links: xdp_links,
+        programs,
+    })
+}
+
+type Refused = Vec<(String, String, String)>;
+
+/// Loads the object; when the kernel refuses it, loads each program alone to
+/// find the ones at fault, then loads the object without them.
+fn load_isolating_failures(embedded: &EmbeddedProgram) -> Result<(Object, Refused), String> {
+    let first = with_captured_log(|| open(embedded)?.load().map_err(|e| e.to_string()));
+    let whole_error = match first {
+        (Ok(object), _) => return Ok((object, Vec::new())),
+        (Err(e), log) => (e, log),
+    };
+    let programs: Vec<(String, String)> = open(embedded)?
+        .progs()
+        .map(|p| (p.name().to_string_lossy().into_owned(), p.section().to_string_lossy().into_owned()))
+        .collect();
+    let mut refused = Vec::new();
+    for (name, section) in &programs {
+        let (result, log) = with_captured_log(|| {
+            let mut obj = open(embedded).map_err(|e| (ErrorKind::Other, e))?;
+            for mut p in obj.progs_mut() {
+                p.set_autoload(p.name() == name.as_str());
+            }
+            obj.load().map(drop).map_err(|e| (e.kind(), e.to_string()))
+        });
+        if let Err((kind, error)) = result {
+            refused.push((name.clone(), section.clone(), load_error(name, section, kind, &error, &log)));
+        }
+    }
+    if refused.is_empty() || refused.len() == programs.len() {
+        let detail = refused.iter().map(|(_, _, e)| e.as_str()).collect::<Vec<_>>();
+        return Err(if detail.is_empty() {
+            format!("loading the object failed: {}{}", whole_error.0, log_tail(&whole_error.1))
+        } else {
+            detail.join("; ")
+        });
+    }
+    let (result, log) = with_captured_log(|| {
+        let mut obj = open(embedded)?;
+        for mut p in obj.progs_mut() {
+            let skip = refused.iter().any(|(n, _, _)| p.name() == n.as_str());
+            p.set_autoload(!skip);
+        }
+        obj.load().map_err(|e| e.to_string())
+    });
+    for (name, _, error) in &refused {
+        tracing::warn!(program = %name, "left out: {error}");
+    }
+    result
+        .map(|object| (object, refused))
+        .map_err(|e| format!("loading the object without the refused programs failed: {e}{}", log_tail(&log)))
+}
+
+fn open(embedded: &EmbeddedProgram) -> Result<OpenObject, String> {
+    ObjectBuilder::default()
+        .name(embedded.name)
+        .and_then(|b| b.open_memory(embedded.object))
+        .map_err(|e| format!("opening the BPF object {}: {e}", embedded.name))
+}
+
+/// Explains a refused program, with what to do about it.
+fn load_error(name: &str, section: &str, kind: ErrorKind, error: &str, log: &[String]) -> String {
+    let hint = if kind == ErrorKind::PermissionDenied && is_trampoline(section) {
+        ": this kernel refuses fentry/fexit/LSM programs (no BTF trampolines, or a lockdown or LSM \
+         policy); use a tracepoint or tp_btf hook instead"
+    } else if kind == ErrorKind::PermissionDenied {
+        ": run the exporter as root, or grant CAP_BPF with CAP_PERFMON (tracing) or CAP_NET_ADMIN (XDP, tc)"
+    } else {
+        ""
+    };
+    format!("program {name:?} (SEC \"{section}\") was refused by the kernel: {error}{hint}{}", log_tail(log))
+}
+
+fn is_trampoline(section: &str) -> bool {
+    ["fentry", "fexit", "fmod_ret", "lsm", "freplace"]
+        .iter()
+        .any(|p| section == *p || section.starts_with(&format!("{p}/")) || section.starts_with(&format!("{p}.s/")))
+}
+
+fn attach_from_section(prog: &libbpf_rs::ProgramMut<'_>, section: &str) -> Result<Link, String> {
+    if fs::needs_tracefs(section) {
+        fs::ensure_tracefs()?;
+    }
+    prog.attach().map_err(|e| {
+        let hint = if ["kprobe", "kretprobe", "ksyscall", "kretsyscall"].iter().any(|p| section.starts_with(p)) {
+            ": kprobes are unavailable (kernel without CONFIG_KPROBES) or the function does not exist or \
+             is inlined (see /sys/kernel/tracing/available_filter_functions); prefer a tracepoint"
+        } else if section.starts_with("uprobe") || section.starts_with("uretprobe") || section == "xdp" {
+            ": this section does not say where to attach; add an `attach:` entry for the program"
+        } else {
+            ""
+        };
+        format!("attaching SEC \"{section}\" failed: {e}{hint}")
+    })
+}
+
+/// Attaches through a BPF link, which the kernel removes when the exporter
+/// exits, unlike a netlink XDP attachment that would stay on the interface.
+fn attach_xdp(prog: &libbpf_rs::ProgramMut<'_>, interface: &str, mode: XdpMode) -> Result<OwnedFd, String> {
+    let name = std::ffi::CString::new(interface).map_err(|_| format!("bad interface name {interface:?}"))?;
+    // SAFETY: `name` is a valid NUL-terminated string.
+    let ifindex = unsafe { libc::if_nametoindex(name.as_ptr()) };
+    if ifindex == 0 {
+        return Err(format!("no network interface {interface:?} (see `ip link`): fix attach.xdp.interface"));
+    }
+    let flags = match mode {
+        XdpMode::Auto => 0,
+        XdpMode::Generic => libbpf_sys::XDP_FLAGS_SKB_MODE,
+        XdpMode::Native => libbpf_sys::XDP_FLAGS_DRV_MODE,
+        XdpMode::Offload => libbpf_sys::XDP_FLAGS_HW_MODE,
+    };
+    // SAFETY: zero is a valid value for every field of the options struct.
+    let mut opts: libbpf_sys::bpf_link_create_opts = unsafe { std::mem::zeroed() };
+    opts.sz = std::mem::size_of::<libbpf_sys::bpf_link_create_opts>() as _;
+    opts.flags = flags;
+    let fd = prog.as_fd().as_raw_fd();
+    // SAFETY: `fd` is a loaded program and `opts` is initialised with its size.
+    let rc = unsafe { libbpf_sys::bpf_link_create(fd, ifindex as i32, libbpf_sys::BPF_XDP, &opts) };
+    if rc < 0 {
+        let err = std::io::Error::from_raw_os_error(-rc);
+        let hint = match -rc {
+            libc::EBUSY | libc::EEXIST => format!(
+                ": another XDP program is attached to {interface} (see `ip link show {interface}`); \
+                 an interface takes one XDP program per mode"
+            ),
+            libc::EOPNOTSUPP | libc::EINVAL if mode != XdpMode::Generic => {
+                format!(": {interface}'s driver may not support XDP mode {mode}; try `mode: generic`")
+            }
+            libc::EPERM => ": attaching XDP needs CAP_NET_ADMIN".to_string(),
+            _ => String::new(),
+        };
+        return Err(format!("attaching XDP to {interface} (mode {mode}) failed: {err}{hint}"));
+    }
+    // SAFETY: the kernel returned a new fd that nothing else owns.
+    Ok(unsafe { OwnedFd::from_raw_fd(rc) })
+}
+
+/// libbpf's messages during the current load, for verifier logs in errors.
+static CAPTURED: Mutex<Option<Vec<String>>> = Mutex::new(None);
+/// Serialises loads so captured messages belong to one load.
+static LOADING: Mutex<()> = Mutex::new(());
+
+fn print(level: PrintLevel, message: String) {
+    for line in message.lines() {
+        match level {
+            PrintLevel::Warn => tracing::debug!(target: "libbpf", "{line}"),
+            _ => tracing::trace!(target: "libbpf", "{line}"),
+        }
+    }
+    if let Ok(mut captured) = CAPTURED.lock() {
+        if let Some(lines) = captured.as_mut() {
+            lines.extend(message.lines().map(str::to_string));
+        }
+    }
+}
+
+fn with_captured_log<T>(f: impl FnOnce() -> T) -> (T, Vec<String>) {
+    static INIT: Once = Once::new();
+    INIT.call_once(|| {
+        libbpf_rs::set_print(Some((PrintLevel::Info, print)));
+    });
+    let _guard = LOADING.lock().unwrap_or_else(|e| e.into_inner());
+    *CAPTURED.lock().unwrap_or_else(|e| e.into_inner()) = Some(Vec::new());
+    let result = f();
+    let log = CAPTURED.lock().unwrap_or_else(|e| e.into_inner()).take().unwrap_or_default();
+    (result, log)
+}
+
+/// The end of the verifier log if libbpf printed one, else its last
+/// warnings: where the reason for a refusal is.
+fn log_tail(log: &[String]) -> String {
+    let verifier: Vec<&String> = log
+        .iter()
+        .skip_while(|l| !l.contains("BEGIN PROG LOAD LOG"))
+        .skip(1)
+        .take_while(|l| !l.contains("END PROG LOAD LOG"))
+        .collect();
+    let (title, lines): (&str, Vec<&String>) = if verifier.is_empty() {
+        ("libbpf", log.iter().filter(|l| l.starts_with("libbpf:")).collect())
+    } else {
+        ("verifier log", verifier)
+    };
+    if lines.is_empty() {
+        return String::new();
+    }
+    let tail = &lines[lines.len().saturating_sub(VERIFIER_TAIL_LINES)..];
+    let mut out = format!("\n  {title} (last {} lines):", tail.len());
+    for line in tail {
+        out.push_str("\n    ");
+        out.push_str(line.trim_end());
+    }
+    out
+}
