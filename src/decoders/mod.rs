@@ -8,6 +8,17 @@
 use std::collections::BTreeMap;
 use std::fmt;
 
+mod errno;
+mod errno_table;
+mod hex;
+mod regexp;
+mod static_map;
+mod string;
+mod syscall;
+#[cfg(target_arch = "x86_64")]
+mod syscall_table_x86_64;
+mod uint;
+
 /// Why a decoder did not produce a value.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum DecodeError {
@@ -71,7 +82,15 @@ pub trait Decoder: Send + Sync + fmt::Debug {
 pub type Builder = fn(&DecoderOptions) -> Result<Box<dyn Decoder>, String>;
 
 /// Every decoder by config name.
-pub const REGISTRY: &[(&str, Builder)] = &[];
+pub const REGISTRY: &[(&str, Builder)] = &[
+    ("errno", errno::build),
+    ("hex", hex::build),
+    ("regexp", regexp::build),
+    ("static_map", static_map::build),
+    ("string", string::build),
+    ("syscall", syscall::build),
+    ("uint", uint::build),
+];
 
 /// The decoder named `name`, or an error listing the known ones.
 pub fn build(name: &str, options: &DecoderOptions) -> Result<Box<dyn Decoder>, String> {
@@ -97,4 +116,122 @@ pub fn decode_chain(chain: &[Box<dyn Decoder>], input: &[u8]) -> Result<Vec<u8>,
         value = decoder.decode(&value)?;
     }
     Ok(value)
+}
+
+/// Shows a decoder's input in an error message with non-printable bytes
+/// escaped, since it is often binary and the message ends up in logs.
+fn quoted(input: &[u8]) -> String {
+    format!("\"{}\"", input.escape_ascii())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn unknown_decoder_lists_known_ones() {
+        let err = build("nope", &DecoderOptions::default()).unwrap_err();
+        assert_eq!(
+            err,
+            "unknown decoder \"nope\" (known: errno, hex, regexp, static_map, string, syscall, uint)"
+        );
+    }
+
+    #[test]
+    fn registry_names_are_unique() {
+        let names = known_names();
+        assert!(names.windows(2).all(|w| w[0] != w[1]), "{names:?}");
+        assert_eq!(names.len(), REGISTRY.len());
+    }
+
+    #[test]
+    fn every_decoder_refuses_options_it_does_not_take() {
+        // (decoder, options including at least one it does not take)
+        let cases: &[(&str, DecoderOptions)] = &[
+            ("errno", with_every_option()),
+            ("hex", with_every_option()),
+            ("regexp", with_every_option()),
+            ("static_map", with_regexps()),
+            ("string", with_every_option()),
+            ("syscall", with_every_option()),
+            ("uint", with_regexps()),
+        ];
+        assert_eq!(cases.len(), REGISTRY.len(), "a decoder is missing here");
+        for (name, options) in cases {
+            let err = build(name, options).unwrap_err();
+            assert!(
+                err.starts_with(&format!("decoder \"{name}\"")),
+                "{name}: {err}"
+            );
+        }
+    }
+
+    fn with_every_option() -> DecoderOptions {
+        DecoderOptions {
+            allow_unknown: Some(true),
+            regexps: Some(vec!["x".into()]),
+            static_map: Some(BTreeMap::new()),
+        }
+    }
+
+    fn with_regexps() -> DecoderOptions {
+        DecoderOptions {
+            regexps: Some(vec!["x".into()]),
+            ..DecoderOptions::default()
+        }
+    }
+
+    fn chain(names: &[&str]) -> Vec<Box<dyn Decoder>> {
+        names
+            .iter()
+            .map(|name| build(name, &DecoderOptions::default()).unwrap())
+            .collect()
+    }
+
+    #[test]
+    fn chains() {
+        // (case, decoder names, input, expected)
+        type Case<'a> = (
+            &'a str,
+            &'a [&'a str],
+            &'a [u8],
+            Result<&'a str, DecodeError>,
+        );
+        let cases: &[Case<'_>] = &[
+            ("empty chain passes bytes through", &[], b"abc", Ok("abc")),
+            ("uint then hex", &["uint", "hex"], &[7], Ok("37")),
+            (
+                "uint then errno",
+                &["uint", "errno"],
+                &2u32.to_ne_bytes(),
+                Ok("ENOENT"),
+            ),
+            ("string then hex", &["string", "hex"], b"ab\0cd", Ok("6162")),
+            (
+                "first error stops the chain",
+                &["uint", "errno"],
+                &[1, 2, 3],
+                Err(DecodeError::Invalid(
+                    "uint decoder: cannot decode 3 bytes, expected 1, 2, 4 or 8".into(),
+                )),
+            ),
+        ];
+        for (name, names, input, want) in cases {
+            let got = decode_chain(&chain(names), input);
+            let want = want.clone().map(|s| s.as_bytes().to_vec());
+            assert_eq!(got, want, "case {name}");
+        }
+    }
+
+    #[cfg(target_arch = "x86_64")]
+    #[test]
+    fn uint_then_syscall() {
+        let chain = chain(&["uint", "syscall"]);
+        assert_eq!(decode_chain(&chain, &[0; 8]), Ok(b"read".to_vec()));
+    }
+
+    #[test]
+    fn quoted_escapes_binary() {
+        assert_eq!(quoted(b"a\"\0\xff"), r#""a\"\x00\xff""#);
+    }
 }
