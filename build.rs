@@ -16,7 +16,8 @@ use std::{env, fs};
 use libbpf_cargo::SkeletonBuilder;
 
 fn main() {
-    let root = PathBuf::from(env::var("CARGO_MANIFEST_DIR").expect("cargo sets CARGO_MANIFEST_DIR"));
+    let root =
+        PathBuf::from(env::var("CARGO_MANIFEST_DIR").expect("cargo sets CARGO_MANIFEST_DIR"));
     let out = PathBuf::from(env::var("OUT_DIR").expect("cargo sets OUT_DIR"));
     let include = root.join("bpf/include");
     let vmlinux = vmlinux_dir(&include);
@@ -88,7 +89,11 @@ fn files_with_suffix(dir: &Path, suffix: &str) -> Vec<PathBuf> {
     let mut files: Vec<PathBuf> = fs::read_dir(dir)
         .unwrap_or_else(|e| panic!("reading {}: {e}", dir.display()))
         .map(|entry| entry.expect("reading directory entry").path())
-        .filter(|p| p.file_name().and_then(|n| n.to_str()).is_some_and(|n| n.ends_with(suffix)))
+        .filter(|p| {
+            p.file_name()
+                .and_then(|n| n.to_str())
+                .is_some_and(|n| n.ends_with(suffix))
+        })
         .collect();
     files.sort();
     files
@@ -97,10 +102,16 @@ fn files_with_suffix(dir: &Path, suffix: &str) -> Vec<PathBuf> {
 /// The file name without `suffix`; names become registry keys, config names
 /// and metric-adjacent identifiers, so they are kept to `[a-z0-9_]`.
 fn stem(path: &Path, suffix: &str) -> String {
-    let file = path.file_name().and_then(|n| n.to_str()).expect("UTF-8 file name");
+    let file = path
+        .file_name()
+        .and_then(|n| n.to_str())
+        .expect("UTF-8 file name");
     let name = file.strip_suffix(suffix).expect("filtered by suffix");
     assert!(
-        !name.is_empty() && name.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_'),
+        !name.is_empty()
+            && name
+                .bytes()
+                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_'),
         "{}: file names must be [a-z0-9_]+ followed by {suffix}",
         path.display()
     );

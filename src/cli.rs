@@ -1,1 +1,113 @@
-//! Command-line flags.
+//! Command-line flags, dotted as in Prometheus exporters
+//! (`--web.listen-address`), parsed raw by clap and resolved by [`Args::resolve`].
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::Parser;
+
+use crate::reader::maps::ReadMethod;
+
+#[derive(Debug, Parser)]
+#[command(name = "bpf-exporter", version, about = "Prometheus exporter for eBPF maps")]
+pub struct Args {
+    /// Directory of <name>.yaml configs; replaces the embedded default set.
+    #[arg(long = "config.dir", value_name = "DIR")]
+    pub config_dir: Option<PathBuf>,
+
+    /// Comma-separated config names to run (default: all).
+    #[arg(long = "config.names", value_name = "NAMES", value_delimiter = ',')]
+    pub config_names: Option<Vec<String>>,
+
+    /// Load and attach the selected configs, print a report, exit 0 only if
+    /// all of them are good.
+    #[arg(long = "config.check")]
+    pub config_check: bool,
+
+    /// Make any config or load/attach failure fatal instead of reporting it
+    /// and running the rest.
+    #[arg(long = "config.strict")]
+    pub config_strict: bool,
+
+    /// Address to listen on for HTTP (`:9435` means every interface).
+    #[arg(long = "web.listen-address", value_name = "ADDR", default_value = ":9435")]
+    pub listen_address: String,
+
+    /// Path under which metrics are served.
+    #[arg(long = "web.telemetry-path", value_name = "PATH", default_value = "/metrics")]
+    pub telemetry_path: String,
+
+    /// Prefix of every metric read from BPF maps.
+    #[arg(long = "metrics.prefix", value_name = "PREFIX", default_value = "ebpf_")]
+    pub metrics_prefix: String,
+
+    /// How often maps are read in the background (e.g. 500ms, 5s, 1m).
+    #[arg(long = "maps.read-interval", value_name = "DURATION", default_value = "5s", value_parser = parse_duration)]
+    pub read_interval: Duration,
+
+    /// How maps are read: `batch` (BPF_MAP_LOOKUP_BATCH, falling back to
+    /// per-key where the kernel lacks it) or `per-key`.
+    #[arg(long = "maps.read-method", value_name = "METHOD", default_value = "batch", value_parser = parse_method)]
+    pub read_method: ReadMethod,
+
+    /// Log level: error, warn, info, debug or trace.
+    #[arg(long = "log.level", value_name = "LEVEL", default_value = "info")]
+    pub log_level: tracing::Level,
+}
+
+/// Prometheus-style durations: a whole number and a unit among ms, s, m, h.
+pub fn parse_duration(s: &str) -> Result<Duration, String> {
+    let split = s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len());
+    let (number, unit) = s.split_at(split);
+    let n: u64 = number.parse().map_err(|_| format!("{s:?} is not a duration such as 500ms, 5s or 1m"))?;
+    let d = match unit {
+        "ms" => Duration::from_millis(n),
+        "s" => Duration::from_secs(n),
+        "m" => Duration::from_secs(n.saturating_mul(60)),
+        "h" => Duration::from_secs(n.saturating_mul(3600)),
+        _ => return Err(format!("{s:?}: unknown unit {unit:?}; use ms, s, m or h")),
+    };
+    if d.is_zero() {
+        return Err("the interval must be longer than zero".into());
+    }
+    Ok(d)
+}
+
+fn parse_method(s: &str) -> Result<ReadMethod, String> {
+    match s {
+        "batch" => Ok(ReadMethod::Batch),
+        "per-key" => Ok(ReadMethod::PerKey),
+        _ => Err(format!("{s:?}: use batch or per-key")),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations_parse_like_prometheus_flags() {
+        assert_eq!(parse_duration("500ms"), Ok(Duration::from_millis(500)));
+        assert_eq!(parse_duration("5s"), Ok(Duration::from_secs(5)));
+        assert_eq!(parse_duration("2m"), Ok(Duration::from_secs(120)));
+        for bad in ["", "5", "s", "0s", "1.5s", "-1s", "5 s", "5d"] {
+            assert!(parse_duration(bad).is_err(), "{bad:?} parsed");
+        }
+    }
+
+    #[test]
+    fn defaults_match_the_readme() {
+        let args = Args::parse_from(["bpf-exporter"]);
+        assert_eq!(args.listen_address, ":9435");
+        assert_eq!(args.telemetry_path, "/metrics");
+        assert_eq!(args.metrics_prefix, "ebpf_");
+        assert_eq!(args.read_interval, Duration::from_secs(5));
+        assert!(args.config_dir.is_none() && args.config_names.is_none());
+    }
+
+    #[test]
+    fn config_names_split_on_commas() {
+        let args = Args::parse_from(["bpf-exporter", "--config.names=syscalls,execs"]);
+        assert_eq!(args.config_names.unwrap(), ["syscalls", "execs"]);
+    }
+}

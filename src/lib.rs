@@ -7,6 +7,7 @@
 pub mod cli;
 pub mod config;
 pub mod decoders;
+pub mod exporter;
 pub mod metrics;
 pub mod programs;
 pub mod reader;

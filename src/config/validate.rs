@@ -8,7 +8,10 @@ use std::cell::RefCell;
 use serde_saphyr::{DefaultMessageFormatter, Location, MessageFormatter, Spanned};
 
 use super::raw::{RawAttach, RawConfig, RawCounter, RawLabel};
-use super::{AttachSpec, Config, ConfigError, ConfigErrors, LabelSpec, MetricSpec, MetricType, Source, XdpMode};
+use super::{
+    AttachSpec, Config, ConfigError, ConfigErrors, LabelSpec, MetricSpec, MetricType, Source,
+    XdpMode,
+};
 use crate::decoders::{self, DecoderOptions};
 use crate::programs::{self, ObjectInfo};
 
@@ -30,8 +33,14 @@ pub fn parse(source: &Source, prefix: &str) -> Result<Config, ConfigErrors> {
     }
     let raw = deserialize(file, &source.text).map_err(|e| ConfigErrors(vec![e]))?;
 
-    let mut v = Validator { file, errors: Vec::new() };
-    let program = raw.program.as_ref().map_or(source.name.clone(), |p| p.value.clone());
+    let mut v = Validator {
+        file,
+        errors: Vec::new(),
+    };
+    let program = raw
+        .program
+        .as_ref()
+        .map_or(source.name.clone(), |p| p.value.clone());
     let Some(embedded) = programs::find(&program) else {
         let message = format!(
             "no embedded program named {program:?} (embedded: {}); {}",
@@ -56,14 +65,22 @@ pub fn parse(source: &Source, prefix: &str) -> Result<Config, ConfigErrors> {
         let path = format!("metrics.counters[{i}]");
         if let Some(spec) = v.counter(&path, counter, &info, prefix) {
             if metrics.iter().any(|m| m.name == spec.name) {
-                v.error(counter.value.name.referenced, &path, format!("metric {:?} is defined twice", spec.name));
+                v.error(
+                    counter.value.name.referenced,
+                    &path,
+                    format!("metric {:?} is defined twice", spec.name),
+                );
             } else {
                 metrics.push(spec);
             }
         }
     }
     if raw.metrics.value.counters.is_empty() {
-        v.error(raw.metrics.referenced, "metrics", "no metrics defined: add `counters:` with one entry per map");
+        v.error(
+            raw.metrics.referenced,
+            "metrics",
+            "no metrics defined: add `counters:` with one entry per map",
+        );
     }
 
     let attach: Vec<AttachSpec> = raw
@@ -124,7 +141,10 @@ fn deserialize(file: &str, text: &str) -> Result<RawConfig, ConfigError> {
 
 /// Drops the `.value` steps that span wrappers add and the `.` of the root.
 fn clean_path(path: &str) -> String {
-    let cleaned: Vec<&str> = path.split('.').filter(|s| *s != "value" && !s.is_empty() && *s != "?").collect();
+    let cleaned: Vec<&str> = path
+        .split('.')
+        .filter(|s| *s != "value" && !s.is_empty() && *s != "?")
+        .collect();
     cleaned.join(".")
 }
 
@@ -135,10 +155,17 @@ struct Validator<'a> {
 
 impl Validator<'_> {
     fn error(&mut self, location: Location, path: &str, message: impl Into<String>) {
-        self.errors.push(ConfigError::at(self.file, location, path, message));
+        self.errors
+            .push(ConfigError::at(self.file, location, path, message));
     }
 
-    fn counter(&mut self, path: &str, counter: &Spanned<RawCounter>, info: &ObjectInfo, prefix: &str) -> Option<MetricSpec> {
+    fn counter(
+        &mut self,
+        path: &str,
+        counter: &Spanned<RawCounter>,
+        info: &ObjectInfo,
+        prefix: &str,
+    ) -> Option<MetricSpec> {
         let c = &counter.value;
         let before = self.errors.len();
         let name = format!("{prefix}{}", c.name.value);
@@ -153,12 +180,21 @@ impl Validator<'_> {
             );
         }
         if c.help.value.trim().is_empty() {
-            self.error(c.help.referenced, &format!("{path}.help"), "help is empty: say what the metric counts");
+            self.error(
+                c.help.referenced,
+                &format!("{path}.help"),
+                "help is empty: say what the metric counts",
+            );
         }
         let map = match info.map(&c.name.value) {
             Some(map) => Some(map),
             None => {
-                let known: Vec<&str> = info.maps.iter().map(|m| m.name.as_str()).filter(|n| !n.contains('.')).collect();
+                let known: Vec<&str> = info
+                    .maps
+                    .iter()
+                    .map(|m| m.name.as_str())
+                    .filter(|n| !n.contains('.'))
+                    .collect();
                 self.error(
                     c.name.referenced,
                     &format!("{path}.name"),
@@ -187,7 +223,10 @@ impl Validator<'_> {
                 self.error(
                     c.name.referenced,
                     &format!("{path}.name"),
-                    format!("map {:?} has {}-byte values; counters need u64 (8-byte) values", map.name, map.value_size),
+                    format!(
+                        "map {:?} has {}-byte values; counters need u64 (8-byte) values",
+                        map.name, map.value_size
+                    ),
                 );
             }
         }
@@ -200,10 +239,19 @@ impl Validator<'_> {
         for (j, label) in c.labels.iter().enumerate() {
             let lpath = format!("{path}.labels[{j}]");
             let is_cpu = percpu && j + 1 == count && label.value.name.value == CPU_LABEL;
-            if c.labels[..j].iter().any(|l| l.value.name.value == label.value.name.value) {
-                self.error(label.value.name.referenced, &format!("{lpath}.name"), format!("label {:?} is defined twice", label.value.name.value));
+            if c.labels[..j]
+                .iter()
+                .any(|l| l.value.name.value == label.value.name.value)
+            {
+                self.error(
+                    label.value.name.referenced,
+                    &format!("{lpath}.name"),
+                    format!("label {:?} is defined twice", label.value.name.value),
+                );
             }
-            let Some(spec) = self.label(&lpath, label, if is_cpu { 0 } else { offset }) else { continue };
+            let Some(spec) = self.label(&lpath, label, if is_cpu { 0 } else { offset }) else {
+                continue;
+            };
             if is_cpu {
                 if !matches!(spec.size, 1 | 2 | 4 | 8) {
                     self.error(label.value.size.referenced, &format!("{lpath}.size"), "the cpu label carries the CPU number: its size must be 1, 2, 4 or 8 (ebpf_exporter uses 2)");
@@ -257,15 +305,30 @@ impl Validator<'_> {
             );
         }
         if l.size.value == 0 || l.size.value > 4096 {
-            self.error(l.size.referenced, &format!("{path}.size"), format!("size {} is out of range: give the label's byte count in the key (1 to 4096)", l.size.value));
+            self.error(
+                l.size.referenced,
+                &format!("{path}.size"),
+                format!(
+                    "size {} is out of range: give the label's byte count in the key (1 to 4096)",
+                    l.size.value
+                ),
+            );
         }
         if let Some(padding) = &l.padding {
             if padding.value > 4096 {
-                self.error(padding.referenced, &format!("{path}.padding"), format!("padding {} is out of range (0 to 4096)", padding.value));
+                self.error(
+                    padding.referenced,
+                    &format!("{path}.padding"),
+                    format!("padding {} is out of range (0 to 4096)", padding.value),
+                );
             }
         }
         if l.decoders.is_empty() {
-            self.error(label.referenced, &format!("{path}.decoders"), "no decoders: add at least one, such as `decoders: [{name: uint}]`");
+            self.error(
+                label.referenced,
+                &format!("{path}.decoders"),
+                "no decoders: add at least one, such as `decoders: [{name: uint}]`",
+            );
         }
         let mut decoders = Vec::new();
         for (k, d) in l.decoders.iter().enumerate() {
@@ -276,7 +339,11 @@ impl Validator<'_> {
             };
             match decoders::build(&d.value.name.value, &options) {
                 Ok(decoder) => decoders.push(decoder),
-                Err(message) => self.error(d.value.name.referenced, &format!("{path}.decoders[{k}]"), message),
+                Err(message) => self.error(
+                    d.value.name.referenced,
+                    &format!("{path}.decoders[{k}]"),
+                    message,
+                ),
             }
         }
         (self.errors.len() == before).then(|| LabelSpec {
@@ -287,7 +354,12 @@ impl Validator<'_> {
         })
     }
 
-    fn attach(&mut self, path: &str, attach: &Spanned<RawAttach>, info: &ObjectInfo) -> Option<AttachSpec> {
+    fn attach(
+        &mut self,
+        path: &str,
+        attach: &Spanned<RawAttach>,
+        info: &ObjectInfo,
+    ) -> Option<AttachSpec> {
         let a = &attach.value;
         let before = self.errors.len();
         if !info.programs.iter().any(|p| p.name == a.program.value) {
@@ -295,11 +367,19 @@ impl Validator<'_> {
             self.error(
                 a.program.referenced,
                 &format!("{path}.program"),
-                format!("the object has no program {:?} (programs: {})", a.program.value, known.join(", ")),
+                format!(
+                    "the object has no program {:?} (programs: {})",
+                    a.program.value,
+                    known.join(", ")
+                ),
             );
         }
         let Some(xdp) = &a.xdp else {
-            self.error(attach.referenced, path, "say how to attach: add `xdp: {interface: <name>}`");
+            self.error(
+                attach.referenced,
+                path,
+                "say how to attach: add `xdp: {interface: <name>}`",
+            );
             return None;
         };
         let interface = xdp.value.interface.value.clone();
@@ -309,23 +389,39 @@ impl Validator<'_> {
         let mode = match &xdp.value.mode {
             None => XdpMode::Auto,
             Some(m) => XdpMode::parse(&m.value).unwrap_or_else(|| {
-                self.error(m.referenced, &format!("{path}.xdp.mode"), format!("unknown XDP mode {:?} (known: {})", m.value, XdpMode::NAMES.join(", ")));
+                self.error(
+                    m.referenced,
+                    &format!("{path}.xdp.mode"),
+                    format!(
+                        "unknown XDP mode {:?} (known: {})",
+                        m.value,
+                        XdpMode::NAMES.join(", ")
+                    ),
+                );
                 XdpMode::Auto
             }),
         };
-        (self.errors.len() == before).then(|| AttachSpec::Xdp { program: a.program.value.clone(), interface, mode })
+        (self.errors.len() == before).then(|| AttachSpec::Xdp {
+            program: a.program.value.clone(),
+            interface,
+            mode,
+        })
     }
 }
 
 fn is_metric_name(name: &str) -> bool {
     let mut chars = name.chars();
-    chars.next().is_some_and(|c| c.is_ascii_alphabetic() || c == '_' || c == ':')
+    chars
+        .next()
+        .is_some_and(|c| c.is_ascii_alphabetic() || c == '_' || c == ':')
         && chars.all(|c| c.is_ascii_alphanumeric() || c == '_' || c == ':')
 }
 
 fn is_label_name(name: &str) -> bool {
     let mut chars = name.chars();
     !name.starts_with("__")
-        && chars.next().is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
+        && chars
+            .next()
+            .is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
         && chars.all(|c| c.is_ascii_alphanumeric() || c == '_')
 }

@@ -6,7 +6,9 @@
 use std::os::fd::{AsFd, AsRawFd, FromRawFd, OwnedFd};
 use std::sync::{Mutex, Once};
 
-use libbpf_rs::{ErrorKind, Link, MapCore, MapHandle, Object, ObjectBuilder, OpenObject, PrintLevel};
+use libbpf_rs::{
+    ErrorKind, Link, MapCore, MapHandle, Object, ObjectBuilder, OpenObject, PrintLevel,
+};
 
 use super::{fs, EmbeddedProgram};
 use crate::config::{AttachSpec, Config, XdpMode};
@@ -64,14 +66,18 @@ pub fn load(config: &Config) -> Result<Loaded, String> {
             continue;
         }
         let section = prog.section().to_string_lossy().into_owned();
-        let explicit: Vec<&AttachSpec> = config.attach.iter().filter(|a| a.program() == name).collect();
+        let explicit: Vec<&AttachSpec> = config
+            .attach
+            .iter()
+            .filter(|a| a.program() == name)
+            .collect();
         let result = if explicit.is_empty() {
             attach_from_section(&prog, &section).map(|link| links.push(link))
         } else {
             explicit.iter().try_for_each(|spec| match spec {
-                AttachSpec::Xdp { interface, mode, .. } => {
-                    attach_xdp(&prog, interface, *mode).map(|fd| xdp_links.push(fd))
-                }
+                AttachSpec::Xdp {
+                    interface, mode, ..
+                } => attach_xdp(&prog, interface, *mode).map(|fd| xdp_links.push(fd)),
             })
         };
         programs.push(ProgramStatus {
@@ -102,7 +108,12 @@ fn load_isolating_failures(embedded: &EmbeddedProgram) -> Result<(Object, Refuse
     };
     let programs: Vec<(String, String)> = open(embedded)?
         .progs()
-        .map(|p| (p.name().to_string_lossy().into_owned(), p.section().to_string_lossy().into_owned()))
+        .map(|p| {
+            (
+                p.name().to_string_lossy().into_owned(),
+                p.section().to_string_lossy().into_owned(),
+            )
+        })
         .collect();
     let mut refused = Vec::new();
     for (name, section) in &programs {
@@ -114,13 +125,24 @@ fn load_isolating_failures(embedded: &EmbeddedProgram) -> Result<(Object, Refuse
             obj.load().map(drop).map_err(|e| (e.kind(), e.to_string()))
         });
         if let Err((kind, error)) = result {
-            refused.push((name.clone(), section.clone(), load_error(name, section, kind, &error, &log)));
+            refused.push((
+                name.clone(),
+                section.clone(),
+                load_error(name, section, kind, &error, &log),
+            ));
         }
     }
     if refused.is_empty() || refused.len() == programs.len() {
-        let detail = refused.iter().map(|(_, _, e)| e.as_str()).collect::<Vec<_>>();
+        let detail = refused
+            .iter()
+            .map(|(_, _, e)| e.as_str())
+            .collect::<Vec<_>>();
         return Err(if detail.is_empty() {
-            format!("loading the object failed: {}{}", whole_error.0, log_tail(&whole_error.1))
+            format!(
+                "loading the object failed: {}{}",
+                whole_error.0,
+                log_tail(&whole_error.1)
+            )
         } else {
             detail.join("; ")
         });
@@ -136,9 +158,12 @@ fn load_isolating_failures(embedded: &EmbeddedProgram) -> Result<(Object, Refuse
     for (name, _, error) in &refused {
         tracing::warn!(program = %name, "left out: {error}");
     }
-    result
-        .map(|object| (object, refused))
-        .map_err(|e| format!("loading the object without the refused programs failed: {e}{}", log_tail(&log)))
+    result.map(|object| (object, refused)).map_err(|e| {
+        format!(
+            "loading the object without the refused programs failed: {e}{}",
+            log_tail(&log)
+        )
+    })
 }
 
 fn open(embedded: &EmbeddedProgram) -> Result<OpenObject, String> {
@@ -158,13 +183,20 @@ fn load_error(name: &str, section: &str, kind: ErrorKind, error: &str, log: &[St
     } else {
         ""
     };
-    format!("program {name:?} (SEC \"{section}\") was refused by the kernel: {error}{hint}{}", log_tail(log))
+    format!(
+        "program {name:?} (SEC \"{section}\") was refused by the kernel: {error}{hint}{}",
+        log_tail(log)
+    )
 }
 
 fn is_trampoline(section: &str) -> bool {
     ["fentry", "fexit", "fmod_ret", "lsm", "freplace"]
         .iter()
-        .any(|p| section == *p || section.starts_with(&format!("{p}/")) || section.starts_with(&format!("{p}.s/")))
+        .any(|p| {
+            section == *p
+                || section.starts_with(&format!("{p}/"))
+                || section.starts_with(&format!("{p}.s/"))
+        })
 }
 
 fn attach_from_section(prog: &libbpf_rs::ProgramMut<'_>, section: &str) -> Result<Link, String> {
@@ -186,12 +218,19 @@ fn attach_from_section(prog: &libbpf_rs::ProgramMut<'_>, section: &str) -> Resul
 
 /// Attaches through a BPF link, which the kernel removes when the exporter
 /// exits, unlike a netlink XDP attachment that would stay on the interface.
-fn attach_xdp(prog: &libbpf_rs::ProgramMut<'_>, interface: &str, mode: XdpMode) -> Result<OwnedFd, String> {
-    let name = std::ffi::CString::new(interface).map_err(|_| format!("bad interface name {interface:?}"))?;
+fn attach_xdp(
+    prog: &libbpf_rs::ProgramMut<'_>,
+    interface: &str,
+    mode: XdpMode,
+) -> Result<OwnedFd, String> {
+    let name = std::ffi::CString::new(interface)
+        .map_err(|_| format!("bad interface name {interface:?}"))?;
     // SAFETY: `name` is a valid NUL-terminated string.
     let ifindex = unsafe { libc::if_nametoindex(name.as_ptr()) };
     if ifindex == 0 {
-        return Err(format!("no network interface {interface:?} (see `ip link`): fix attach.xdp.interface"));
+        return Err(format!(
+            "no network interface {interface:?} (see `ip link`): fix attach.xdp.interface"
+        ));
     }
     let flags = match mode {
         XdpMode::Auto => 0,
@@ -219,7 +258,9 @@ fn attach_xdp(prog: &libbpf_rs::ProgramMut<'_>, interface: &str, mode: XdpMode) 
             libc::EPERM => ": attaching XDP needs CAP_NET_ADMIN".to_string(),
             _ => String::new(),
         };
-        return Err(format!("attaching XDP to {interface} (mode {mode}) failed: {err}{hint}"));
+        return Err(format!(
+            "attaching XDP to {interface} (mode {mode}) failed: {err}{hint}"
+        ));
     }
     // SAFETY: the kernel returned a new fd that nothing else owns.
     Ok(unsafe { OwnedFd::from_raw_fd(rc) })
@@ -252,7 +293,11 @@ fn with_captured_log<T>(f: impl FnOnce() -> T) -> (T, Vec<String>) {
     let _guard = LOADING.lock().unwrap_or_else(|e| e.into_inner());
     *CAPTURED.lock().unwrap_or_else(|e| e.into_inner()) = Some(Vec::new());
     let result = f();
-    let log = CAPTURED.lock().unwrap_or_else(|e| e.into_inner()).take().unwrap_or_default();
+    let log = CAPTURED
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .take()
+        .unwrap_or_default();
     (result, log)
 }
 
@@ -266,7 +311,10 @@ fn log_tail(log: &[String]) -> String {
         .take_while(|l| !l.contains("END PROG LOAD LOG"))
         .collect();
     let (title, lines): (&str, Vec<&String>) = if verifier.is_empty() {
-        ("libbpf", log.iter().filter(|l| l.starts_with("libbpf:")).collect())
+        (
+            "libbpf",
+            log.iter().filter(|l| l.starts_with("libbpf:")).collect(),
+        )
     } else {
         ("verifier log", verifier)
     };

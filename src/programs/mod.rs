@@ -112,7 +112,11 @@ mod tests {
         assert!(!EMBEDDED_PROGRAMS.is_empty());
         for program in EMBEDDED_PROGRAMS {
             let info = inspect(program.name, program.object).unwrap();
-            assert!(!info.programs.is_empty(), "{} has no programs", program.name);
+            assert!(
+                !info.programs.is_empty(),
+                "{} has no programs",
+                program.name
+            );
         }
     }
 
@@ -121,6 +125,9 @@ mod tests {
         let p = find("syscalls").unwrap();
         let info = inspect(p.name, p.object).unwrap();
         let map = info.map("syscalls_total").unwrap();
-        assert_eq!((map.map_type, map.key_size, map.value_size), (MapType::Hash, 8, 8));
+        assert_eq!(
+            (map.map_type, map.key_size, map.value_size),
+            (MapType::Hash, 8, 8)
+        );
     }
 }

@@ -1,1 +1,210 @@
-//! Map reads.
+//! The background reader: every interval it reads each config's maps,
+//! builds the metric families and publishes one immutable [`Snapshot`].
+//! Scrapes never trigger or wait for a read.
+
+pub mod maps;
+pub mod rows;
+
+use std::sync::mpsc::{self, RecvTimeoutError};
+use std::sync::Arc;
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant, SystemTime};
+
+use crate::config::Config;
+use crate::metrics::{ConfigState, ConfigStatus, Family, MetricKind, Sample, Snapshot, SnapshotCell, Value};
+use crate::programs::loader::Loaded;
+use maps::{KernelMap, MapSource, ReadMethod};
+
+/// Prefix of the exporter's own metrics.
+pub const SELF_PREFIX: &str = "bpf_exporter_";
+
+/// One metric of a running config and what its reads have done so far.
+struct MetricState {
+    spec: usize,
+    source: Box<dyn MapSource>,
+    /// The last good family: kept when a read fails, so a transient error
+    /// does not make series vanish.
+    last: Option<Family>,
+    read_errors: u64,
+    decode_errors: u64,
+    duration: Duration,
+    entries: usize,
+}
+
+struct Target {
+    config: Config,
+    loaded: Loaded,
+    metrics: Vec<MetricState>,
+}
+
+/// Owns the loaded programs and their map handles. Dropping it detaches
+/// every program.
+#[derive(Default)]
+pub struct Reader {
+    targets: Vec<Target>,
+    /// Configs that are not running, shown on `/` and in self-metrics.
+    others: Vec<ConfigStatus>,
+    last_cycle: Duration,
+}
+
+impl Reader {
+    pub fn new() -> Self {
+        Reader::default()
+    }
+
+    /// Adds a loaded config; its maps are read from the next cycle on.
+    pub fn add(&mut self, config: Config, loaded: Loaded, method: ReadMethod) -> Result<(), String> {
+        let mut metrics = Vec::new();
+        for (i, spec) in config.metrics.iter().enumerate() {
+            let handle = loaded.map(&spec.map).ok_or_else(|| format!("map {:?} is missing from the loaded object", spec.map))?;
+            let source = KernelMap::new(handle, method).map_err(|e| format!("map {:?}: {e}", spec.map))?;
+            metrics.push(MetricState::new(i, Box::new(source)));
+        }
+        self.targets.push(Target { config, loaded, metrics });
+        Ok(())
+    }
+
+    /// Records a config that could not be loaded.
+    pub fn add_failed(&mut self, status: ConfigStatus) {
+        self.others.push(status);
+    }
+
+    /// Reads every map once and returns the resulting snapshot.
+    pub fn read(&mut self) -> Snapshot {
+        let started = Instant::now();
+        let mut families = Vec::new();
+        for target in &mut self.targets {
+            for metric in &mut target.metrics {
+                let spec = &target.config.metrics[metric.spec];
+                let t = Instant::now();
+                match metric.source.read() {
+                    Ok(dump) => {
+                        let (family, stats) = rows::family(spec, &dump);
+                        metric.entries = dump.len();
+                        metric.decode_errors += stats.decode_errors;
+                        metric.last = Some(family);
+                    }
+                    Err(e) => {
+                        metric.read_errors += 1;
+                        tracing::warn!(config = %target.config.name, map = %spec.map, "map read failed: {e}");
+                    }
+                }
+                metric.duration = t.elapsed();
+                families.extend(metric.last.clone());
+            }
+        }
+        self.last_cycle = started.elapsed();
+        let taken_at = SystemTime::now();
+        families.extend(self.self_metrics(taken_at));
+        Snapshot { families, configs: self.statuses(), taken_at }
+    }
+
+    pub fn statuses(&self) -> Vec<ConfigStatus> {
+        let mut all: Vec<ConfigStatus> = self
+            .targets
+            .iter()
+            .map(|t| ConfigStatus {
+                name: t.config.name.clone(),
+                source: t.config.origin.clone(),
+                program: t.config.program.clone(),
+                state: if t.loaded.any_attached() { ConfigState::Running } else { ConfigState::Failed },
+                error: None,
+                programs: t.loaded.programs.clone(),
+            })
+            .chain(self.others.iter().cloned())
+            .collect();
+        all.sort_by(|a, b| a.name.cmp(&b.name));
+        all
+    }
+
+    fn self_metrics(&self, now: SystemTime) -> Vec<Family> {
+        let statuses = self.statuses();
+        let mut state = Vec::new();
+        let mut attached = Vec::new();
+        for status in &statuses {
+            for s in [ConfigState::Running, ConfigState::Invalid, ConfigState::Failed] {
+                state.push(gauge(&[&status.name, s.as_str()], f64::from(u8::from(status.state == s))));
+            }
+            for p in &status.programs {
+                attached.push(gauge(&[&status.name, &p.name], f64::from(u8::from(p.attached))));
+            }
+        }
+        let (mut duration, mut entries, mut read_errors, mut decode_errors) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+        for target in &self.targets {
+            for m in &target.metrics {
+                let spec = &target.config.metrics[m.spec];
+                let name = target.config.name.as_str();
+                duration.push(gauge(&[name, &spec.map, m.source.method().as_str()], m.duration.as_secs_f64()));
+                entries.push(gauge(&[name, &spec.map], m.entries as f64));
+                read_errors.push(counter(&[name, &spec.map], m.read_errors));
+                decode_errors.push(counter(&[name, &spec.name], m.decode_errors));
+            }
+        }
+        let timestamp = now.duration_since(SystemTime::UNIX_EPOCH).unwrap_or_default().as_secs_f64();
+        vec![
+            family("build_info", "Build information; always 1.", MetricKind::Gauge, &["version"], vec![gauge(&[env!("CARGO_PKG_VERSION")], 1.0)]),
+            family("config_state", "State of each config: running, invalid (the YAML was refused) or failed (its program did not load or attach); 1 for the current state.", MetricKind::Gauge, &["config", "state"], state),
+            family("program_attached", "Whether each BPF program of a config is attached (1) or not (0).", MetricKind::Gauge, &["config", "program"], attached),
+            family("map_read_duration_seconds", "Time the last read of each map took, and how it was read (batch or per_key).", MetricKind::Gauge, &["config", "map", "method"], duration),
+            family("map_entries", "Entries found in each map at the last read.", MetricKind::Gauge, &["config", "map"], entries),
+            family("map_read_errors_total", "Failed reads of each map; the metric keeps its last good values meanwhile.", MetricKind::Counter, &["config", "map"], read_errors),
+            family("decode_errors_total", "Map rows dropped because a label could not be decoded.", MetricKind::Counter, &["config", "metric"], decode_errors),
+            family("read_cycle_duration_seconds", "Time the last read of all maps took.", MetricKind::Gauge, &[], vec![gauge(&[], self.last_cycle.as_secs_f64())]),
+            family("last_read_timestamp_seconds", "Unix time of the last completed read cycle.", MetricKind::Gauge, &[], vec![gauge(&[], timestamp)]),
+        ]
+    }
+}
+
+impl MetricState {
+    fn new(spec: usize, source: Box<dyn MapSource>) -> Self {
+        MetricState { spec, source, last: None, read_errors: 0, decode_errors: 0, duration: Duration::ZERO, entries: 0 }
+    }
+}
+
+fn family(name: &str, help: &str, kind: MetricKind, labels: &[&str], samples: Vec<Sample>) -> Family {
+    Family {
+        name: format!("{SELF_PREFIX}{name}"),
+        help: help.to_string(),
+        kind,
+        label_names: labels.iter().map(|l| l.to_string()).collect(),
+        samples,
+    }
+}
+
+fn gauge(labels: &[&str], value: f64) -> Sample {
+    Sample { label_values: labels.iter().map(|l| l.to_string()).collect(), value: Value::Gauge(value) }
+}
+
+fn counter(labels: &[&str], value: u64) -> Sample {
+    Sample { label_values: labels.iter().map(|l| l.to_string()).collect(), value: Value::Counter(value) }
+}
+
+/// A reader running on its own thread; dropping the handle stops it and
+/// detaches the programs.
+pub struct Running {
+    stop: mpsc::Sender<()>,
+    thread: Option<JoinHandle<()>>,
+}
+
+/// Publishes a first snapshot at once, then one per `interval`.
+pub fn spawn(mut reader: Reader, cell: Arc<SnapshotCell>, interval: Duration) -> std::io::Result<Running> {
+    let (stop, stopped) = mpsc::channel::<()>();
+    let thread = std::thread::Builder::new().name("map-reader".into()).spawn(move || loop {
+        let started = Instant::now();
+        cell.publish(reader.read());
+        match stopped.recv_timeout(interval.saturating_sub(started.elapsed())) {
+            Err(RecvTimeoutError::Timeout) => {}
+            Ok(()) | Err(RecvTimeoutError::Disconnected) => break,
+        }
+    })?;
+    Ok(Running { stop, thread: Some(thread) })
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        let _ = self.stop.send(());
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
+}

@@ -1,0 +1,94 @@
+//! Assembly: config sources → validated configs → loaded programs → a
+//! [`Reader`]. Shared by the binary, `--config.check` and the tests, so they
+//! all run the same path.
+
+use crate::config::{self, Source};
+use crate::metrics::{ConfigState, ConfigStatus};
+use crate::programs::loader;
+use crate::reader::maps::ReadMethod;
+use crate::reader::Reader;
+
+/// What happened to one config.
+#[derive(Debug, Clone)]
+pub struct Outcome {
+    pub status: ConfigStatus,
+}
+
+impl Outcome {
+    /// Running with every program attached.
+    pub fn is_good(&self) -> bool {
+        self.status.state == ConfigState::Running && self.status.programs.iter().all(|p| p.attached)
+    }
+}
+
+/// Parses, loads and attaches every source; failures are recorded in the
+/// outcomes and in the reader's statuses, never fatal here.
+pub fn assemble(sources: &[Source], prefix: &str, method: ReadMethod) -> (Reader, Vec<Outcome>) {
+    let mut reader = Reader::new();
+    let mut outcomes = Vec::new();
+    for source in sources {
+        let failed = |state, program: String, error: String| ConfigStatus {
+            name: source.name.clone(),
+            source: source.origin.clone(),
+            program,
+            state,
+            error: Some(error),
+            programs: Vec::new(),
+        };
+        let mut added = false;
+        let status = match config::parse(source, prefix) {
+            Err(errors) => failed(ConfigState::Invalid, String::new(), errors.to_string()),
+            Ok(config) => match loader::load(&config) {
+                Err(error) => failed(ConfigState::Failed, config.program.clone(), error),
+                Ok(loaded) => {
+                    let status = ConfigStatus {
+                        name: config.name.clone(),
+                        source: config.origin.clone(),
+                        program: config.program.clone(),
+                        state: if loaded.any_attached() { ConfigState::Running } else { ConfigState::Failed },
+                        error: None,
+                        programs: loaded.programs.clone(),
+                    };
+                    let program = config.program.clone();
+                    match reader.add(config, loaded, method) {
+                        Ok(()) => {
+                            added = true;
+                            status
+                        }
+                        Err(error) => failed(ConfigState::Failed, program, error),
+                    }
+                }
+            },
+        };
+        if !added {
+            reader.add_failed(status.clone());
+        }
+        outcomes.push(Outcome { status });
+    }
+    (reader, outcomes)
+}
+
+/// The `--config.check` report: one block per config.
+pub fn report(outcomes: &[Outcome]) -> String {
+    let mut out = String::new();
+    for o in outcomes {
+        let s = &o.status;
+        let verdict = if o.is_good() { "ok" } else { "FAILED" };
+        out.push_str(&format!("{verdict:<6} {} ({}) {}\n", s.name, s.source, s.state.as_str()));
+        if let Some(error) = &s.error {
+            for line in error.lines() {
+                out.push_str(&format!("       {line}\n"));
+            }
+        }
+        for p in &s.programs {
+            let mark = if p.attached { "attached" } else { "NOT attached" };
+            out.push_str(&format!("       program {} (SEC \"{}\"): {mark}\n", p.name, p.section));
+            if let Some(error) = &p.error {
+                for line in error.lines() {
+                    out.push_str(&format!("         {line}\n"));
+                }
+            }
+        }
+    }
+    out
+}

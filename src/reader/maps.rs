@@ -1,0 +1,226 @@
+//! Whole-map reads from the kernel: `BPF_MAP_LOOKUP_BATCH` where the kernel
+//! has it, per-key iteration otherwise, per-CPU maps included.
+//!
+//! libbpf-rs's `lookup_batch` is not used: it refuses per-CPU maps and ends
+//! its iteration quietly on some errors. Here every error is returned, so an
+//! entry is never lost without the read being reported as failed.
+
+use std::collections::HashSet;
+use std::io;
+use std::os::fd::{AsFd, AsRawFd};
+
+use libbpf_rs::{MapCore, MapHandle};
+
+/// Entries fetched per batch call; doubled on demand when a hash bucket
+/// holds more (`ENOSPC`).
+const BATCH_ENTRIES: usize = 4096;
+
+/// Every entry of a map, keys and values in flat buffers so that a read of
+/// a big map is two allocations, not one per entry.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct MapDump {
+    pub key_size: usize,
+    /// Values per entry: the possible CPUs for per-CPU maps, else 1.
+    pub values_per_entry: usize,
+    pub keys: Vec<u8>,
+    pub values: Vec<u64>,
+}
+
+impl MapDump {
+    pub fn new(key_size: usize, values_per_entry: usize) -> Self {
+        MapDump { key_size, values_per_entry, keys: Vec::new(), values: Vec::new() }
+    }
+
+    pub fn len(&self) -> usize {
+        self.keys.len().checked_div(self.key_size).unwrap_or(0)
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    pub fn push(&mut self, key: &[u8], values: &[u64]) {
+        debug_assert_eq!((key.len(), values.len()), (self.key_size, self.values_per_entry));
+        self.keys.extend_from_slice(key);
+        self.values.extend_from_slice(values);
+    }
+
+    /// `(key, values)` pairs; `values` has one u64 per CPU for per-CPU maps.
+    pub fn entries(&self) -> impl Iterator<Item = (&[u8], &[u64])> {
+        self.keys.chunks_exact(self.key_size.max(1)).zip(self.values.chunks_exact(self.values_per_entry.max(1)))
+    }
+}
+
+/// Anything the reader can take a whole-map dump from. The kernel is the
+/// real one; tests of decoding and aggregation use fixed dumps.
+pub trait MapSource: Send {
+    fn read(&mut self) -> io::Result<MapDump>;
+    /// How the last read was done, for self-metrics and logs.
+    fn method(&self) -> ReadMethod;
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ReadMethod {
+    Batch,
+    PerKey,
+}
+
+impl ReadMethod {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ReadMethod::Batch => "batch",
+            ReadMethod::PerKey => "per_key",
+        }
+    }
+}
+
+/// A map in the kernel with u64 values.
+#[derive(Debug)]
+pub struct KernelMap {
+    handle: MapHandle,
+    key_size: usize,
+    values_per_entry: usize,
+    max_entries: usize,
+    method: ReadMethod,
+}
+
+impl KernelMap {
+    /// `method` is the preferred one; batch falls back to per-key for good
+    /// when the kernel lacks batch operations for this map type.
+    pub fn new(handle: MapHandle, method: ReadMethod) -> io::Result<Self> {
+        if handle.value_size() != 8 {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                format!("map {:?} has {}-byte values, not u64", handle.name(), handle.value_size()),
+            ));
+        }
+        let percpu = crate::programs::is_percpu(handle.map_type());
+        let values_per_entry = if percpu { libbpf_rs::num_possible_cpus().map_err(io::Error::other)? } else { 1 };
+        Ok(KernelMap {
+            key_size: handle.key_size() as usize,
+            max_entries: handle.max_entries() as usize,
+            handle,
+            values_per_entry,
+            method,
+        })
+    }
+
+    fn read_batch(&self) -> io::Result<MapDump> {
+        let fd = self.handle.as_fd().as_raw_fd();
+        let (ks, vpe) = (self.key_size, self.values_per_entry);
+        let mut dump = MapDump::new(ks, vpe);
+        let mut chunk = self.max_entries.clamp(1, BATCH_ENTRIES);
+        // Hash maps use a 4-byte bucket cursor, arrays a key-sized one.
+        let token = ks.max(8);
+        let (mut in_token, mut out_token) = (vec![0u8; token], vec![0u8; token]);
+        let mut keys = vec![0u8; chunk * ks];
+        let mut values = vec![0u64; chunk * vpe];
+        let mut first = true;
+        loop {
+            let mut count = chunk as u32;
+            let opts = libbpf_sys::bpf_map_batch_opts {
+                sz: std::mem::size_of::<libbpf_sys::bpf_map_batch_opts>() as _,
+                elem_flags: 0,
+                flags: 0,
+            };
+            let in_ptr = if first { std::ptr::null_mut() } else { in_token.as_mut_ptr().cast() };
+            // SAFETY: the buffers hold `chunk` keys and `chunk * vpe` u64 values, the
+            // tokens are at least as large as any cursor the kernel writes.
+            let rc = unsafe {
+                libbpf_sys::bpf_map_lookup_batch(
+                    fd,
+                    in_ptr,
+                    out_token.as_mut_ptr().cast(),
+                    keys.as_mut_ptr().cast(),
+                    values.as_mut_ptr().cast(),
+                    &mut count,
+                    &opts,
+                )
+            };
+            let errno = if rc < 0 { -rc } else { 0 };
+            let n = (count as usize).min(chunk);
+            match errno {
+                0 | libc::ENOENT => {
+                    dump.keys.extend_from_slice(&keys[..n * ks]);
+                    dump.values.extend_from_slice(&values[..n * vpe]);
+                    if errno == libc::ENOENT {
+                        return Ok(dump);
+                    }
+                    std::mem::swap(&mut in_token, &mut out_token);
+                    first = false;
+                }
+                // One hash bucket holds more entries than fit; retry bigger.
+                libc::ENOSPC if n == 0 && chunk < self.max_entries.max(1) * 2 => {
+                    chunk *= 2;
+                    keys.resize(chunk * ks, 0);
+                    values.resize(chunk * vpe, 0);
+                }
+                _ => return Err(io::Error::from_raw_os_error(errno)),
+            }
+            if dump.len() > self.max_entries {
+                return Err(io::Error::other(format!(
+                    "batch read returned more than max_entries ({}) entries",
+                    self.max_entries
+                )));
+            }
+        }
+    }
+
+    fn read_per_key(&self) -> io::Result<MapDump> {
+        let fd = self.handle.as_fd().as_raw_fd();
+        let (ks, vpe) = (self.key_size, self.values_per_entry);
+        let mut dump = MapDump::new(ks, vpe);
+        let mut seen: HashSet<Vec<u8>> = HashSet::new();
+        let mut prev: Option<Vec<u8>> = None;
+        let mut next = vec![0u8; ks];
+        let mut values = vec![0u64; vpe];
+        // A hash map walk restarts when the previous key was deleted under
+        // it; bound the walk so a busy map cannot keep us here forever.
+        let limit = self.max_entries.saturating_mul(4).max(64);
+        for _ in 0..limit {
+            let prev_ptr = prev.as_ref().map_or(std::ptr::null(), |k| k.as_ptr().cast());
+            // SAFETY: `next` holds one key; `prev` is one key or null.
+            let rc = unsafe { libbpf_sys::bpf_map_get_next_key(fd, prev_ptr, next.as_mut_ptr().cast()) };
+            if rc < 0 {
+                return if -rc == libc::ENOENT { Ok(dump) } else { Err(io::Error::from_raw_os_error(-rc)) };
+            }
+            if seen.insert(next.clone()) {
+                // SAFETY: `values` holds one value per possible CPU (8 bytes each).
+                let rc = unsafe { libbpf_sys::bpf_map_lookup_elem(fd, next.as_ptr().cast(), values.as_mut_ptr().cast()) };
+                match -rc {
+                    0 => dump.push(&next, &values),
+                    libc::ENOENT => {} // deleted since get_next_key: not an entry any more
+                    errno => return Err(io::Error::from_raw_os_error(errno)),
+                }
+            }
+            prev = Some(next.clone());
+        }
+        Err(io::Error::other(format!(
+            "per-key walk did not finish after {limit} steps: the map changes faster than it can be walked"
+        )))
+    }
+}
+
+/// Errors meaning "this kernel has no batch ops for this map type".
+fn batch_unsupported(e: &io::Error) -> bool {
+    matches!(e.raw_os_error(), Some(libc::EINVAL | libc::EOPNOTSUPP | libc::ENOSYS | 524 /* ENOTSUPP */))
+}
+
+impl MapSource for KernelMap {
+    fn read(&mut self) -> io::Result<MapDump> {
+        if self.method == ReadMethod::Batch {
+            match self.read_batch() {
+                Err(e) if batch_unsupported(&e) => {
+                    tracing::info!(map = ?self.handle.name(), "batch lookups unsupported ({e}); reading per key");
+                    self.method = ReadMethod::PerKey;
+                }
+                result => return result,
+            }
+        }
+        self.read_per_key()
+    }
+
+    fn method(&self) -> ReadMethod {
+        self.method
+    }
+}
