@@ -1,7 +1,8 @@
 //! Compiles every `bpf/*.bpf.c` with libbpf-cargo and writes two registries
 //! into `OUT_DIR`, both keyed by file stem:
 //!
-//! - `programs.rs`: the compiled BPF objects (ELF bytes, BTF included);
+//! - `programs.rs`: the compiled BPF objects (ELF bytes, BTF included),
+//!   from `bpf/` and, marked test-only, from `tests/bpf/`;
 //! - `configs.rs`: the YAML files of `configs/`, the embedded default set.
 //!
 //! The objects are embedded whole rather than as typed skeleton structs:
@@ -24,9 +25,14 @@ fn main() {
 
     println!("cargo:rerun-if-changed=bpf");
     println!("cargo:rerun-if-changed=configs");
+    println!("cargo:rerun-if-changed=tests/bpf");
 
+    let sources = files_with_suffix(&root.join("bpf"), ".bpf.c")
+        .into_iter()
+        .map(|s| (s, false))
+        .chain(files_with_suffix(&root.join("tests/bpf"), ".bpf.c").into_iter().map(|s| (s, true)));
     let mut programs = String::from("pub static EMBEDDED_PROGRAMS: &[EmbeddedProgram] = &[\n");
-    for source in files_with_suffix(&root.join("bpf"), ".bpf.c") {
+    for (source, test_only) in sources {
         let name = stem(&source, ".bpf.c");
         let object = out.join(format!("{name}.bpf.o"));
         SkeletonBuilder::new()
@@ -44,7 +50,7 @@ fn main() {
             .unwrap_or_else(|e| panic!("compiling {}: {e:#}", source.display()));
         writeln!(
             programs,
-            "    EmbeddedProgram {{ name: {name:?}, object: include_bytes!({object:?}) }},"
+            "    EmbeddedProgram {{ name: {name:?}, object: include_bytes!({object:?}), test_only: {test_only} }},"
         )
         .unwrap();
     }

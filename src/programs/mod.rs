@@ -14,6 +14,8 @@ use libbpf_rs::{MapType, ObjectBuilder};
 pub struct EmbeddedProgram {
     pub name: &'static str,
     pub object: &'static [u8],
+    /// From `tests/bpf/`: loadable by name for tests, never listed.
+    pub test_only: bool,
 }
 
 include!(concat!(env!("OUT_DIR"), "/programs.rs"));
@@ -23,7 +25,7 @@ pub fn find(name: &str) -> Option<&'static EmbeddedProgram> {
 }
 
 pub fn embedded_names() -> Vec<&'static str> {
-    EMBEDDED_PROGRAMS.iter().map(|p| p.name).collect()
+    EMBEDDED_PROGRAMS.iter().filter(|p| !p.test_only).map(|p| p.name).collect()
 }
 
 /// A map as declared in the object.

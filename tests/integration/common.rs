@@ -1,0 +1,73 @@
+//! Shared test plumbing: BPF availability, assembling configs, reading
+//! counters out of snapshots.
+
+use bpf_exporter::config::{self, Source};
+use bpf_exporter::exporter::{self, Outcome};
+use bpf_exporter::metrics::{Snapshot, Value};
+use bpf_exporter::reader::maps::ReadMethod;
+use bpf_exporter::reader::Reader;
+
+/// True when this process may load BPF programs. Without BPF a test skips
+/// with a note, except under `CI=true`, where it fails: CI must prove the
+/// kernel paths, never skip them.
+pub fn bpf_available() -> bool {
+    // SAFETY: geteuid has no preconditions.
+    let root = unsafe { libc::geteuid() } == 0;
+    if root {
+        return true;
+    }
+    if std::env::var("CI").is_ok_and(|v| v == "true") {
+        panic!("CI=true but these tests cannot load BPF (not root): run them as root");
+    }
+    eprintln!("skipping: loading BPF needs root");
+    false
+}
+
+/// Assembles embedded configs by name; every one must come up fully.
+pub fn start(names: &[&str]) -> Reader {
+    let names: Vec<String> = names.iter().map(|s| s.to_string()).collect();
+    let sources = config::sources(None, Some(&names)).unwrap();
+    start_sources(&sources)
+}
+
+pub fn start_sources(sources: &[Source]) -> Reader {
+    let (reader, outcomes) = exporter::assemble(sources, "ebpf_", ReadMethod::Batch);
+    assert_all_good(&outcomes);
+    reader
+}
+
+pub fn assert_all_good(outcomes: &[Outcome]) {
+    assert!(outcomes.iter().all(Outcome::is_good), "configs did not all load:\n{}", exporter::report(outcomes));
+}
+
+/// The value of counter `name` with exactly these labels, 0 when absent.
+pub fn counter(snapshot: &Snapshot, name: &str, labels: &[(&str, &str)]) -> u64 {
+    let Some(family) = snapshot.families.iter().find(|f| f.name == name) else { return 0 };
+    family
+        .samples
+        .iter()
+        .find(|s| {
+            labels.len() == family.label_names.len()
+                && labels.iter().all(|(k, v)| {
+                    family.label_names.iter().position(|n| n == k).is_some_and(|i| s.label_values[i] == *v)
+                })
+        })
+        .map_or(0, |s| match s.value {
+            Value::Counter(v) => v,
+            ref other => panic!("{name} is not a counter: {other:?}"),
+        })
+}
+
+/// Sum of a counter over all its series.
+pub fn counter_sum(snapshot: &Snapshot, name: &str) -> u64 {
+    snapshot
+        .families
+        .iter()
+        .filter(|f| f.name == name)
+        .flat_map(|f| &f.samples)
+        .map(|s| match s.value {
+            Value::Counter(v) => v,
+            _ => 0,
+        })
+        .sum()
+}
