@@ -23,3 +23,164 @@ fn syscalls_counts_each_call_of_a_syscall_exactly() {
     let after = counter(&reader.read(), "ebpf_syscalls_total", &labels);
     assert_eq!(after - before, 1000);
 }
+
+#[test]
+fn execs_counts_each_exec_under_its_uid_exactly() {
+    use std::os::unix::process::CommandExt;
+    if !bpf_available() {
+        return;
+    }
+    // A uid no account on a test machine uses.
+    const UID: u32 = 54_321;
+    let mut reader = start(&["execs"]);
+    let labels = [("uid", "54321")];
+    let before = counter(&reader.read(), "ebpf_execs_total", &labels);
+    for _ in 0..25 {
+        let status = std::process::Command::new("/bin/true").uid(UID).gid(UID).status().unwrap();
+        assert!(status.success());
+    }
+    let after = counter(&reader.read(), "ebpf_execs_total", &labels);
+    assert_eq!(after - before, 25);
+}
+
+/// Moves this test's thread into a new network namespace with `lo` up, so
+/// the only packets on `lo` are the ones the test sends.
+fn private_loopback() {
+    // SAFETY: unshare affects only the calling thread's network namespace.
+    assert_eq!(unsafe { libc::unshare(libc::CLONE_NEWNET) }, 0, "unshare: {}", std::io::Error::last_os_error());
+    let sock = std::net::UdpSocket::bind("0.0.0.0:0");
+    drop(sock);
+    // SAFETY: plain ioctls on a socket fd with a zeroed, named ifreq.
+    unsafe {
+        let fd = libc::socket(libc::AF_INET, libc::SOCK_DGRAM, 0);
+        assert!(fd >= 0);
+        let mut req: libc::ifreq = std::mem::zeroed();
+        for (dst, src) in req.ifr_name.iter_mut().zip(b"lo\0") {
+            *dst = *src as libc::c_char;
+        }
+        assert_eq!(libc::ioctl(fd, libc::SIOCGIFFLAGS, &mut req), 0);
+        req.ifr_ifru.ifru_flags |= libc::IFF_UP as libc::c_short;
+        assert_eq!(libc::ioctl(fd, libc::SIOCSIFFLAGS, &req), 0);
+        libc::close(fd);
+    }
+}
+
+fn send_udp_packets(n: u64) {
+    let receiver = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    let sender = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    let mut buf = [0u8; 16];
+    for _ in 0..n {
+        sender.send_to(b"ping", receiver.local_addr().unwrap()).unwrap();
+        // Received means it went through lo, and through XDP before that.
+        receiver.recv(&mut buf).unwrap();
+    }
+}
+
+fn xdp_source(labels: &str) -> bpf_exporter::config::Source {
+    bpf_exporter::config::Source {
+        name: "xdp_packets".into(),
+        origin: "test:xdp_packets.yaml".into(),
+        text: format!(
+            "metrics:\n  counters:\n    - name: xdp_packets_total\n      help: Packets.\n{labels}\
+             attach:\n  - program: count_packets\n    xdp:\n      interface: lo\n      mode: generic\n"
+        ),
+    }
+}
+
+#[test]
+fn xdp_packets_counts_each_packet_per_cpu_and_summed() {
+    if !bpf_available() {
+        return;
+    }
+    std::thread::spawn(|| {
+        private_loopback();
+        // Split by CPU: the shipped config.
+        let mut reader = start(&["xdp_packets"]);
+        send_udp_packets(300);
+        let snapshot = reader.read();
+        let family = snapshot.families.iter().find(|f| f.name == "ebpf_xdp_packets_total").unwrap();
+        assert_eq!(family.label_names, ["cpu"]);
+        let cpus = libbpf_rs::num_possible_cpus().unwrap();
+        assert_eq!(family.samples.len(), cpus, "one series per possible CPU");
+        for (i, s) in family.samples.iter().enumerate() {
+            assert_eq!(s.label_values, [i.to_string()]);
+        }
+        assert_eq!(counter_sum(&snapshot, "ebpf_xdp_packets_total"), 300);
+        drop(reader);
+
+        // Summed: no labels.
+        let mut reader = start_sources(&[xdp_source("")]);
+        send_udp_packets(120);
+        let snapshot = reader.read();
+        assert_eq!(counter(&snapshot, "ebpf_xdp_packets_total", &[]), 120);
+        let family = snapshot.families.iter().find(|f| f.name == "ebpf_xdp_packets_total").unwrap();
+        assert_eq!(family.samples.len(), 1);
+    })
+    .join()
+    .unwrap();
+}
+
+#[test]
+fn a_second_xdp_program_on_the_same_interface_fails_alone_and_says_why() {
+    use bpf_exporter::exporter;
+    use bpf_exporter::reader::maps::ReadMethod;
+    if !bpf_available() {
+        return;
+    }
+    std::thread::spawn(|| {
+        private_loopback();
+        let _first = start_sources(&[xdp_source("")]);
+        let (mut second, outcomes) = exporter::assemble(&[xdp_source("")], "ebpf_", ReadMethod::Batch);
+        let program = &outcomes[0].status.programs[0];
+        assert!(!program.attached);
+        let error = program.error.as_deref().unwrap();
+        assert!(error.contains("another XDP program is attached to lo"), "{error}");
+        // The first one still counts.
+        send_udp_packets(7);
+        drop(second.read());
+    })
+    .join()
+    .unwrap();
+}
+
+#[test]
+fn a_failing_program_fails_alone() {
+    if !bpf_available() {
+        return;
+    }
+    let source = bpf_exporter::config::Source {
+        name: "test_isolation".into(),
+        origin: "test:test_isolation.yaml".into(),
+        text: "metrics:\n  counters:\n    - name: isolation_events_total\n      help: getppid calls.\n".into(),
+    };
+    let (mut reader, outcomes) =
+        bpf_exporter::exporter::assemble(&[source], "ebpf_", bpf_exporter::reader::maps::ReadMethod::Batch);
+    let status = &outcomes[0].status;
+    assert_eq!(status.state, bpf_exporter::metrics::ConfigState::Running, "{}", bpf_exporter::exporter::report(&outcomes));
+    let program = |name: &str| status.programs.iter().find(|p| p.name == name).unwrap();
+
+    assert!(program("works").attached);
+    let rejected = program("rejected_by_verifier");
+    assert!(!rejected.attached);
+    let error = rejected.error.as_deref().unwrap();
+    assert!(error.contains("verifier log") && error.contains("invalid mem access"), "{error}");
+    // Kernels without kprobes or trampolines refuse these; when they do,
+    // the error says what is missing.
+    for (name, hint) in [("needs_kprobes", "kprobes are unavailable"), ("needs_trampolines", "refuses fentry/fexit/LSM")] {
+        let p = program(name);
+        if !p.attached {
+            let error = p.error.as_deref().unwrap();
+            assert!(error.contains(hint), "{name}: {error}");
+        }
+    }
+
+    let before = counter(&reader.read(), "ebpf_isolation_events_total", &[]);
+    for _ in 0..40 {
+        // SAFETY: no arguments.
+        unsafe { libc::getppid() };
+    }
+    // Other processes call getppid() too, rarely; the test's own calls
+    // are all there.
+    let delta = counter(&reader.read(), "ebpf_isolation_events_total", &[]) - before;
+    assert!((40..40 + 10).contains(&delta), "delta {delta}");
+}

@@ -1,0 +1,88 @@
+//! Whole-map reads through the kernel: batch and per-key give the same
+//! entries for every supported map type, per-CPU included.
+
+use std::collections::BTreeMap;
+
+use bpf_exporter::reader::maps::{KernelMap, MapDump, MapSource, ReadMethod};
+use libbpf_rs::{MapCore, MapFlags, MapHandle, MapType};
+
+use crate::common::bpf_available;
+
+fn create(map_type: MapType, max_entries: u32) -> MapHandle {
+    let opts = libbpf_sys::bpf_map_create_opts { sz: std::mem::size_of::<libbpf_sys::bpf_map_create_opts>() as _, ..Default::default() };
+    MapHandle::create(map_type, Some("test_map"), 4, 8, max_entries, &opts).unwrap()
+}
+
+fn fill(map: &MapHandle, entries: u64) {
+    let cpus = libbpf_rs::num_possible_cpus().unwrap() as u64;
+    for k in 0..entries {
+        let key = (k as u32).to_le_bytes();
+        if map.map_type().is_percpu() {
+            let values: Vec<Vec<u8>> = (0..cpus).map(|cpu| (k * 10 + cpu).to_le_bytes().to_vec()).collect();
+            map.update_percpu(&key, &values, MapFlags::ANY).unwrap();
+        } else {
+            map.update(&key, &(k * 10).to_le_bytes(), MapFlags::ANY).unwrap();
+        }
+    }
+}
+
+fn as_map(dump: &MapDump) -> BTreeMap<u64, Vec<u64>> {
+    dump.entries().map(|(k, v)| (u64::from(u32::from_le_bytes(k.try_into().unwrap())), v.to_vec())).collect()
+}
+
+fn read(map: &MapHandle, method: ReadMethod) -> (MapDump, ReadMethod) {
+    let handle = MapHandle::from_map_id(map.info().unwrap().info.id).unwrap();
+    let mut source = KernelMap::new(handle, method).unwrap();
+    let dump = source.read().unwrap();
+    (dump, source.method())
+}
+
+#[test]
+fn batch_and_per_key_reads_agree_for_every_map_type() {
+    if !bpf_available() {
+        return;
+    }
+    let cpus = libbpf_rs::num_possible_cpus().unwrap();
+    for map_type in [MapType::Hash, MapType::Array, MapType::PercpuHash, MapType::PercpuArray, MapType::LruHash, MapType::LruPercpuHash] {
+        let map = create(map_type, 3000);
+        fill(&map, 2500);
+        let (batch, method) = read(&map, ReadMethod::Batch);
+        assert_eq!(method, ReadMethod::Batch, "{map_type:?}: this kernel has batch ops");
+        let (per_key, _) = read(&map, ReadMethod::PerKey);
+        let expected_len = if matches!(map_type, MapType::Array | MapType::PercpuArray) { 3000 } else { 2500 };
+        assert_eq!(batch.len(), expected_len, "{map_type:?}");
+        assert_eq!(as_map(&batch), as_map(&per_key), "{map_type:?}");
+        let values_per_entry = if map_type.is_percpu() { cpus } else { 1 };
+        assert_eq!(batch.values_per_entry, values_per_entry);
+        let entries = as_map(&batch);
+        assert_eq!(entries[&7][0], 70, "{map_type:?}");
+        if map_type.is_percpu() {
+            assert_eq!(entries[&7], (0..cpus as u64).map(|c| 70 + c).collect::<Vec<_>>());
+        }
+    }
+}
+
+#[test]
+fn batch_read_of_a_full_100k_hash_map_loses_nothing() {
+    if !bpf_available() {
+        return;
+    }
+    let map = create(MapType::Hash, 100_000);
+    fill(&map, 100_000);
+    let (dump, method) = read(&map, ReadMethod::Batch);
+    assert_eq!(method, ReadMethod::Batch);
+    let entries = as_map(&dump);
+    assert_eq!(entries.len(), 100_000);
+    assert!(entries.iter().all(|(k, v)| v == &[k * 10]));
+}
+
+#[test]
+fn empty_maps_read_as_empty() {
+    if !bpf_available() {
+        return;
+    }
+    for method in [ReadMethod::Batch, ReadMethod::PerKey] {
+        let map = create(MapType::Hash, 16);
+        assert!(read(&map, method).0.is_empty());
+    }
+}
