@@ -17,8 +17,7 @@ use std::{env, fs};
 use libbpf_cargo::SkeletonBuilder;
 
 fn main() {
-    let root =
-        PathBuf::from(env::var("CARGO_MANIFEST_DIR").expect("cargo sets CARGO_MANIFEST_DIR"));
+    let root = PathBuf::from(env::var("CARGO_MANIFEST_DIR").expect("cargo sets CARGO_MANIFEST_DIR"));
     let out = PathBuf::from(env::var("OUT_DIR").expect("cargo sets OUT_DIR"));
     let include = root.join("bpf/include");
     let vmlinux = vmlinux_dir(&include);
@@ -30,7 +29,11 @@ fn main() {
     let sources = files_with_suffix(&root.join("bpf"), ".bpf.c")
         .into_iter()
         .map(|s| (s, false))
-        .chain(files_with_suffix(&root.join("tests/bpf"), ".bpf.c").into_iter().map(|s| (s, true)));
+        .chain(
+            files_with_suffix(&root.join("tests/bpf"), ".bpf.c")
+                .into_iter()
+                .map(|s| (s, true)),
+        );
     let mut programs = String::from("pub static EMBEDDED_PROGRAMS: &[EmbeddedProgram] = &[\n");
     for (source, test_only) in sources {
         let name = stem(&source, ".bpf.c");

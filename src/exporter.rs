@@ -45,7 +45,11 @@ pub fn assemble(sources: &[Source], prefix: &str, method: ReadMethod) -> (Reader
                         name: config.name.clone(),
                         source: config.origin.clone(),
                         program: config.program.clone(),
-                        state: if loaded.any_attached() { ConfigState::Running } else { ConfigState::Failed },
+                        state: if loaded.any_attached() {
+                            ConfigState::Running
+                        } else {
+                            ConfigState::Failed
+                        },
                         error: None,
                         programs: loaded.programs.clone(),
                     };
@@ -74,7 +78,12 @@ pub fn report(outcomes: &[Outcome]) -> String {
     for o in outcomes {
         let s = &o.status;
         let verdict = if o.is_good() { "ok" } else { "FAILED" };
-        out.push_str(&format!("{verdict:<6} {} ({}) {}\n", s.name, s.source, s.state.as_str()));
+        out.push_str(&format!(
+            "{verdict:<6} {} ({}) {}\n",
+            s.name,
+            s.source,
+            s.state.as_str()
+        ));
         if let Some(error) = &s.error {
             for line in error.lines() {
                 out.push_str(&format!("       {line}\n"));
@@ -82,7 +91,10 @@ pub fn report(outcomes: &[Outcome]) -> String {
         }
         for p in &s.programs {
             let mark = if p.attached { "attached" } else { "NOT attached" };
-            out.push_str(&format!("       program {} (SEC \"{}\"): {mark}\n", p.name, p.section));
+            out.push_str(&format!(
+                "       program {} (SEC \"{}\"): {mark}\n",
+                p.name, p.section
+            ));
             if let Some(error) = &p.error {
                 for line in error.lines() {
                     out.push_str(&format!("         {line}\n"));

@@ -35,10 +35,19 @@ fn run(args: Args) -> anyhow::Result<ExitCode> {
         print!("{}", exporter::report(&outcomes));
         let good = outcomes.iter().filter(|o| o.is_good()).count();
         println!("{good} of {} configs good", outcomes.len());
-        return Ok(if good == outcomes.len() { ExitCode::SUCCESS } else { ExitCode::FAILURE });
+        return Ok(if good == outcomes.len() {
+            ExitCode::SUCCESS
+        } else {
+            ExitCode::FAILURE
+        });
     }
     for o in outcomes.iter().filter(|o| !o.is_good()) {
-        tracing::error!("config {} is {}:\n{}", o.status.name, o.status.state.as_str(), exporter::report(std::slice::from_ref(o)).trim_end());
+        tracing::error!(
+            "config {} is {}:\n{}",
+            o.status.name,
+            o.status.state.as_str(),
+            exporter::report(std::slice::from_ref(o)).trim_end()
+        );
     }
     if args.config_strict && outcomes.iter().any(|o| !o.is_good()) {
         bail!("--config.strict: not every config loaded and attached (see above)");
@@ -48,7 +57,10 @@ fn run(args: Args) -> anyhow::Result<ExitCode> {
     }
 
     let cell = Arc::new(SnapshotCell::default());
-    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().context("starting the async runtime")?;
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("starting the async runtime")?;
     runtime.block_on(async {
         let options = server::ServerOptions {
             listen: args.listen_address.clone(),
@@ -56,7 +68,8 @@ fn run(args: Args) -> anyhow::Result<ExitCode> {
         };
         let listener = server::bind(&options).await?;
         tracing::info!(address = %listener.local_addr()?, path = %options.telemetry_path, "serving metrics");
-        let _reader = reader::spawn(reader, cell.clone(), args.read_interval).context("starting the map reader")?;
+        let _reader =
+            reader::spawn(reader, cell.clone(), args.read_interval).context("starting the map reader")?;
         server::serve(listener, options, cell, shutdown_signal()).await;
         tracing::info!("shutting down; detaching programs");
         anyhow::Ok(())

@@ -136,15 +136,13 @@ fn parse_listen(listen: &str) -> anyhow::Result<Listen> {
         return Ok(Listen::AllInterfaces(port));
     }
     if let Some(inner) = host.strip_prefix('[').and_then(|h| h.strip_suffix(']')) {
-        let ip: Ipv6Addr = inner.parse().map_err(|_| {
-            anyhow!("listen address {listen:?}: {inner:?} is not an IPv6 address; {usage}")
-        })?;
+        let ip: Ipv6Addr = inner
+            .parse()
+            .map_err(|_| anyhow!("listen address {listen:?}: {inner:?} is not an IPv6 address; {usage}"))?;
         return Ok(Listen::Host(ip.to_string(), port));
     }
     if host.contains([':', '[', ']']) {
-        bail!(
-            "listen address {listen:?}: IPv6 addresses need brackets, e.g. [::1]:{port}; {usage}"
-        );
+        bail!("listen address {listen:?}: IPv6 addresses need brackets, e.g. [::1]:{port}; {usage}");
     }
     Ok(Listen::Host(host.to_string(), port))
 }
@@ -310,10 +308,8 @@ fn metrics<B>(req: &Request<B>, ctx: &Context) -> Resp {
         response(StatusCode::OK, format.content_type(), body.into())
     };
     // Caches must not serve one client's format or encoding to another.
-    resp.headers_mut().insert(
-        header::VARY,
-        HeaderValue::from_static("Accept, Accept-Encoding"),
-    );
+    resp.headers_mut()
+        .insert(header::VARY, HeaderValue::from_static("Accept, Accept-Encoding"));
     resp
 }
 
@@ -335,10 +331,8 @@ fn accepts_gzip(accept_encoding: Option<&str>) -> bool {
 }
 
 fn gzip(data: &[u8]) -> io::Result<Vec<u8>> {
-    let mut encoder = flate2::write::GzEncoder::new(
-        Vec::with_capacity(data.len() / 4),
-        flate2::Compression::default(),
-    );
+    let mut encoder =
+        flate2::write::GzEncoder::new(Vec::with_capacity(data.len() / 4), flate2::Compression::default());
     encoder.write_all(data)?;
     encoder.finish()
 }
@@ -586,12 +580,7 @@ mod tests {
         buf
     }
 
-    async fn request(
-        addr: SocketAddr,
-        method: &str,
-        path: &str,
-        headers: &[(&str, &str)],
-    ) -> Reply {
+    async fn request(addr: SocketAddr, method: &str, path: &str, headers: &[(&str, &str)]) -> Reply {
         let mut req = format!("{method} {path} HTTP/1.1\r\nHost: test\r\nConnection: close\r\n");
         for (k, v) in headers {
             req.push_str(&format!("{k}: {v}\r\n"));
@@ -646,10 +635,7 @@ mod tests {
             Some("text/plain; version=0.0.4; charset=utf-8")
         );
         assert_eq!(plain.header("content-encoding"), None);
-        assert!(plain
-            .header("vary")
-            .unwrap_or("")
-            .contains("Accept-Encoding"));
+        assert!(plain.header("vary").unwrap_or("").contains("Accept-Encoding"));
         assert_eq!(plain.text(), expected_text);
 
         let om = request(
@@ -667,9 +653,7 @@ mod tests {
             om.header("content-type"),
             Some("application/openmetrics-text; version=1.0.0; charset=utf-8")
         );
-        assert!(om
-            .text()
-            .contains("ebpf_test_events_total{cpu=\"3\"} 3000\n"));
+        assert!(om.text().contains("ebpf_test_events_total{cpu=\"3\"} 3000\n"));
         assert!(om.text().ends_with("# EOF\n"));
 
         // HEAD: same headers, no body.
@@ -720,10 +704,7 @@ mod tests {
     async fn health_and_readiness() {
         let server = TestServer::start(false).await;
         let healthy = request(server.addr, "GET", "/-/healthy", &[]).await;
-        assert_eq!(
-            (healthy.status, healthy.text().as_str()),
-            (200, "Healthy\n")
-        );
+        assert_eq!((healthy.status, healthy.text().as_str()), (200, "Healthy\n"));
 
         let not_ready = request(server.addr, "GET", "/-/ready", &[]).await;
         assert_eq!(
@@ -796,10 +777,7 @@ mod tests {
         let server = TestServer::start(true).await;
         let page = request(server.addr, "GET", "/", &[]).await;
         assert_eq!(page.status, 200);
-        assert_eq!(
-            page.header("content-type"),
-            Some("text/html; charset=utf-8")
-        );
+        assert_eq!(page.header("content-type"), Some("text/html; charset=utf-8"));
         let html = page.text();
         assert!(html.contains("<title>bpf-exporter</title>"));
         assert!(html.contains("href=\"./metrics\""));

@@ -16,12 +16,7 @@ pub struct ConfigError {
 }
 
 impl ConfigError {
-    pub fn at(
-        file: &str,
-        location: Location,
-        path: impl Into<String>,
-        message: impl Into<String>,
-    ) -> Self {
+    pub fn at(file: &str, location: Location, path: impl Into<String>, message: impl Into<String>) -> Self {
         let position = (location.line() > 0).then(|| (location.line(), location.column()));
         ConfigError {
             file: file.to_string(),

@@ -60,10 +60,7 @@ pub fn sources(dir: Option<&Path>, names: Option<&[String]>) -> anyhow::Result<V
             None => bail!(
                 "--config.names: no config named {name:?} in {} (known: {})",
                 dir.map_or("the embedded set".to_string(), |d| d.display().to_string()),
-                all.iter()
-                    .map(|s| s.name.as_str())
-                    .collect::<Vec<_>>()
-                    .join(", ")
+                all.iter().map(|s| s.name.as_str()).collect::<Vec<_>>().join(", ")
             ),
         }
     }

@@ -9,8 +9,7 @@ use serde_saphyr::{DefaultMessageFormatter, Location, MessageFormatter, Spanned}
 
 use super::raw::{RawAttach, RawConfig, RawCounter, RawLabel};
 use super::{
-    AttachSpec, Config, ConfigError, ConfigErrors, LabelSpec, MetricSpec, MetricType, Source,
-    XdpMode,
+    AttachSpec, Config, ConfigError, ConfigErrors, LabelSpec, MetricSpec, MetricType, Source, XdpMode,
 };
 use crate::decoders::{self, DecoderOptions};
 use crate::programs::{self, ObjectInfo};
@@ -339,11 +338,9 @@ impl Validator<'_> {
             };
             match decoders::build(&d.value.name.value, &options) {
                 Ok(decoder) => decoders.push(decoder),
-                Err(message) => self.error(
-                    d.value.name.referenced,
-                    &format!("{path}.decoders[{k}]"),
-                    message,
-                ),
+                Err(message) => {
+                    self.error(d.value.name.referenced, &format!("{path}.decoders[{k}]"), message)
+                }
             }
         }
         (self.errors.len() == before).then(|| LabelSpec {
@@ -354,12 +351,7 @@ impl Validator<'_> {
         })
     }
 
-    fn attach(
-        &mut self,
-        path: &str,
-        attach: &Spanned<RawAttach>,
-        info: &ObjectInfo,
-    ) -> Option<AttachSpec> {
+    fn attach(&mut self, path: &str, attach: &Spanned<RawAttach>, info: &ObjectInfo) -> Option<AttachSpec> {
         let a = &attach.value;
         let before = self.errors.len();
         if !info.programs.iter().any(|p| p.name == a.program.value) {
@@ -384,7 +376,11 @@ impl Validator<'_> {
         };
         let interface = xdp.value.interface.value.clone();
         if interface.is_empty() || interface.len() >= 16 || interface.contains(['/', ' ']) {
-            self.error(xdp.value.interface.referenced, &format!("{path}.xdp.interface"), format!("{interface:?} is not an interface name (at most 15 characters, no `/` or spaces)"));
+            self.error(
+                xdp.value.interface.referenced,
+                &format!("{path}.xdp.interface"),
+                format!("{interface:?} is not an interface name (at most 15 characters, no `/` or spaces)"),
+            );
         }
         let mode = match &xdp.value.mode {
             None => XdpMode::Auto,
@@ -420,9 +416,7 @@ fn is_metric_name(name: &str) -> bool {
 fn is_label_name(name: &str) -> bool {
     let mut chars = name.chars();
     !name.starts_with("__")
-        && chars
-            .next()
-            .is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
+        && chars.next().is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
         && chars.all(|c| c.is_ascii_alphanumeric() || c == '_')
 }
 
@@ -432,7 +426,11 @@ mod tests {
     use crate::config::EMBEDDED_CONFIGS;
 
     fn source(name: &str, text: &str) -> Source {
-        Source { name: name.into(), origin: format!("configs/{name}.yaml"), text: text.into() }
+        Source {
+            name: name.into(),
+            origin: format!("configs/{name}.yaml"),
+            text: text.into(),
+        }
     }
 
     fn errors(name: &str, text: &str) -> Vec<String> {
@@ -467,7 +465,11 @@ mod tests {
     #[test]
     fn shipped_configs_are_valid() {
         for embedded in EMBEDDED_CONFIGS {
-            let src = Source { name: embedded.name.into(), origin: embedded.path.into(), text: embedded.text.into() };
+            let src = Source {
+                name: embedded.name.into(),
+                origin: embedded.path.into(),
+                text: embedded.text.into(),
+            };
             if let Err(e) = parse(&src, "ebpf_") {
                 panic!("{e}");
             }
@@ -479,45 +481,84 @@ mod tests {
         let config = parse(&source("syscalls", SYSCALLS), "ebpf_").unwrap();
         assert_eq!(config.program, "syscalls");
         let metric = &config.metrics[0];
-        assert_eq!((metric.name.as_str(), metric.map.as_str()), ("ebpf_syscalls_total", "syscalls_total"));
+        assert_eq!(
+            (metric.name.as_str(), metric.map.as_str()),
+            ("ebpf_syscalls_total", "syscalls_total")
+        );
         assert_eq!((metric.labels[0].offset, metric.labels[0].size), (0, 8));
         assert!(metric.cpu_label.is_none());
     }
 
     #[test]
     fn unknown_key_is_refused_with_its_place() {
-        let text = SYSCALLS.replace("      help: Syscalls.\n", "      help: Syscalls.\n      tabel: x\n");
-        assert_error("syscalls", &text, "configs/syscalls.yaml:5:7: metrics.counters[0].tabel:", "unknown field `tabel`");
+        let text = SYSCALLS.replace(
+            "      help: Syscalls.\n",
+            "      help: Syscalls.\n      tabel: x\n",
+        );
+        assert_error(
+            "syscalls",
+            &text,
+            "configs/syscalls.yaml:5:7: metrics.counters[0].tabel:",
+            "unknown field `tabel`",
+        );
     }
 
     #[test]
     fn duplicate_key_is_refused() {
-        let text = SYSCALLS.replace("      help: Syscalls.\n", "      help: Syscalls.\n      help: Again.\n");
-        assert_error("syscalls", &text, "configs/syscalls.yaml:5:7: metrics.counters[0]:", "duplicate mapping key: help");
+        let text = SYSCALLS.replace(
+            "      help: Syscalls.\n",
+            "      help: Syscalls.\n      help: Again.\n",
+        );
+        assert_error(
+            "syscalls",
+            &text,
+            "configs/syscalls.yaml:5:7: metrics.counters[0]:",
+            "duplicate mapping key: help",
+        );
     }
 
     #[test]
     fn wrong_type_is_refused() {
         let text = SYSCALLS.replace("size: 8", "size: eight");
-        assert_error("syscalls", &text, "configs/syscalls.yaml:7:17: metrics.counters[0].labels[0].size:", "invalid u64");
+        assert_error(
+            "syscalls",
+            &text,
+            "configs/syscalls.yaml:7:17: metrics.counters[0].labels[0].size:",
+            "invalid u64",
+        );
     }
 
     #[test]
     fn missing_help_is_refused() {
         let text = SYSCALLS.replace("      help: Syscalls.\n", "");
-        assert_error("syscalls", &text, "configs/syscalls.yaml:4:7: metrics.counters[0]:", "missing field `help`");
+        assert_error(
+            "syscalls",
+            &text,
+            "configs/syscalls.yaml:4:7: metrics.counters[0]:",
+            "missing field `help`",
+        );
     }
 
     #[test]
     fn counter_for_a_missing_map_is_refused() {
         let text = SYSCALLS.replace("name: syscalls_total", "name: sycalls_total");
-        assert_error("syscalls", &text, "configs/syscalls.yaml:3:13: metrics.counters[0].name:", "no map named \"sycalls_total\" (maps: syscalls_total)");
+        assert_error(
+            "syscalls",
+            &text,
+            "configs/syscalls.yaml:3:13: metrics.counters[0].name:",
+            "no map named \"sycalls_total\" (maps: syscalls_total)",
+        );
     }
 
     #[test]
     fn label_sizes_must_add_up_to_the_key_size() {
         let text = SYSCALLS.replace("size: 8", "size: 4");
-        assert_error("syscalls", &text, "configs/syscalls.yaml:3:7: metrics.counters[0].labels:", "add up to 4 bytes but map \"syscalls_total\" has 8-byte keys");
+        assert_error(
+            "syscalls",
+            &text,
+            "configs/syscalls.yaml:3:7: metrics.counters[0].labels:",
+            "add up to 4 bytes but map \"syscalls_total\" has 8-byte keys",
+        );
         let padded = SYSCALLS.replace("size: 8", "size: 4\n          padding: 4");
         assert!(parse(&source("syscalls", &padded), "ebpf_").is_ok());
     }
@@ -525,28 +566,55 @@ mod tests {
     #[test]
     fn unknown_decoder_is_refused_with_the_known_ones() {
         let text = SYSCALLS.replace("            - name: syscall\n", "            - name: sycsall\n");
-        assert_error("syscalls", &text, "configs/syscalls.yaml:10:21: metrics.counters[0].labels[0].decoders[1]:", "unknown decoder \"sycsall\" (known: ");
+        assert_error(
+            "syscalls",
+            &text,
+            "configs/syscalls.yaml:10:21: metrics.counters[0].labels[0].decoders[1]:",
+            "unknown decoder \"sycsall\" (known: ",
+        );
     }
 
     #[test]
     fn invalid_metric_and_label_names_are_refused() {
-        assert_error("syscalls", &SYSCALLS.replace("\n        - name: syscall\n", "\n        - name: 0day\n"), "configs/syscalls.yaml:6:17: metrics.counters[0].labels[0].name:", "not a valid Prometheus label name");
+        assert_error(
+            "syscalls",
+            &SYSCALLS.replace("\n        - name: syscall\n", "\n        - name: 0day\n"),
+            "configs/syscalls.yaml:6:17: metrics.counters[0].labels[0].name:",
+            "not a valid Prometheus label name",
+        );
         // The metric name is also the map name, so a bad one is both.
-        assert_error("syscalls", &SYSCALLS.replace("name: syscalls_total", "name: sys-calls"), "configs/syscalls.yaml:3:13: metrics.counters[0].name:", "not a valid Prometheus metric name");
+        assert_error(
+            "syscalls",
+            &SYSCALLS.replace("name: syscalls_total", "name: sys-calls"),
+            "configs/syscalls.yaml:3:13: metrics.counters[0].name:",
+            "not a valid Prometheus metric name",
+        );
     }
 
     #[test]
     fn empty_file_and_non_yaml_are_refused() {
         assert_error("syscalls", "", "configs/syscalls.yaml:", "the file is empty");
-        assert_error("syscalls", "# only a comment\n\n", "configs/syscalls.yaml:", "the file is empty");
+        assert_error(
+            "syscalls",
+            "# only a comment\n\n",
+            "configs/syscalls.yaml:",
+            "the file is empty",
+        );
         assert_error("syscalls", "metrics: [unclosed", "configs/syscalls.yaml:1:", "");
         assert_error("syscalls", "just a string", "configs/syscalls.yaml:1:1", "");
-        assert_error("syscalls", "metrics: 5\n", "configs/syscalls.yaml:1:10: metrics:", "");
+        assert_error(
+            "syscalls",
+            "metrics: 5\n",
+            "configs/syscalls.yaml:1:10: metrics:",
+            "",
+        );
     }
 
     #[test]
     fn every_error_of_a_file_is_reported_at_once() {
-        let text = SYSCALLS.replace("            - name: syscall\n", "            - name: nope\n").replace("help: Syscalls.", "help: \" \"");
+        let text = SYSCALLS
+            .replace("            - name: syscall\n", "            - name: nope\n")
+            .replace("help: Syscalls.", "help: \" \"");
         let errors = errors("syscalls", &text);
         assert_eq!(errors.len(), 2, "{errors:#?}");
         assert!(errors[0].contains("help is empty") && errors[1].contains("unknown decoder \"nope\""));
@@ -554,27 +622,62 @@ mod tests {
 
     #[test]
     fn unknown_program_names_the_embedded_ones() {
-        assert_error("nosuch", SYSCALLS, "configs/nosuch.yaml: ", "no embedded program named \"nosuch\"");
+        assert_error(
+            "nosuch",
+            SYSCALLS,
+            "configs/nosuch.yaml: ",
+            "no embedded program named \"nosuch\"",
+        );
         let named = format!("program: syscals\n{SYSCALLS}");
-        assert_error("x", &named, "configs/x.yaml:1:10: program:", "no embedded program named \"syscals\"");
+        assert_error(
+            "x",
+            &named,
+            "configs/x.yaml:1:10: program:",
+            "no embedded program named \"syscals\"",
+        );
         let renamed = format!("program: syscalls\n{SYSCALLS}");
-        assert_eq!(parse(&source("mine", &renamed), "ebpf_").unwrap().program, "syscalls");
+        assert_eq!(
+            parse(&source("mine", &renamed), "ebpf_").unwrap().program,
+            "syscalls"
+        );
     }
 
     #[test]
     fn xdp_program_needs_an_attach_entry_and_a_known_mode() {
         let counters = "metrics:\n  counters:\n    - name: xdp_packets_total\n      help: Packets.\n";
-        assert_error("xdp_packets", counters, "configs/xdp_packets.yaml: ", "needs an attach entry");
+        assert_error(
+            "xdp_packets",
+            counters,
+            "configs/xdp_packets.yaml: ",
+            "needs an attach entry",
+        );
         let bad_mode = format!("{counters}attach:\n  - program: count_packets\n    xdp:\n      interface: lo\n      mode: turbo\n");
-        assert_error("xdp_packets", &bad_mode, "configs/xdp_packets.yaml:9:13: attach[0].xdp.mode:", "unknown XDP mode \"turbo\"");
+        assert_error(
+            "xdp_packets",
+            &bad_mode,
+            "configs/xdp_packets.yaml:9:13: attach[0].xdp.mode:",
+            "unknown XDP mode \"turbo\"",
+        );
         let bad_prog = format!("{counters}attach:\n  - program: count\n    xdp:\n      interface: lo\n");
-        assert_error("xdp_packets", &bad_prog, "configs/xdp_packets.yaml:6:14: attach[0].program:", "no program \"count\" (programs: count_packets)");
+        assert_error(
+            "xdp_packets",
+            &bad_prog,
+            "configs/xdp_packets.yaml:6:14: attach[0].program:",
+            "no program \"count\" (programs: count_packets)",
+        );
     }
 
     #[test]
     fn cpu_label_takes_no_key_bytes_on_percpu_maps_only() {
         let config = parse(
-            &source("xdp_packets", &EMBEDDED_CONFIGS.iter().find(|c| c.name == "xdp_packets").unwrap().text.to_string()),
+            &source(
+                "xdp_packets",
+                EMBEDDED_CONFIGS
+                    .iter()
+                    .find(|c| c.name == "xdp_packets")
+                    .unwrap()
+                    .text,
+            ),
             "ebpf_",
         )
         .unwrap();
@@ -590,15 +693,42 @@ mod tests {
 
     #[test]
     fn decoder_options_are_type_checked() {
-        let text = SYSCALLS.replace("            - name: syscall\n", "            - name: static_map\n              static_map: [1, 2]\n");
-        assert_error("syscalls", &text, "configs/syscalls.yaml:11:", "metrics.counters[0].labels[0].decoders[1].static_map");
-        let text = SYSCALLS.replace("            - name: syscall\n", "            - name: syscall\n              regexps: [x]\n");
-        assert_error("syscalls", &text, "configs/syscalls.yaml:10:21: metrics.counters[0].labels[0].decoders[1]:", "regexps");
+        let text = SYSCALLS.replace(
+            "            - name: syscall\n",
+            "            - name: static_map\n              static_map: [1, 2]\n",
+        );
+        assert_error(
+            "syscalls",
+            &text,
+            "configs/syscalls.yaml:11:",
+            "metrics.counters[0].labels[0].decoders[1].static_map",
+        );
+        let text = SYSCALLS.replace(
+            "            - name: syscall\n",
+            "            - name: syscall\n              regexps: [x]\n",
+        );
+        assert_error(
+            "syscalls",
+            &text,
+            "configs/syscalls.yaml:10:21: metrics.counters[0].labels[0].decoders[1]:",
+            "regexps",
+        );
     }
 
     #[test]
     fn no_input_panics() {
-        let inputs = ["", "-", "---\n---\n", "metrics:", "metrics:\n  counters:\n", "metrics:\n  counters: [1]\n", "\u{0}", "&a [*a]", "metrics: &x {counters: *x}", "a: b: c"];
+        let inputs = [
+            "",
+            "-",
+            "---\n---\n",
+            "metrics:",
+            "metrics:\n  counters:\n",
+            "metrics:\n  counters: [1]\n",
+            "\u{0}",
+            "&a [*a]",
+            "metrics: &x {counters: *x}",
+            "a: b: c",
+        ];
         for input in inputs {
             let _ = parse(&source("syscalls", input), "ebpf_");
         }

@@ -159,10 +159,7 @@ mod tests {
         assert_eq!(cases.len(), REGISTRY.len(), "a decoder is missing here");
         for (name, options) in cases {
             let err = build(name, options).unwrap_err();
-            assert!(
-                err.starts_with(&format!("decoder \"{name}\"")),
-                "{name}: {err}"
-            );
+            assert!(err.starts_with(&format!("decoder \"{name}\"")), "{name}: {err}");
         }
     }
 
@@ -191,12 +188,7 @@ mod tests {
     #[test]
     fn chains() {
         // (case, decoder names, input, expected)
-        type Case<'a> = (
-            &'a str,
-            &'a [&'a str],
-            &'a [u8],
-            Result<&'a str, DecodeError>,
-        );
+        type Case<'a> = (&'a str, &'a [&'a str], &'a [u8], Result<&'a str, DecodeError>);
         let cases: &[Case<'_>] = &[
             ("empty chain passes bytes through", &[], b"abc", Ok("abc")),
             ("uint then hex", &["uint", "hex"], &[7], Ok("37")),

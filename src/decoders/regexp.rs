@@ -32,8 +32,7 @@ pub(super) fn build(options: &DecoderOptions) -> Result<Box<dyn Decoder>, String
     let patterns = sources
         .iter()
         .map(|source| {
-            Regex::new(source)
-                .map_err(|err| format!("decoder \"regexp\": invalid pattern {source:?}: {err}"))
+            Regex::new(source).map_err(|err| format!("decoder \"regexp\": invalid pattern {source:?}: {err}"))
         })
         .collect::<Result<_, _>>()?;
     Ok(Box::new(RegexpAllowList { patterns }))
@@ -69,12 +68,7 @@ mod tests {
     #[test]
     fn decodes_table() {
         // (case, patterns, input, expected)
-        type Case<'a> = (
-            &'a str,
-            &'a [&'a str],
-            &'a [u8],
-            Result<&'a [u8], DecodeError>,
-        );
+        type Case<'a> = (&'a str, &'a [&'a str], &'a [u8], Result<&'a [u8], DecodeError>);
         let cases: &[Case<'_>] = &[
             ("match", &["^bash$"], b"bash", Ok(b"bash")),
             ("no match", &["^bash$"], b"zsh", Err(DecodeError::Skip)),

@@ -22,8 +22,7 @@ pub(super) fn build(options: &DecoderOptions) -> Result<Box<dyn Decoder>, String
     // ebpf_exporter labels every row "empty mapping" when the map is missing;
     // refusing the config instead surfaces the mistake at load.
     let map = options.static_map.clone().ok_or_else(|| {
-        "decoder \"static_map\" needs a mapping: add `static_map:` with the values to replace"
-            .to_string()
+        "decoder \"static_map\" needs a mapping: add `static_map:` with the values to replace".to_string()
     })?;
     Ok(Box::new(StaticMap {
         map,
@@ -34,9 +33,7 @@ pub(super) fn build(options: &DecoderOptions) -> Result<Box<dyn Decoder>, String
 impl Decoder for StaticMap {
     fn decode(&self, input: &[u8]) -> Result<Vec<u8>, DecodeError> {
         // Keys are strings, so input that is not UTF-8 cannot match any.
-        let mapped = std::str::from_utf8(input)
-            .ok()
-            .and_then(|key| self.map.get(key));
+        let mapped = std::str::from_utf8(input).ok().and_then(|key| self.map.get(key));
         Ok(match mapped {
             Some(name) => name.clone().into_bytes(),
             None if self.allow_unknown => input.to_vec(),
@@ -70,12 +67,7 @@ mod tests {
             ("mapped, allow_unknown", Some(true), b"17", b"udp"),
             ("empty key can be mapped", None, b"", b"empty"),
             ("unknown", None, b"6", b"unknown:6"),
-            (
-                "unknown, allow_unknown false",
-                Some(false),
-                b"6",
-                b"unknown:6",
-            ),
+            ("unknown, allow_unknown false", Some(false), b"6", b"unknown:6"),
             ("unknown, allow_unknown", Some(true), b"6", b"6"),
             ("exact match only", None, b"1 ", b"unknown:1 "),
             ("case-sensitive", Some(true), b"TCP", b"TCP"),

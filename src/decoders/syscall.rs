@@ -26,12 +26,8 @@ struct Syscall {
 pub(super) fn build(options: &DecoderOptions) -> Result<Box<dyn Decoder>, String> {
     options.only("syscall", &[])?;
     Ok(Box::new(Syscall {
-        table: table().ok_or_else(|| {
-            format!(
-                "syscall decoder has no table for {}",
-                std::env::consts::ARCH
-            )
-        })?,
+        table: table()
+            .ok_or_else(|| format!("syscall decoder has no table for {}", std::env::consts::ARCH))?,
     }))
 }
 
@@ -153,10 +149,7 @@ mod tests {
         let err = build(&DecoderOptions::default()).unwrap_err();
         assert_eq!(
             err,
-            format!(
-                "syscall decoder has no table for {}",
-                std::env::consts::ARCH
-            )
+            format!("syscall decoder has no table for {}", std::env::consts::ARCH)
         );
     }
 

@@ -181,10 +181,7 @@ fn exposed_samples(family: &Family) -> impl Iterator<Item = &Sample> {
 /// Finite bucket bounds only: `+Inf` is written from `count`, and a stray
 /// non-finite bound would otherwise duplicate or corrupt it.
 fn finite_buckets(buckets: &[(f64, u64)]) -> impl Iterator<Item = (f64, u64)> + '_ {
-    buckets
-        .iter()
-        .copied()
-        .filter(|(upper, _)| upper.is_finite())
+    buckets.iter().copied().filter(|(upper, _)| upper.is_finite())
 }
 
 // ---------------------------------------------------------------------------
@@ -231,14 +228,7 @@ pub fn encode_text004(families: &[Family]) -> String {
                         write_series(&mut out, &family.name, "_bucket", family, sample, Some(&le));
                         let _ = writeln!(out, " {cumulative}");
                     }
-                    write_series(
-                        &mut out,
-                        &family.name,
-                        "_bucket",
-                        family,
-                        sample,
-                        Some("+Inf"),
-                    );
+                    write_series(&mut out, &family.name, "_bucket", family, sample, Some("+Inf"));
                     let _ = writeln!(out, " {}", h.count);
                     write_series(&mut out, &family.name, "_sum", family, sample, None);
                     out.push(' ');
@@ -405,9 +395,7 @@ impl Collector for FamiliesCollector {
                 continue;
             }
             let (name, metric_type) = match family.kind {
-                MetricKind::Counter => {
-                    (openmetrics_counter_name(&family.name), MetricType::Counter)
-                }
+                MetricKind::Counter => (openmetrics_counter_name(&family.name), MetricType::Counter),
                 MetricKind::Gauge => (family.name.as_str(), MetricType::Gauge),
                 MetricKind::Histogram => (family.name.as_str(), MetricType::Histogram),
             };
@@ -490,13 +478,7 @@ mod tests {
         }
     }
 
-    fn family(
-        name: &str,
-        help: &str,
-        kind: MetricKind,
-        labels: &[&str],
-        samples: Vec<Sample>,
-    ) -> Family {
+    fn family(name: &str, help: &str, kind: MetricKind, labels: &[&str], samples: Vec<Sample>) -> Family {
         Family {
             name: name.to_string(),
             help: help.to_string(),
@@ -629,10 +611,7 @@ ebpf_test_latency_seconds_bucket{le="+Inf",op="read"} 9
             ..Snapshot::default()
         });
         for format in [Format::Text004, Format::OpenMetrics] {
-            assert_eq!(
-                encode_snapshot(&snapshot, format),
-                encode(&fixture(), format)
-            );
+            assert_eq!(encode_snapshot(&snapshot, format), encode(&fixture(), format));
         }
     }
 
@@ -691,14 +670,8 @@ ebpf_test_latency_seconds_bucket{le="+Inf",op="read"} 9
         );
         // The decreasing bucket is clamped instead of wrapping around.
         let om = encode(&families, Format::OpenMetrics);
-        assert!(
-            om.contains("ebpf_test_h_seconds_bucket{le=\"2.0\"} 3\n"),
-            "{om}"
-        );
-        assert!(
-            om.contains("ebpf_test_h_seconds_bucket{le=\"+Inf\"} 4\n"),
-            "{om}"
-        );
+        assert!(om.contains("ebpf_test_h_seconds_bucket{le=\"2.0\"} 3\n"), "{om}");
+        assert!(om.contains("ebpf_test_h_seconds_bucket{le=\"+Inf\"} 4\n"), "{om}");
         assert!(!om.contains("ebpf_test_odd"), "{om}");
     }
 
@@ -827,9 +800,7 @@ ebpf_test_latency_seconds_bucket{le="+Inf",op="read"} 9
             Err(err) => panic!("cannot run promtool: {err}"),
         };
         let mut stdin = child.stdin.take().expect("stdin is piped");
-        stdin
-            .write_all(input.as_bytes())
-            .expect("write to promtool");
+        stdin.write_all(input.as_bytes()).expect("write to promtool");
         drop(stdin);
         Some(child.wait_with_output().expect("wait for promtool"))
     }

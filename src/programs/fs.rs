@@ -10,10 +10,7 @@ const TRACEFS_PATHS: &[&str] = &["/sys/kernel/tracing", "/sys/kernel/debug/traci
 /// Makes sure tracefs is reachable, mounting it at `/sys/kernel/tracing`
 /// when it is not and we may. The error says exactly what is missing.
 pub fn ensure_tracefs() -> Result<(), String> {
-    if TRACEFS_PATHS
-        .iter()
-        .any(|p| Path::new(p).join("events").is_dir())
-    {
+    if TRACEFS_PATHS.iter().any(|p| Path::new(p).join("events").is_dir()) {
         return Ok(());
     }
     let target = TRACEFS_PATHS[0];
@@ -34,9 +31,7 @@ pub fn ensure_tracefs() -> Result<(), String> {
 }
 
 fn mount(source: &str, target: &str, fstype: &str) -> std::io::Result<()> {
-    let c = |s: &str| {
-        CString::new(s).map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidInput, e))
-    };
+    let c = |s: &str| CString::new(s).map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidInput, e));
     let (source, target, fstype) = (c(source)?, c(target)?, c(fstype)?);
     // SAFETY: all pointers are valid NUL-terminated strings for the call.
     let rc = unsafe {

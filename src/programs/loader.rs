@@ -6,9 +6,7 @@
 use std::os::fd::{AsFd, AsRawFd, FromRawFd, OwnedFd};
 use std::sync::{Mutex, Once};
 
-use libbpf_rs::{
-    ErrorKind, Link, MapCore, MapHandle, Object, ObjectBuilder, OpenObject, PrintLevel,
-};
+use libbpf_rs::{ErrorKind, Link, MapCore, MapHandle, Object, ObjectBuilder, OpenObject, PrintLevel};
 
 use super::{fs, EmbeddedProgram};
 use crate::config::{AttachSpec, Config, XdpMode};
@@ -66,18 +64,14 @@ pub fn load(config: &Config) -> Result<Loaded, String> {
             continue;
         }
         let section = prog.section().to_string_lossy().into_owned();
-        let explicit: Vec<&AttachSpec> = config
-            .attach
-            .iter()
-            .filter(|a| a.program() == name)
-            .collect();
+        let explicit: Vec<&AttachSpec> = config.attach.iter().filter(|a| a.program() == name).collect();
         let result = if explicit.is_empty() {
             attach_from_section(&prog, &section).map(|link| links.push(link))
         } else {
             explicit.iter().try_for_each(|spec| match spec {
-                AttachSpec::Xdp {
-                    interface, mode, ..
-                } => attach_xdp(&prog, interface, *mode).map(|fd| xdp_links.push(fd)),
+                AttachSpec::Xdp { interface, mode, .. } => {
+                    attach_xdp(&prog, interface, *mode).map(|fd| xdp_links.push(fd))
+                }
             })
         };
         programs.push(ProgramStatus {
@@ -133,10 +127,7 @@ fn load_isolating_failures(embedded: &EmbeddedProgram) -> Result<(Object, Refuse
         }
     }
     if refused.is_empty() || refused.len() == programs.len() {
-        let detail = refused
-            .iter()
-            .map(|(_, _, e)| e.as_str())
-            .collect::<Vec<_>>();
+        let detail = refused.iter().map(|(_, _, e)| e.as_str()).collect::<Vec<_>>();
         return Err(if detail.is_empty() {
             format!(
                 "loading the object failed: {}{}",
@@ -175,7 +166,10 @@ fn open(embedded: &EmbeddedProgram) -> Result<OpenObject, String> {
 
 /// Explains a refused program, with what to do about it.
 fn load_error(name: &str, section: &str, kind: ErrorKind, error: &str, log: &[String]) -> String {
-    let hint = if kind == ErrorKind::PermissionDenied && is_trampoline(section) {
+    let verifier_said = log.iter().any(|l| l.contains("BEGIN PROG LOAD LOG"));
+    let hint = if verifier_said {
+        ": the verifier rejected it; the end of its log below says why"
+    } else if kind == ErrorKind::PermissionDenied && is_trampoline(section) {
         ": this kernel refuses fentry/fexit/LSM programs (no BTF trampolines, or a lockdown or LSM \
          policy); use a tracepoint or tp_btf hook instead"
     } else if kind == ErrorKind::PermissionDenied {
@@ -193,9 +187,7 @@ fn is_trampoline(section: &str) -> bool {
     ["fentry", "fexit", "fmod_ret", "lsm", "freplace"]
         .iter()
         .any(|p| {
-            section == *p
-                || section.starts_with(&format!("{p}/"))
-                || section.starts_with(&format!("{p}.s/"))
+            section == *p || section.starts_with(&format!("{p}/")) || section.starts_with(&format!("{p}.s/"))
         })
 }
 
@@ -204,7 +196,10 @@ fn attach_from_section(prog: &libbpf_rs::ProgramMut<'_>, section: &str) -> Resul
         fs::ensure_tracefs()?;
     }
     prog.attach().map_err(|e| {
-        let hint = if ["kprobe", "kretprobe", "ksyscall", "kretsyscall"].iter().any(|p| section.starts_with(p)) {
+        let hint = if ["kprobe", "kretprobe", "ksyscall", "kretsyscall"]
+            .iter()
+            .any(|p| section.starts_with(p))
+        {
             ": kprobes are unavailable (kernel without CONFIG_KPROBES) or the function does not exist or \
              is inlined (see /sys/kernel/tracing/available_filter_functions); prefer a tracepoint"
         } else if section.starts_with("uprobe") || section.starts_with("uretprobe") || section == "xdp" {
@@ -218,13 +213,8 @@ fn attach_from_section(prog: &libbpf_rs::ProgramMut<'_>, section: &str) -> Resul
 
 /// Attaches through a BPF link, which the kernel removes when the exporter
 /// exits, unlike a netlink XDP attachment that would stay on the interface.
-fn attach_xdp(
-    prog: &libbpf_rs::ProgramMut<'_>,
-    interface: &str,
-    mode: XdpMode,
-) -> Result<OwnedFd, String> {
-    let name = std::ffi::CString::new(interface)
-        .map_err(|_| format!("bad interface name {interface:?}"))?;
+fn attach_xdp(prog: &libbpf_rs::ProgramMut<'_>, interface: &str, mode: XdpMode) -> Result<OwnedFd, String> {
+    let name = std::ffi::CString::new(interface).map_err(|_| format!("bad interface name {interface:?}"))?;
     // SAFETY: `name` is a valid NUL-terminated string.
     let ifindex = unsafe { libc::if_nametoindex(name.as_ptr()) };
     if ifindex == 0 {

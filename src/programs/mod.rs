@@ -25,7 +25,11 @@ pub fn find(name: &str) -> Option<&'static EmbeddedProgram> {
 }
 
 pub fn embedded_names() -> Vec<&'static str> {
-    EMBEDDED_PROGRAMS.iter().filter(|p| !p.test_only).map(|p| p.name).collect()
+    EMBEDDED_PROGRAMS
+        .iter()
+        .filter(|p| !p.test_only)
+        .map(|p| p.name)
+        .collect()
 }
 
 /// A map as declared in the object.
@@ -114,11 +118,7 @@ mod tests {
         assert!(!EMBEDDED_PROGRAMS.is_empty());
         for program in EMBEDDED_PROGRAMS {
             let info = inspect(program.name, program.object).unwrap();
-            assert!(
-                !info.programs.is_empty(),
-                "{} has no programs",
-                program.name
-            );
+            assert!(!info.programs.is_empty(), "{} has no programs", program.name);
         }
     }
 

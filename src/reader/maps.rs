@@ -28,7 +28,12 @@ pub struct MapDump {
 
 impl MapDump {
     pub fn new(key_size: usize, values_per_entry: usize) -> Self {
-        MapDump { key_size, values_per_entry, keys: Vec::new(), values: Vec::new() }
+        MapDump {
+            key_size,
+            values_per_entry,
+            keys: Vec::new(),
+            values: Vec::new(),
+        }
     }
 
     pub fn len(&self) -> usize {
@@ -47,7 +52,9 @@ impl MapDump {
 
     /// `(key, values)` pairs; `values` has one u64 per CPU for per-CPU maps.
     pub fn entries(&self) -> impl Iterator<Item = (&[u8], &[u64])> {
-        self.keys.chunks_exact(self.key_size.max(1)).zip(self.values.chunks_exact(self.values_per_entry.max(1)))
+        self.keys
+            .chunks_exact(self.key_size.max(1))
+            .zip(self.values.chunks_exact(self.values_per_entry.max(1)))
     }
 }
 
@@ -91,11 +98,19 @@ impl KernelMap {
         if handle.value_size() != 8 {
             return Err(io::Error::new(
                 io::ErrorKind::InvalidInput,
-                format!("map {:?} has {}-byte values, not u64", handle.name(), handle.value_size()),
+                format!(
+                    "map {:?} has {}-byte values, not u64",
+                    handle.name(),
+                    handle.value_size()
+                ),
             ));
         }
         let percpu = crate::programs::is_percpu(handle.map_type());
-        let values_per_entry = if percpu { libbpf_rs::num_possible_cpus().map_err(io::Error::other)? } else { 1 };
+        let values_per_entry = if percpu {
+            libbpf_rs::num_possible_cpus().map_err(io::Error::other)?
+        } else {
+            1
+        };
         Ok(KernelMap {
             key_size: handle.key_size() as usize,
             max_entries: handle.max_entries() as usize,
@@ -123,7 +138,11 @@ impl KernelMap {
                 elem_flags: 0,
                 flags: 0,
             };
-            let in_ptr = if first { std::ptr::null_mut() } else { in_token.as_mut_ptr().cast() };
+            let in_ptr = if first {
+                std::ptr::null_mut()
+            } else {
+                in_token.as_mut_ptr().cast()
+            };
             // SAFETY: the buffers hold `chunk` keys and `chunk * vpe` u64 values, the
             // tokens are at least as large as any cursor the kernel writes.
             let rc = unsafe {
@@ -182,11 +201,17 @@ impl KernelMap {
             // SAFETY: `next` holds one key; `prev` is one key or null.
             let rc = unsafe { libbpf_sys::bpf_map_get_next_key(fd, prev_ptr, next.as_mut_ptr().cast()) };
             if rc < 0 {
-                return if -rc == libc::ENOENT { Ok(dump) } else { Err(io::Error::from_raw_os_error(-rc)) };
+                return if -rc == libc::ENOENT {
+                    Ok(dump)
+                } else {
+                    Err(io::Error::from_raw_os_error(-rc))
+                };
             }
             if seen.insert(next.clone()) {
                 // SAFETY: `values` holds one value per possible CPU (8 bytes each).
-                let rc = unsafe { libbpf_sys::bpf_map_lookup_elem(fd, next.as_ptr().cast(), values.as_mut_ptr().cast()) };
+                let rc = unsafe {
+                    libbpf_sys::bpf_map_lookup_elem(fd, next.as_ptr().cast(), values.as_mut_ptr().cast())
+                };
                 match -rc {
                     0 => dump.push(&next, &values),
                     libc::ENOENT => {} // deleted since get_next_key: not an entry any more
@@ -203,7 +228,10 @@ impl KernelMap {
 
 /// Errors meaning "this kernel has no batch ops for this map type".
 fn batch_unsupported(e: &io::Error) -> bool {
-    matches!(e.raw_os_error(), Some(libc::EINVAL | libc::EOPNOTSUPP | libc::ENOSYS | 524 /* ENOTSUPP */))
+    matches!(
+        e.raw_os_error(),
+        Some(libc::EINVAL | libc::EOPNOTSUPP | libc::ENOSYS | 524 /* ENOTSUPP */)
+    )
 }
 
 impl MapSource for KernelMap {

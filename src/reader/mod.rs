@@ -56,11 +56,17 @@ impl Reader {
     pub fn add(&mut self, config: Config, loaded: Loaded, method: ReadMethod) -> Result<(), String> {
         let mut metrics = Vec::new();
         for (i, spec) in config.metrics.iter().enumerate() {
-            let handle = loaded.map(&spec.map).ok_or_else(|| format!("map {:?} is missing from the loaded object", spec.map))?;
+            let handle = loaded
+                .map(&spec.map)
+                .ok_or_else(|| format!("map {:?} is missing from the loaded object", spec.map))?;
             let source = KernelMap::new(handle, method).map_err(|e| format!("map {:?}: {e}", spec.map))?;
             metrics.push(MetricState::new(i, Box::new(source)));
         }
-        self.targets.push(Target { config, loaded, metrics });
+        self.targets.push(Target {
+            config,
+            loaded,
+            metrics,
+        });
         Ok(())
     }
 
@@ -96,7 +102,11 @@ impl Reader {
         self.last_cycle = started.elapsed();
         let taken_at = SystemTime::now();
         families.extend(self.self_metrics(taken_at));
-        Snapshot { families, configs: self.statuses(), taken_at }
+        Snapshot {
+            families,
+            configs: self.statuses(),
+            taken_at,
+        }
     }
 
     pub fn statuses(&self) -> Vec<ConfigStatus> {
@@ -107,7 +117,11 @@ impl Reader {
                 name: t.config.name.clone(),
                 source: t.config.origin.clone(),
                 program: t.config.program.clone(),
-                state: if t.loaded.any_attached() { ConfigState::Running } else { ConfigState::Failed },
+                state: if t.loaded.any_attached() {
+                    ConfigState::Running
+                } else {
+                    ConfigState::Failed
+                },
                 error: None,
                 programs: t.loaded.programs.clone(),
             })
@@ -123,24 +137,34 @@ impl Reader {
         let mut attached = Vec::new();
         for status in &statuses {
             for s in [ConfigState::Running, ConfigState::Invalid, ConfigState::Failed] {
-                state.push(gauge(&[&status.name, s.as_str()], f64::from(u8::from(status.state == s))));
+                state.push(gauge(
+                    &[&status.name, s.as_str()],
+                    f64::from(u8::from(status.state == s)),
+                ));
             }
             for p in &status.programs {
                 attached.push(gauge(&[&status.name, &p.name], f64::from(u8::from(p.attached))));
             }
         }
-        let (mut duration, mut entries, mut read_errors, mut decode_errors) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+        let (mut duration, mut entries, mut read_errors, mut decode_errors) =
+            (Vec::new(), Vec::new(), Vec::new(), Vec::new());
         for target in &self.targets {
             for m in &target.metrics {
                 let spec = &target.config.metrics[m.spec];
                 let name = target.config.name.as_str();
-                duration.push(gauge(&[name, &spec.map, m.source.method().as_str()], m.duration.as_secs_f64()));
+                duration.push(gauge(
+                    &[name, &spec.map, m.source.method().as_str()],
+                    m.duration.as_secs_f64(),
+                ));
                 entries.push(gauge(&[name, &spec.map], m.entries as f64));
                 read_errors.push(counter(&[name, &spec.map], m.read_errors));
                 decode_errors.push(counter(&[name, &spec.name], m.decode_errors));
             }
         }
-        let timestamp = now.duration_since(SystemTime::UNIX_EPOCH).unwrap_or_default().as_secs_f64();
+        let timestamp = now
+            .duration_since(SystemTime::UNIX_EPOCH)
+            .unwrap_or_default()
+            .as_secs_f64();
         vec![
             family("build_info", "Build information; always 1.", MetricKind::Gauge, &["version"], vec![gauge(&[env!("CARGO_PKG_VERSION")], 1.0)]),
             family("config_state", "State of each config: running, invalid (the YAML was refused) or failed (its program did not load or attach); 1 for the current state.", MetricKind::Gauge, &["config", "state"], state),
@@ -157,7 +181,15 @@ impl Reader {
 
 impl MetricState {
     fn new(spec: usize, source: Box<dyn MapSource>) -> Self {
-        MetricState { spec, source, last: None, read_errors: 0, decode_errors: 0, duration: Duration::ZERO, entries: 0 }
+        MetricState {
+            spec,
+            source,
+            last: None,
+            read_errors: 0,
+            decode_errors: 0,
+            duration: Duration::ZERO,
+            entries: 0,
+        }
     }
 }
 
@@ -172,11 +204,17 @@ fn family(name: &str, help: &str, kind: MetricKind, labels: &[&str], samples: Ve
 }
 
 fn gauge(labels: &[&str], value: f64) -> Sample {
-    Sample { label_values: labels.iter().map(|l| l.to_string()).collect(), value: Value::Gauge(value) }
+    Sample {
+        label_values: labels.iter().map(|l| l.to_string()).collect(),
+        value: Value::Gauge(value),
+    }
 }
 
 fn counter(labels: &[&str], value: u64) -> Sample {
-    Sample { label_values: labels.iter().map(|l| l.to_string()).collect(), value: Value::Counter(value) }
+    Sample {
+        label_values: labels.iter().map(|l| l.to_string()).collect(),
+        value: Value::Counter(value),
+    }
 }
 
 /// A reader running on its own thread; dropping the handle stops it and
@@ -189,15 +227,20 @@ pub struct Running {
 /// Publishes a first snapshot at once, then one per `interval`.
 pub fn spawn(mut reader: Reader, cell: Arc<SnapshotCell>, interval: Duration) -> std::io::Result<Running> {
     let (stop, stopped) = mpsc::channel::<()>();
-    let thread = std::thread::Builder::new().name("map-reader".into()).spawn(move || loop {
-        let started = Instant::now();
-        cell.publish(reader.read());
-        match stopped.recv_timeout(interval.saturating_sub(started.elapsed())) {
-            Err(RecvTimeoutError::Timeout) => {}
-            Ok(()) | Err(RecvTimeoutError::Disconnected) => break,
-        }
-    })?;
-    Ok(Running { stop, thread: Some(thread) })
+    let thread = std::thread::Builder::new()
+        .name("map-reader".into())
+        .spawn(move || loop {
+            let started = Instant::now();
+            cell.publish(reader.read());
+            match stopped.recv_timeout(interval.saturating_sub(started.elapsed())) {
+                Err(RecvTimeoutError::Timeout) => {}
+                Ok(()) | Err(RecvTimeoutError::Disconnected) => break,
+            }
+        })?;
+    Ok(Running {
+        stop,
+        thread: Some(thread),
+    })
 }
 
 impl Drop for Running {

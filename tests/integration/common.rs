@@ -37,19 +37,29 @@ pub fn start_sources(sources: &[Source]) -> Reader {
 }
 
 pub fn assert_all_good(outcomes: &[Outcome]) {
-    assert!(outcomes.iter().all(Outcome::is_good), "configs did not all load:\n{}", exporter::report(outcomes));
+    assert!(
+        outcomes.iter().all(Outcome::is_good),
+        "configs did not all load:\n{}",
+        exporter::report(outcomes)
+    );
 }
 
 /// The value of counter `name` with exactly these labels, 0 when absent.
 pub fn counter(snapshot: &Snapshot, name: &str, labels: &[(&str, &str)]) -> u64 {
-    let Some(family) = snapshot.families.iter().find(|f| f.name == name) else { return 0 };
+    let Some(family) = snapshot.families.iter().find(|f| f.name == name) else {
+        return 0;
+    };
     family
         .samples
         .iter()
         .find(|s| {
             labels.len() == family.label_names.len()
                 && labels.iter().all(|(k, v)| {
-                    family.label_names.iter().position(|n| n == k).is_some_and(|i| s.label_values[i] == *v)
+                    family
+                        .label_names
+                        .iter()
+                        .position(|n| n == k)
+                        .is_some_and(|i| s.label_values[i] == *v)
                 })
         })
         .map_or(0, |s| match s.value {

@@ -36,7 +36,11 @@ fn execs_counts_each_exec_under_its_uid_exactly() {
     let labels = [("uid", "54321")];
     let before = counter(&reader.read(), "ebpf_execs_total", &labels);
     for _ in 0..25 {
-        let status = std::process::Command::new("/bin/true").uid(UID).gid(UID).status().unwrap();
+        let status = std::process::Command::new("/bin/true")
+            .uid(UID)
+            .gid(UID)
+            .status()
+            .unwrap();
         assert!(status.success());
     }
     let after = counter(&reader.read(), "ebpf_execs_total", &labels);
@@ -47,7 +51,12 @@ fn execs_counts_each_exec_under_its_uid_exactly() {
 /// the only packets on `lo` are the ones the test sends.
 fn private_loopback() {
     // SAFETY: unshare affects only the calling thread's network namespace.
-    assert_eq!(unsafe { libc::unshare(libc::CLONE_NEWNET) }, 0, "unshare: {}", std::io::Error::last_os_error());
+    assert_eq!(
+        unsafe { libc::unshare(libc::CLONE_NEWNET) },
+        0,
+        "unshare: {}",
+        std::io::Error::last_os_error()
+    );
     let sock = std::net::UdpSocket::bind("0.0.0.0:0");
     drop(sock);
     // SAFETY: plain ioctls on a socket fd with a zeroed, named ifreq.
@@ -98,7 +107,11 @@ fn xdp_packets_counts_each_packet_per_cpu_and_summed() {
         let mut reader = start(&["xdp_packets"]);
         send_udp_packets(300);
         let snapshot = reader.read();
-        let family = snapshot.families.iter().find(|f| f.name == "ebpf_xdp_packets_total").unwrap();
+        let family = snapshot
+            .families
+            .iter()
+            .find(|f| f.name == "ebpf_xdp_packets_total")
+            .unwrap();
         assert_eq!(family.label_names, ["cpu"]);
         let cpus = libbpf_rs::num_possible_cpus().unwrap();
         assert_eq!(family.samples.len(), cpus, "one series per possible CPU");
@@ -113,7 +126,11 @@ fn xdp_packets_counts_each_packet_per_cpu_and_summed() {
         send_udp_packets(120);
         let snapshot = reader.read();
         assert_eq!(counter(&snapshot, "ebpf_xdp_packets_total", &[]), 120);
-        let family = snapshot.families.iter().find(|f| f.name == "ebpf_xdp_packets_total").unwrap();
+        let family = snapshot
+            .families
+            .iter()
+            .find(|f| f.name == "ebpf_xdp_packets_total")
+            .unwrap();
         assert_eq!(family.samples.len(), 1);
     })
     .join()
@@ -151,22 +168,34 @@ fn a_failing_program_fails_alone() {
     let source = bpf_exporter::config::Source {
         name: "test_isolation".into(),
         origin: "test:test_isolation.yaml".into(),
-        text: "metrics:\n  counters:\n    - name: isolation_events_total\n      help: getppid calls.\n".into(),
+        text: "metrics:\n  counters:\n    - name: isolation_events_total\n      help: getppid calls.\n"
+            .into(),
     };
     let (mut reader, outcomes) =
         bpf_exporter::exporter::assemble(&[source], "ebpf_", bpf_exporter::reader::maps::ReadMethod::Batch);
     let status = &outcomes[0].status;
-    assert_eq!(status.state, bpf_exporter::metrics::ConfigState::Running, "{}", bpf_exporter::exporter::report(&outcomes));
+    assert_eq!(
+        status.state,
+        bpf_exporter::metrics::ConfigState::Running,
+        "{}",
+        bpf_exporter::exporter::report(&outcomes)
+    );
     let program = |name: &str| status.programs.iter().find(|p| p.name == name).unwrap();
 
     assert!(program("works").attached);
     let rejected = program("rejected_by_verifier");
     assert!(!rejected.attached);
     let error = rejected.error.as_deref().unwrap();
-    assert!(error.contains("verifier log") && error.contains("invalid mem access"), "{error}");
+    assert!(
+        error.contains("the verifier rejected it") && error.contains("invalid mem access"),
+        "{error}"
+    );
     // Kernels without kprobes or trampolines refuse these; when they do,
     // the error says what is missing.
-    for (name, hint) in [("needs_kprobes", "kprobes are unavailable"), ("needs_trampolines", "refuses fentry/fexit/LSM")] {
+    for (name, hint) in [
+        ("needs_kprobes", "kprobes are unavailable"),
+        ("needs_trampolines", "refuses fentry/fexit/LSM"),
+    ] {
         let p = program(name);
         if !p.attached {
             let error = p.error.as_deref().unwrap();

@@ -9,7 +9,10 @@ use libbpf_rs::{MapCore, MapFlags, MapHandle, MapType};
 use crate::common::bpf_available;
 
 fn create(map_type: MapType, max_entries: u32) -> MapHandle {
-    let opts = libbpf_sys::bpf_map_create_opts { sz: std::mem::size_of::<libbpf_sys::bpf_map_create_opts>() as _, ..Default::default() };
+    let opts = libbpf_sys::bpf_map_create_opts {
+        sz: std::mem::size_of::<libbpf_sys::bpf_map_create_opts>() as _,
+        ..Default::default()
+    };
     MapHandle::create(map_type, Some("test_map"), 4, 8, max_entries, &opts).unwrap()
 }
 
@@ -18,7 +21,9 @@ fn fill(map: &MapHandle, entries: u64) {
     for k in 0..entries {
         let key = (k as u32).to_le_bytes();
         if map.map_type().is_percpu() {
-            let values: Vec<Vec<u8>> = (0..cpus).map(|cpu| (k * 10 + cpu).to_le_bytes().to_vec()).collect();
+            let values: Vec<Vec<u8>> = (0..cpus)
+                .map(|cpu| (k * 10 + cpu).to_le_bytes().to_vec())
+                .collect();
             map.update_percpu(&key, &values, MapFlags::ANY).unwrap();
         } else {
             map.update(&key, &(k * 10).to_le_bytes(), MapFlags::ANY).unwrap();
@@ -27,7 +32,9 @@ fn fill(map: &MapHandle, entries: u64) {
 }
 
 fn as_map(dump: &MapDump) -> BTreeMap<u64, Vec<u64>> {
-    dump.entries().map(|(k, v)| (u64::from(u32::from_le_bytes(k.try_into().unwrap())), v.to_vec())).collect()
+    dump.entries()
+        .map(|(k, v)| (u64::from(u32::from_le_bytes(k.try_into().unwrap())), v.to_vec()))
+        .collect()
 }
 
 fn read(map: &MapHandle, method: ReadMethod) -> (MapDump, ReadMethod) {
@@ -43,13 +50,28 @@ fn batch_and_per_key_reads_agree_for_every_map_type() {
         return;
     }
     let cpus = libbpf_rs::num_possible_cpus().unwrap();
-    for map_type in [MapType::Hash, MapType::Array, MapType::PercpuHash, MapType::PercpuArray, MapType::LruHash, MapType::LruPercpuHash] {
+    for map_type in [
+        MapType::Hash,
+        MapType::Array,
+        MapType::PercpuHash,
+        MapType::PercpuArray,
+        MapType::LruHash,
+        MapType::LruPercpuHash,
+    ] {
         let map = create(map_type, 3000);
         fill(&map, 2500);
         let (batch, method) = read(&map, ReadMethod::Batch);
-        assert_eq!(method, ReadMethod::Batch, "{map_type:?}: this kernel has batch ops");
+        assert_eq!(
+            method,
+            ReadMethod::Batch,
+            "{map_type:?}: this kernel has batch ops"
+        );
         let (per_key, _) = read(&map, ReadMethod::PerKey);
-        let expected_len = if matches!(map_type, MapType::Array | MapType::PercpuArray) { 3000 } else { 2500 };
+        let expected_len = if matches!(map_type, MapType::Array | MapType::PercpuArray) {
+            3000
+        } else {
+            2500
+        };
         assert_eq!(batch.len(), expected_len, "{map_type:?}");
         assert_eq!(as_map(&batch), as_map(&per_key), "{map_type:?}");
         let values_per_entry = if map_type.is_percpu() { cpus } else { 1 };
