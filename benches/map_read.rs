@@ -59,9 +59,16 @@ fn main() {
                 .collect();
             times.sort();
             let median = times[ROUNDS / 2];
-            println!("{map_type:?} {ENTRIES} entries, {:<8} median {median:?} (min {:?})", method.as_str(), times[0]);
+            println!(
+                "{map_type:?} {ENTRIES} entries, {:<8} median {median:?} (min {:?})",
+                method.as_str(),
+                times[0]
+            );
             medians.push(median);
         }
-        println!("{map_type:?}: per-key / batch = {:.1}x", medians[1].as_secs_f64() / medians[0].as_secs_f64());
+        println!(
+            "{map_type:?}: per-key / batch = {:.1}x",
+            medians[1].as_secs_f64() / medians[0].as_secs_f64()
+        );
     }
 }

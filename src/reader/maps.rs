@@ -252,3 +252,35 @@ impl MapSource for KernelMap {
         self.method
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_unsupported_operation_errors_switch_to_per_key() {
+        for errno in [libc::EINVAL, libc::EOPNOTSUPP, libc::ENOSYS, 524] {
+            assert!(batch_unsupported(&io::Error::from_raw_os_error(errno)), "{errno}");
+        }
+        // Real failures must surface as read errors, not silently change method.
+        for errno in [libc::EPERM, libc::EFAULT, libc::ENOMEM, libc::EBADF] {
+            assert!(
+                !batch_unsupported(&io::Error::from_raw_os_error(errno)),
+                "{errno}"
+            );
+        }
+    }
+
+    #[test]
+    fn dump_entries_pair_keys_with_their_values() {
+        let mut dump = MapDump::new(2, 3);
+        dump.push(&[1, 0], &[1, 2, 3]);
+        dump.push(&[2, 0], &[4, 5, 6]);
+        let entries: Vec<_> = dump.entries().collect();
+        assert_eq!(
+            entries,
+            [(&[1u8, 0][..], &[1u64, 2, 3][..]), (&[2, 0][..], &[4, 5, 6][..])]
+        );
+        assert_eq!(dump.len(), 2);
+    }
+}

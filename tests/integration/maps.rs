@@ -108,3 +108,33 @@ fn empty_maps_read_as_empty() {
         assert!(read(&map, method).0.is_empty());
     }
 }
+
+#[test]
+fn lpm_trie_reads_return_every_entry_whichever_method_the_kernel_allows() {
+    if !bpf_available() {
+        return;
+    }
+    // Older kernels have no batch lookup for LPM tries: a batch read then
+    // switches to per-key by itself; newer ones answer the batch call.
+    let opts = libbpf_sys::bpf_map_create_opts {
+        sz: std::mem::size_of::<libbpf_sys::bpf_map_create_opts>() as _,
+        map_flags: libbpf_sys::BPF_F_NO_PREALLOC,
+        ..Default::default()
+    };
+    let map = MapHandle::create(MapType::LpmTrie, Some("test_lpm"), 8, 8, 16, &opts).unwrap();
+    for (prefix, addr, value) in [
+        (8u32, [10u8, 0, 0, 0], 1u64),
+        (16, [10, 1, 0, 0], 2),
+        (32, [10, 1, 2, 3], 3),
+    ] {
+        let mut key = prefix.to_le_bytes().to_vec();
+        key.extend_from_slice(&addr);
+        map.update(&key, &value.to_le_bytes(), MapFlags::ANY).unwrap();
+    }
+    for method in [ReadMethod::Batch, ReadMethod::PerKey] {
+        let (dump, _) = read(&map, method);
+        let mut values: Vec<u64> = dump.entries().map(|(_, v)| v[0]).collect();
+        values.sort();
+        assert_eq!(values, [1, 2, 3], "{method:?}");
+    }
+}
