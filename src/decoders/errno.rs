@@ -112,30 +112,12 @@ mod tests {
                 Err("errno decoder: expected a decimal errno, got \"1\\xff\""),
             ),
         ];
-        let decoder = build(&DecoderOptions::default()).unwrap();
-        for (name, input, want) in cases {
-            let got = decoder.decode(input);
-            let want = match want {
-                Ok(s) => Ok(s.as_bytes().to_vec()),
-                Err(msg) => Err(DecodeError::Invalid(msg.to_string())),
-            };
-            assert_eq!(got, want, "case {name}");
-        }
+        super::super::check_cases(&*build(&DecoderOptions::default()).unwrap(), cases);
     }
 
     #[test]
     fn table_is_strictly_sorted() {
         // Binary search needs it; a hand edit could break it.
         assert!(ERRNOS.windows(2).all(|w| w[0].0 < w[1].0));
-    }
-
-    #[test]
-    fn refuses_options() {
-        let options = DecoderOptions {
-            static_map: Some(Default::default()),
-            ..DecoderOptions::default()
-        };
-        let err = build(&options).unwrap_err();
-        assert!(err.contains("static_map"), "{err}");
     }
 }

@@ -55,14 +55,4 @@ mod tests {
             assert_eq!(got, Ok(want.as_bytes().to_vec()), "case {name}");
         }
     }
-
-    #[test]
-    fn refuses_options() {
-        let options = DecoderOptions {
-            regexps: Some(vec![".*".into()]),
-            ..DecoderOptions::default()
-        };
-        let err = build(&options).unwrap_err();
-        assert!(err.contains("regexps"), "{err}");
-    }
 }

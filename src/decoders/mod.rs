@@ -109,6 +109,19 @@ pub fn known_names() -> Vec<&'static str> {
     names
 }
 
+/// Table-test runner shared by the decoders' tests: each case is a name, an
+/// input, and the expected output or `Invalid` message.
+#[cfg(test)]
+pub(crate) fn check_cases(decoder: &dyn Decoder, cases: &[(&str, &[u8], Result<&str, &str>)]) {
+    for (name, input, want) in cases {
+        let want = match want {
+            Ok(s) => Ok(s.as_bytes().to_vec()),
+            Err(msg) => Err(DecodeError::Invalid(msg.to_string())),
+        };
+        assert_eq!(decoder.decode(input), want, "case {name}");
+    }
+}
+
 /// Runs a label's decoder chain over its key bytes.
 pub fn decode_chain(chain: &[Box<dyn Decoder>], input: &[u8]) -> Result<Vec<u8>, DecodeError> {
     let mut value = input.to_vec();

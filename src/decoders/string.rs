@@ -58,24 +58,6 @@ mod tests {
                 Err("string decoder: \"\\xc3\" is not valid UTF-8 (bad byte at offset 0)"),
             ),
         ];
-        let decoder = build(&DecoderOptions::default()).unwrap();
-        for (name, input, want) in cases {
-            let got = decoder.decode(input);
-            let want = match want {
-                Ok(s) => Ok(s.as_bytes().to_vec()),
-                Err(msg) => Err(DecodeError::Invalid(msg.to_string())),
-            };
-            assert_eq!(got, want, "case {name}");
-        }
-    }
-
-    #[test]
-    fn refuses_options() {
-        let options = DecoderOptions {
-            static_map: Some(Default::default()),
-            ..DecoderOptions::default()
-        };
-        let err = build(&options).unwrap_err();
-        assert!(err.contains("static_map"), "{err}");
+        super::super::check_cases(&*build(&DecoderOptions::default()).unwrap(), cases);
     }
 }

@@ -125,15 +125,7 @@ mod tests {
                 Err("syscall decoder: expected a decimal syscall number, got \"\\xff\""),
             ),
         ];
-        let decoder = build(&DecoderOptions::default()).unwrap();
-        for (name, input, want) in cases {
-            let got = decoder.decode(input);
-            let want = match want {
-                Ok(s) => Ok(s.as_bytes().to_vec()),
-                Err(msg) => Err(DecodeError::Invalid(msg.to_string())),
-            };
-            assert_eq!(got, want, "case {name}");
-        }
+        super::super::check_cases(&*build(&DecoderOptions::default()).unwrap(), cases);
     }
 
     #[cfg(target_arch = "x86_64")]
@@ -151,15 +143,5 @@ mod tests {
             err,
             format!("syscall decoder has no table for {}", std::env::consts::ARCH)
         );
-    }
-
-    #[test]
-    fn refuses_options() {
-        let options = DecoderOptions {
-            allow_unknown: Some(true),
-            ..DecoderOptions::default()
-        };
-        let err = build(&options).unwrap_err();
-        assert!(err.contains("allow_unknown"), "{err}");
     }
 }

@@ -71,24 +71,10 @@ mod tests {
                 Err("uint decoder: cannot decode 16 bytes, expected 1, 2, 4 or 8"),
             ),
         ];
-        let decoder = build(&DecoderOptions::default()).unwrap();
-        for (name, input, want) in cases {
-            let got = decoder.decode(input);
-            let want = match want {
-                Ok(s) => Ok(s.as_bytes().to_vec()),
-                Err(msg) => Err(DecodeError::Invalid(msg.to_string())),
-            };
-            assert_eq!(got, want, "case {name}");
-        }
-    }
-
-    #[test]
-    fn refuses_options() {
-        let options = DecoderOptions {
-            allow_unknown: Some(true),
-            ..DecoderOptions::default()
-        };
-        let err = build(&options).unwrap_err();
-        assert!(err.contains("allow_unknown"), "{err}");
+        let cases: Vec<_> = cases
+            .iter()
+            .map(|(name, input, want)| (*name, input.as_slice(), *want))
+            .collect();
+        super::super::check_cases(&*build(&DecoderOptions::default()).unwrap(), &cases);
     }
 }
