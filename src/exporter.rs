@@ -41,18 +41,7 @@ pub fn assemble(sources: &[Source], prefix: &str, method: ReadMethod) -> (Reader
             Ok(config) => match loader::load(&config) {
                 Err(error) => failed(ConfigState::Failed, config.program.clone(), error),
                 Ok(loaded) => {
-                    let status = ConfigStatus {
-                        name: config.name.clone(),
-                        source: config.origin.clone(),
-                        program: config.program.clone(),
-                        state: if loaded.any_attached() {
-                            ConfigState::Running
-                        } else {
-                            ConfigState::Failed
-                        },
-                        error: None,
-                        programs: loaded.programs.clone(),
-                    };
+                    let status = loaded.status(&config);
                     let program = config.program.clone();
                     match reader.add(config, loaded, method) {
                         Ok(()) => {

@@ -10,7 +10,7 @@ use libbpf_rs::{ErrorKind, Link, MapCore, MapHandle, Object, ObjectBuilder, Open
 
 use super::{fs, EmbeddedProgram};
 use crate::config::{AttachSpec, Config, XdpMode};
-use crate::metrics::ProgramStatus;
+use crate::metrics::{ConfigState, ConfigStatus, ProgramStatus};
 
 /// Lines of the verifier log kept in an error: its tail says why.
 const VERIFIER_TAIL_LINES: usize = 20;
@@ -34,9 +34,22 @@ impl Loaded {
         MapHandle::try_from(&map).ok()
     }
 
-    /// True when at least one program is attached.
-    pub fn any_attached(&self) -> bool {
-        self.programs.iter().any(|p| p.attached)
+    /// How `config`, loaded as this, stands: running while at least one of
+    /// its programs is attached.
+    pub fn status(&self, config: &Config) -> ConfigStatus {
+        let attached = self.programs.iter().any(|p| p.attached);
+        ConfigStatus {
+            name: config.name.clone(),
+            source: config.origin.clone(),
+            program: config.program.clone(),
+            state: if attached {
+                ConfigState::Running
+            } else {
+                ConfigState::Failed
+            },
+            error: None,
+            programs: self.programs.clone(),
+        }
     }
 }
 
@@ -100,14 +113,11 @@ fn load_isolating_failures(embedded: &EmbeddedProgram) -> Result<(Object, Refuse
         (Ok(object), _) => return Ok((object, Vec::new())),
         (Err(e), log) => (e, log),
     };
-    let programs: Vec<(String, String)> = open(embedded)?
-        .progs()
-        .map(|p| {
-            (
-                p.name().to_string_lossy().into_owned(),
-                p.section().to_string_lossy().into_owned(),
-            )
-        })
+    let programs: Vec<(String, String)> = super::inspect(embedded.name, embedded.object)
+        .map_err(|e| format!("{e:#}"))?
+        .programs
+        .into_iter()
+        .map(|p| (p.name, p.section))
         .collect();
     let mut refused = Vec::new();
     for (name, section) in &programs {

@@ -101,10 +101,11 @@ impl Reader {
         }
         self.last_cycle = started.elapsed();
         let taken_at = SystemTime::now();
-        families.extend(self.self_metrics(taken_at));
+        let configs = self.statuses();
+        families.extend(self.self_metrics(&configs, taken_at));
         Snapshot {
             families,
-            configs: self.statuses(),
+            configs,
             taken_at,
         }
     }
@@ -113,29 +114,17 @@ impl Reader {
         let mut all: Vec<ConfigStatus> = self
             .targets
             .iter()
-            .map(|t| ConfigStatus {
-                name: t.config.name.clone(),
-                source: t.config.origin.clone(),
-                program: t.config.program.clone(),
-                state: if t.loaded.any_attached() {
-                    ConfigState::Running
-                } else {
-                    ConfigState::Failed
-                },
-                error: None,
-                programs: t.loaded.programs.clone(),
-            })
+            .map(|t| t.loaded.status(&t.config))
             .chain(self.others.iter().cloned())
             .collect();
         all.sort_by(|a, b| a.name.cmp(&b.name));
         all
     }
 
-    fn self_metrics(&self, now: SystemTime) -> Vec<Family> {
-        let statuses = self.statuses();
+    fn self_metrics(&self, statuses: &[ConfigStatus], now: SystemTime) -> Vec<Family> {
         let mut state = Vec::new();
         let mut attached = Vec::new();
-        for status in &statuses {
+        for status in statuses {
             for s in [ConfigState::Running, ConfigState::Invalid, ConfigState::Failed] {
                 state.push(gauge(
                     &[&status.name, s.as_str()],
