@@ -113,21 +113,54 @@ pub struct Config {
     pub attach: Vec<AttachSpec>,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub enum MetricType {
     Counter,
+    /// Values are read as signed 64-bit, so a per-CPU gauge that one CPU
+    /// increments and another decrements sums to the right number.
+    Gauge,
+    Histogram(HistogramSpec),
 }
 
-/// One map exported as one metric family.
+/// How a histogram map's bucket keys become cumulative buckets.
+#[derive(Debug, Clone, PartialEq)]
+pub struct HistogramSpec {
+    /// The exported buckets in increasing order: the bucket key the program
+    /// writes and its upper bound (`le`) in the exported unit. A key below
+    /// the first counts in the first bucket, a key between two listed ones
+    /// in the next one up: both are at most that bucket's bound.
+    pub buckets: Vec<(u64, f64)>,
+    /// The key holding the sum of all values: the top key + 1. Any other key
+    /// above the top holds overflow, which appears only in `+Inf`.
+    pub sum_key: u64,
+    /// Scales the sum into the exported unit (the bounds are already scaled).
+    pub multiplier: f64,
+}
+
+/// A global variable of the program (`.bss` or `.data`), read from the map
+/// libbpf keeps the section in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct GlobalSpec {
+    /// Byte offset of the variable in the section.
+    pub offset: usize,
+    /// 1, 2, 4 or 8 bytes.
+    pub size: usize,
+    pub signed: bool,
+}
+
+/// One map (or global variable) exported as one metric family.
 #[derive(Debug)]
 pub struct MetricSpec {
     pub kind: MetricType,
-    /// Map name in the object.
+    /// Map name in the object; for a global variable, its section's map.
     pub map: String,
+    /// Set when the metric reads a global variable rather than a whole map.
+    pub global: Option<GlobalSpec>,
     /// Exported name, prefix included.
     pub name: String,
     pub help: String,
-    /// Labels decoded from the key, in key order.
+    /// Labels decoded from the key, in key order. For a histogram the last
+    /// one is the bucket index, which is not exported as a label.
     pub labels: Vec<LabelSpec>,
     /// Per-CPU maps only: a last label named `cpu` splits values by CPU
     /// instead of summing them. Its bytes are the CPU number, not key bytes.
@@ -135,13 +168,21 @@ pub struct MetricSpec {
 }
 
 impl MetricSpec {
-    /// Label names as exported: key labels, then `cpu` if split.
+    /// Labels exported on every series: key labels (without a histogram's
+    /// bucket), then `cpu` if split.
     pub fn label_names(&self) -> Vec<String> {
-        self.labels
+        self.exported_key_labels()
             .iter()
             .chain(self.cpu_label.as_ref())
             .map(|l| l.name.clone())
             .collect()
+    }
+
+    fn exported_key_labels(&self) -> &[LabelSpec] {
+        match self.kind {
+            MetricType::Histogram(_) => &self.labels[..self.labels.len().saturating_sub(1)],
+            _ => &self.labels,
+        }
     }
 }
 

@@ -32,17 +32,53 @@ pub struct RawConfig {
 pub struct RawMetrics {
     /// Maps exported as Prometheus counters, one entry per map.
     #[serde(default)]
-    pub counters: Vec<Spanned<RawCounter>>,
+    pub counters: Vec<Spanned<RawMetric>>,
+    /// Maps (or global variables) exported as Prometheus gauges.
+    #[serde(default)]
+    pub gauges: Vec<Spanned<RawMetric>>,
+    /// Maps whose last key label is a bucket index, exported as Prometheus
+    /// histograms.
+    #[serde(default)]
+    pub histograms: Vec<Spanned<RawHistogram>>,
 }
 
+/// A counter or a gauge.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct RawCounter {
-    /// Map name in the program, and the metric name after the prefix.
+pub struct RawMetric {
+    /// Map name in the program (or, for a label-less metric, the name of a
+    /// global variable), and the metric name after the prefix.
     pub name: Spanned<String>,
     /// Help text shown by Prometheus.
     pub help: Spanned<String>,
     /// How the map key becomes labels, in key order.
+    #[serde(default)]
+    pub labels: Vec<Spanned<RawLabel>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawHistogram {
+    /// Map name in the program, and the metric name after the prefix.
+    pub name: Spanned<String>,
+    /// Help text shown by Prometheus.
+    pub help: Spanned<String>,
+    /// How bucket indexes become bounds: `exp2`, `exp2zero`, `linear` or
+    /// `fixed`.
+    pub bucket_type: Spanned<String>,
+    /// First exported bucket index (default 0; not used by `fixed`).
+    pub bucket_min: Option<Spanned<i64>>,
+    /// Last exported bucket index; `bucket_max + 1` holds the sum (not used
+    /// by `fixed`).
+    pub bucket_max: Option<Spanned<i64>>,
+    /// Scales bounds and sum into the exported unit, such as `0.000001` for
+    /// microseconds recorded and seconds exported (default 1).
+    pub bucket_multiplier: Option<Spanned<f64>>,
+    /// `fixed` only: the bucket keys the program writes, each the upper
+    /// bound of its bucket, in increasing order.
+    pub bucket_keys: Option<Spanned<Vec<f64>>>,
+    /// How the map key becomes labels, in key order; the last key label is
+    /// the bucket index.
     #[serde(default)]
     pub labels: Vec<Spanned<RawLabel>>,
 }

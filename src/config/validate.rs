@@ -7,12 +7,13 @@ use std::cell::RefCell;
 
 use serde_saphyr::{DefaultMessageFormatter, Location, MessageFormatter, Spanned};
 
-use super::raw::{RawAttach, RawConfig, RawCounter, RawLabel};
+use super::raw::{RawAttach, RawConfig, RawHistogram, RawLabel, RawMetric};
 use super::{
-    AttachSpec, Config, ConfigError, ConfigErrors, LabelSpec, MetricSpec, MetricType, Source, XdpMode,
+    AttachSpec, Config, ConfigError, ConfigErrors, GlobalSpec, HistogramSpec, LabelSpec, MetricSpec,
+    MetricType, Source, XdpMode,
 };
 use crate::decoders::{self, DecoderOptions};
-use crate::programs::{self, ObjectInfo};
+use crate::programs::{self, GlobalMeta, MapMeta, ObjectInfo};
 
 /// Name of the label that splits per-CPU values by CPU, as in ebpf_exporter.
 pub const CPU_LABEL: &str = "cpu";
@@ -59,26 +60,41 @@ pub fn parse(source: &Source, prefix: &str) -> Result<Config, ConfigErrors> {
     let info = programs::inspect(embedded.name, embedded.object)
         .map_err(|e| ConfigErrors(vec![ConfigError::file_level(file, format!("{e:#}"))]))?;
 
-    let mut metrics: Vec<MetricSpec> = Vec::new();
-    for (i, counter) in raw.metrics.value.counters.iter().enumerate() {
+    let raw_metrics = &raw.metrics.value;
+    let mut found: Vec<(String, Location, Option<MetricSpec>)> = Vec::new();
+    for (i, m) in raw_metrics.counters.iter().enumerate() {
         let path = format!("metrics.counters[{i}]");
-        if let Some(spec) = v.counter(&path, counter, &info, prefix) {
-            if metrics.iter().any(|m| m.name == spec.name) {
-                v.error(
-                    counter.value.name.referenced,
-                    &path,
-                    format!("metric {:?} is defined twice", spec.name),
-                );
-            } else {
-                metrics.push(spec);
-            }
+        let spec = v.metric(&path, MetricType::Counter, &Shape::of(m), &info, prefix);
+        found.push((path, m.value.name.referenced, spec));
+    }
+    for (i, m) in raw_metrics.gauges.iter().enumerate() {
+        let path = format!("metrics.gauges[{i}]");
+        let spec = v.metric(&path, MetricType::Gauge, &Shape::of(m), &info, prefix);
+        found.push((path, m.value.name.referenced, spec));
+    }
+    for (i, h) in raw_metrics.histograms.iter().enumerate() {
+        let path = format!("metrics.histograms[{i}]");
+        let spec = v.histogram(&path, h, &info, prefix);
+        found.push((path, h.value.name.referenced, spec));
+    }
+    let mut metrics: Vec<MetricSpec> = Vec::new();
+    for (path, location, spec) in found {
+        let Some(spec) = spec else { continue };
+        if metrics.iter().any(|m| m.name == spec.name) {
+            v.error(
+                location,
+                &path,
+                format!("metric {:?} is defined twice", spec.name),
+            );
+        } else {
+            metrics.push(spec);
         }
     }
-    if raw.metrics.value.counters.is_empty() {
+    if raw_metrics.counters.is_empty() && raw_metrics.gauges.is_empty() && raw_metrics.histograms.is_empty() {
         v.error(
             raw.metrics.referenced,
             "metrics",
-            "no metrics defined: add `counters:` with one entry per map",
+            "no metrics defined: add `counters:`, `gauges:` or `histograms:` with one entry per map",
         );
     }
 
@@ -147,6 +163,33 @@ fn clean_path(path: &str) -> String {
     cleaned.join(".")
 }
 
+/// More buckets than any histogram needs; a bound keeps a typo like
+/// `bucket_max: 1000000` from exporting a million series.
+const MAX_BUCKETS: usize = 4096;
+
+/// Integers above 2^53 cannot be told apart as f64 (the type YAML gives).
+const MAX_EXACT_KEY: f64 = 9_007_199_254_740_992.0;
+
+/// The fields counters, gauges and histograms share.
+struct Shape<'r> {
+    name: &'r Spanned<String>,
+    help: &'r Spanned<String>,
+    labels: &'r [Spanned<RawLabel>],
+    /// Where the metric's entry starts, for errors about it as a whole.
+    at: Location,
+}
+
+impl<'r> Shape<'r> {
+    fn of(metric: &'r Spanned<RawMetric>) -> Self {
+        Shape {
+            name: &metric.value.name,
+            help: &metric.value.help,
+            labels: &metric.value.labels,
+            at: metric.referenced,
+        }
+    }
+}
+
 struct Validator<'a> {
     file: &'a str,
     errors: Vec<ConfigError>,
@@ -158,75 +201,74 @@ impl Validator<'_> {
             .push(ConfigError::at(self.file, location, path, message));
     }
 
-    fn counter(
+    /// Validates what counters, gauges and histograms share: the name, the
+    /// map or global variable read, and the labels.
+    fn metric(
         &mut self,
         path: &str,
-        counter: &Spanned<RawCounter>,
+        kind: MetricType,
+        shape: &Shape<'_>,
         info: &ObjectInfo,
         prefix: &str,
     ) -> Option<MetricSpec> {
-        let c = &counter.value;
         let before = self.errors.len();
-        let name = format!("{prefix}{}", c.name.value);
+        let name = format!("{prefix}{}", shape.name.value);
+        let name_path = format!("{path}.name");
         if !is_metric_name(&name) {
             self.error(
-                c.name.referenced,
-                &format!("{path}.name"),
+                shape.name.referenced,
+                &name_path,
                 format!(
                     "{name:?} is not a valid Prometheus metric name: use letters, digits, `_` and `:`, \
                      not starting with a digit"
                 ),
             );
         }
-        if c.help.value.trim().is_empty() {
+        if shape.help.value.trim().is_empty() {
             self.error(
-                c.help.referenced,
+                shape.help.referenced,
                 &format!("{path}.help"),
-                "help is empty: say what the metric counts",
+                "help is empty: say what the metric measures",
             );
         }
-        let map = match info.map(&c.name.value) {
-            Some(map) => Some(map),
-            None => {
-                let known: Vec<&str> = info
-                    .maps
-                    .iter()
-                    .map(|m| m.name.as_str())
-                    .filter(|n| !n.contains('.'))
-                    .collect();
-                self.error(
-                    c.name.referenced,
-                    &format!("{path}.name"),
-                    format!(
-                        "the program has no map named {:?} (maps: {}); a counter's name is the name of the map it reads",
-                        c.name.value,
-                        known.join(", ")
-                    ),
-                );
-                None
-            }
+        let histogram = matches!(kind, MetricType::Histogram(_));
+        let map = info.map(&shape.name.value);
+        let global = match map {
+            Some(_) => None,
+            None => info.global(&shape.name.value).filter(|_| !histogram),
         };
-        if let Some(map) = map {
-            if !programs::is_readable(map.map_type) {
-                self.error(
-                    c.name.referenced,
-                    &format!("{path}.name"),
-                    format!(
-                        "map {:?} is a {:?} map; counters read HASH, ARRAY, PERCPU_HASH, PERCPU_ARRAY, LRU_HASH \
-                         or LRU_PERCPU_HASH maps",
-                        map.name, map.map_type
-                    ),
+        match (map, global) {
+            (Some(map), _) => self.check_map(&name_path, shape.name.referenced, map),
+            (None, Some(global)) => self.check_global(path, shape, global),
+            (None, None) => {
+                let known = |names: Vec<&str>| {
+                    if names.is_empty() {
+                        "none".to_string()
+                    } else {
+                        names.join(", ")
+                    }
+                };
+                let maps = known(
+                    info.maps
+                        .iter()
+                        .map(|m| m.name.as_str())
+                        .filter(|n| !n.contains('.'))
+                        .collect(),
                 );
-            }
-            if map.value_size != 8 {
-                self.error(
-                    c.name.referenced,
-                    &format!("{path}.name"),
+                let message = if histogram {
                     format!(
-                        "map {:?} has {}-byte values; counters need u64 (8-byte) values",
-                        map.name, map.value_size
-                    ),
-                );
+                        "the program has no map named {:?} (maps: {maps}); a histogram's name is the name of the map it reads",
+                        shape.name.value
+                    )
+                } else {
+                    let globals = known(info.globals.iter().map(|g| g.name.as_str()).collect());
+                    format!(
+                        "the program has no map or global variable named {:?} (maps: {maps}; globals: {globals}); \
+                         a metric's name is the name of the map or variable it reads",
+                        shape.name.value
+                    )
+                };
+                self.error(shape.name.referenced, &name_path, message);
             }
         }
 
@@ -234,11 +276,11 @@ impl Validator<'_> {
         let mut labels = Vec::new();
         let mut cpu_label = None;
         let mut offset = 0usize;
-        let count = c.labels.len();
-        for (j, label) in c.labels.iter().enumerate() {
+        let count = shape.labels.len();
+        for (j, label) in shape.labels.iter().enumerate() {
             let lpath = format!("{path}.labels[{j}]");
             let is_cpu = percpu && j + 1 == count && label.value.name.value == CPU_LABEL;
-            if c.labels[..j]
+            if shape.labels[..j]
                 .iter()
                 .any(|l| l.value.name.value == label.value.name.value)
             {
@@ -265,7 +307,7 @@ impl Validator<'_> {
             let key_size = map.key_size as usize;
             if !labels.is_empty() && offset != key_size {
                 self.error(
-                    counter.referenced,
+                    shape.at,
                     &format!("{path}.labels"),
                     format!(
                         "label sizes and padding add up to {offset} bytes but map {:?} has {key_size}-byte keys: \
@@ -276,17 +318,329 @@ impl Validator<'_> {
                 );
             }
         }
+        if let MetricType::Histogram(spec) = &kind {
+            let key_labels = count - usize::from(cpu_label.is_some());
+            self.check_bucket_label(path, shape, key_labels, map, spec);
+        }
         if self.errors.len() > before {
             return None;
         }
         Some(MetricSpec {
-            kind: MetricType::Counter,
-            map: c.name.value.clone(),
+            kind,
+            map: global.map_or(shape.name.value.clone(), |g| g.map.clone()),
+            global: global.map(|g| GlobalSpec {
+                offset: g.offset,
+                size: g.size,
+                signed: g.int_signed == Some(true),
+            }),
             name,
-            help: c.help.value.clone(),
+            help: shape.help.value.clone(),
             labels,
             cpu_label,
         })
+    }
+
+    fn check_map(&mut self, path: &str, at: Location, map: &MapMeta) {
+        if !programs::is_readable(map.map_type) {
+            self.error(
+                at,
+                path,
+                format!(
+                    "map {:?} is a {:?} map; metrics read HASH, ARRAY, PERCPU_HASH, PERCPU_ARRAY, LRU_HASH \
+                     or LRU_PERCPU_HASH maps",
+                    map.name, map.map_type
+                ),
+            );
+        }
+        if map.value_size != 8 {
+            self.error(
+                at,
+                path,
+                format!(
+                    "map {:?} has {}-byte values; metrics need 64-bit (8-byte) values",
+                    map.name, map.value_size
+                ),
+            );
+        }
+    }
+
+    fn check_global(&mut self, path: &str, shape: &Shape<'_>, global: &GlobalMeta) {
+        if global.int_signed.is_none() || !matches!(global.size, 1 | 2 | 4 | 8) {
+            self.error(
+                shape.name.referenced,
+                &format!("{path}.name"),
+                format!(
+                    "global variable {:?} is not an integer of 1, 2, 4 or 8 bytes; metrics read integer globals",
+                    global.name
+                ),
+            );
+        }
+        if let Some(label) = shape.labels.first() {
+            self.error(
+                label.referenced,
+                &format!("{path}.labels"),
+                format!(
+                    "{:?} is a global variable, which has no key to take labels from: remove `labels`",
+                    global.name
+                ),
+            );
+        }
+    }
+
+    /// A histogram's last key label is its bucket index: it must exist,
+    /// decode to an integer, and the map must have room for every bucket.
+    fn check_bucket_label(
+        &mut self,
+        path: &str,
+        shape: &Shape<'_>,
+        key_labels: usize,
+        map: Option<&MapMeta>,
+        spec: &HistogramSpec,
+    ) {
+        let Some(bucket) = key_labels.checked_sub(1).map(|i| (i, &shape.labels[i])) else {
+            self.error(
+                shape.at,
+                &format!("{path}.labels"),
+                "a histogram needs its bucket index as the last key label, such as \
+                 `- {name: bucket, size: 4, decoders: [{name: uint}]}`",
+            );
+            return;
+        };
+        let (i, label) = bucket;
+        let ends_in_uint = label
+            .value
+            .decoders
+            .last()
+            .is_some_and(|d| d.value.name.value == "uint");
+        if !ends_in_uint {
+            self.error(
+                label.referenced,
+                &format!("{path}.labels[{i}].decoders"),
+                format!(
+                    "label {:?} is the bucket index (the last key label) and must decode to an integer: \
+                     end its decoders with `{{name: uint}}`",
+                    label.value.name.value
+                ),
+            );
+        }
+        if label.value.size.value > 8 {
+            self.error(
+                label.value.size.referenced,
+                &format!("{path}.labels[{i}].size"),
+                "the bucket index is an integer of at most 8 bytes",
+            );
+        }
+        if let Some(map) = map {
+            let needed = spec.buckets.len() + 1;
+            if (map.max_entries as usize) < needed {
+                self.error(
+                    shape.name.referenced,
+                    &format!("{path}.name"),
+                    format!(
+                        "map {:?} holds {} entries but this histogram has {} buckets plus a sum slot: \
+                         raise the map's max_entries or export fewer buckets",
+                        map.name,
+                        map.max_entries,
+                        spec.buckets.len()
+                    ),
+                );
+            }
+        }
+    }
+
+    fn histogram(
+        &mut self,
+        path: &str,
+        histogram: &Spanned<RawHistogram>,
+        info: &ObjectInfo,
+        prefix: &str,
+    ) -> Option<MetricSpec> {
+        let buckets = self.buckets(path, histogram);
+        let placeholder = HistogramSpec {
+            buckets: Vec::new(),
+            sum_key: 0,
+            multiplier: 1.0,
+        };
+        let valid = buckets.is_some();
+        let kind = MetricType::Histogram(buckets.unwrap_or(placeholder));
+        let shape = Shape {
+            name: &histogram.value.name,
+            help: &histogram.value.help,
+            labels: &histogram.value.labels,
+            at: histogram.referenced,
+        };
+        let spec = self.metric(path, kind, &shape, info, prefix);
+        spec.filter(|_| valid)
+    }
+
+    /// Resolves the bucket settings into keys and bounds, with
+    /// ebpf_exporter's meaning for each bucket type.
+    fn buckets(&mut self, path: &str, histogram: &Spanned<RawHistogram>) -> Option<HistogramSpec> {
+        let h = &histogram.value;
+        let before = self.errors.len();
+        let multiplier = match &h.bucket_multiplier {
+            None => 1.0,
+            Some(m) if m.value.is_finite() && m.value > 0.0 => m.value,
+            Some(m) => {
+                self.error(
+                    m.referenced,
+                    &format!("{path}.bucket_multiplier"),
+                    format!(
+                        "bucket_multiplier {} must be a positive number, such as 0.000001 to export \
+                         microseconds as seconds",
+                        m.value
+                    ),
+                );
+                1.0
+            }
+        };
+        let bucket_type = h.bucket_type.value.as_str();
+        let keys: Vec<u64> = match bucket_type {
+            "fixed" => self.fixed_keys(path, histogram),
+            "exp2" | "exp2zero" | "linear" => {
+                if let Some(keys) = &h.bucket_keys {
+                    self.error(
+                        keys.referenced,
+                        &format!("{path}.bucket_keys"),
+                        format!("bucket_keys are only used by `bucket_type: fixed`; remove them for {bucket_type}"),
+                    );
+                }
+                self.index_range(path, histogram, bucket_type)
+            }
+            other => {
+                self.error(
+                    h.bucket_type.referenced,
+                    &format!("{path}.bucket_type"),
+                    format!("unknown bucket_type {other:?} (known: exp2, exp2zero, linear, fixed)"),
+                );
+                Vec::new()
+            }
+        };
+        if self.errors.len() > before || keys.is_empty() {
+            return None;
+        }
+        let bound = |key: u64| -> f64 {
+            let key = key as f64;
+            let unscaled = match bucket_type {
+                "exp2" => key.exp2(),
+                "exp2zero" if key == 0.0 => 0.0,
+                "exp2zero" => (key - 1.0).exp2(),
+                _ => key,
+            };
+            unscaled * multiplier
+        };
+        let sum_key = keys[keys.len() - 1] + 1;
+        Some(HistogramSpec {
+            buckets: keys.into_iter().map(|k| (k, bound(k))).collect(),
+            sum_key,
+            multiplier,
+        })
+    }
+
+    /// `bucket_min..=bucket_max`, checked.
+    fn index_range(&mut self, path: &str, histogram: &Spanned<RawHistogram>, bucket_type: &str) -> Vec<u64> {
+        let h = &histogram.value;
+        let Some(max) = &h.bucket_max else {
+            self.error(
+                histogram.referenced,
+                &format!("{path}.bucket_max"),
+                "bucket_max is missing: give the top bucket index, the max_bucket the program passes \
+                 to its histogram helper",
+            );
+            return Vec::new();
+        };
+        let min = h.bucket_min.as_ref().map_or(0, |m| m.value);
+        let min_at = h.bucket_min.as_ref().map_or(max.referenced, |m| m.referenced);
+        if min < 0 {
+            self.error(
+                min_at,
+                &format!("{path}.bucket_min"),
+                format!("bucket_min {min} is negative: bucket indexes start at 0"),
+            );
+            return Vec::new();
+        }
+        if max.value < min {
+            self.error(
+                max.referenced,
+                &format!("{path}.bucket_max"),
+                format!(
+                    "bucket_max {} is below bucket_min {min}: the top bucket must not be below the first",
+                    max.value
+                ),
+            );
+            return Vec::new();
+        }
+        // ceil(log2) of a u64 is at most 64; exp2zero shifts indexes by one.
+        let top = match bucket_type {
+            "exp2" => 64,
+            "exp2zero" => 65,
+            _ => min + MAX_BUCKETS as i64 - 1,
+        };
+        if max.value > top {
+            self.error(
+                max.referenced,
+                &format!("{path}.bucket_max"),
+                if bucket_type == "linear" {
+                    format!("bucket_max {} gives more than {MAX_BUCKETS} buckets", max.value)
+                } else {
+                    format!("bucket_max {} is past the last {bucket_type} bucket a 64-bit value can reach ({top})", max.value)
+                },
+            );
+            return Vec::new();
+        }
+        (min as u64..=max.value as u64).collect()
+    }
+
+    /// `bucket_keys` of a fixed histogram: integers, increasing.
+    fn fixed_keys(&mut self, path: &str, histogram: &Spanned<RawHistogram>) -> Vec<u64> {
+        let keys_path = format!("{path}.bucket_keys");
+        let Some(keys) = &histogram.value.bucket_keys else {
+            self.error(
+                histogram.referenced,
+                &keys_path,
+                "`bucket_type: fixed` needs bucket_keys: the bucket keys the program writes, each the upper \
+                 bound of its bucket, such as [1, 5, 10, 50]",
+            );
+            return Vec::new();
+        };
+        let mut out: Vec<u64> = Vec::new();
+        for (i, &key) in keys.value.iter().enumerate() {
+            // Keys are compared with the integer bucket label of the map.
+            if !(key >= 0.0 && key.fract() == 0.0 && key < MAX_EXACT_KEY) {
+                self.error(
+                    keys.referenced,
+                    &keys_path,
+                    format!("bucket_keys[{i}] is {key}: bucket keys are whole numbers from 0 to 2^53"),
+                );
+                return Vec::new();
+            }
+            let key = key as u64;
+            if out.last().is_some_and(|&last| key <= last) {
+                self.error(
+                    keys.referenced,
+                    &keys_path,
+                    format!("bucket_keys[{i}] ({key}) is not above the key before it: list the keys in increasing order"),
+                );
+                return Vec::new();
+            }
+            out.push(key);
+        }
+        if out.is_empty() {
+            self.error(
+                keys.referenced,
+                &keys_path,
+                "bucket_keys is empty: list at least one bucket key",
+            );
+        }
+        if out.len() > MAX_BUCKETS {
+            self.error(
+                keys.referenced,
+                &keys_path,
+                format!("more than {MAX_BUCKETS} bucket keys"),
+            );
+            return Vec::new();
+        }
+        out
     }
 
     fn label(&mut self, path: &str, label: &Spanned<RawLabel>, offset: usize) -> Option<LabelSpec> {
@@ -546,7 +900,7 @@ mod tests {
             "syscalls",
             &text,
             "configs/syscalls.yaml:3:13: metrics.counters[0].name:",
-            "no map named \"sycalls_total\" (maps: syscalls_total)",
+            "no map or global variable named \"sycalls_total\" (maps: syscalls_total; globals: none)",
         );
     }
 

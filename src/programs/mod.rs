@@ -7,7 +7,9 @@
 pub mod fs;
 pub mod loader;
 
-use libbpf_rs::{MapType, ObjectBuilder};
+use libbpf_rs::btf::types::{DataSec, Int, IntEncoding, Var};
+use libbpf_rs::btf::{Btf, ReferencesType};
+use libbpf_rs::{AsRawLibbpf, MapType, ObjectBuilder, OpenObject};
 
 /// A BPF object compiled by `build.rs` from `bpf/<name>.bpf.c`.
 #[derive(Debug)]
@@ -49,15 +51,33 @@ pub struct ProgMeta {
     pub section: String,
 }
 
+/// A global variable in a writable data section (`.bss`, `.data`), as BTF
+/// describes it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GlobalMeta {
+    pub name: String,
+    /// The map libbpf keeps the section in (`<object>.bss`).
+    pub map: String,
+    pub offset: usize,
+    pub size: usize,
+    /// `Some(signed)` for integers, `None` for anything else.
+    pub int_signed: Option<bool>,
+}
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ObjectInfo {
     pub maps: Vec<MapMeta>,
     pub programs: Vec<ProgMeta>,
+    pub globals: Vec<GlobalMeta>,
 }
 
 impl ObjectInfo {
     pub fn map(&self, name: &str) -> Option<&MapMeta> {
         self.maps.iter().find(|m| m.name == name)
+    }
+
+    pub fn global(&self, name: &str) -> Option<&GlobalMeta> {
+        self.globals.iter().find(|g| g.name == name)
     }
 }
 
@@ -68,7 +88,7 @@ pub fn inspect(name: &str, object: &[u8]) -> anyhow::Result<ObjectInfo> {
         .name(name)?
         .open_memory(object)
         .map_err(|e| anyhow::anyhow!("opening BPF object {name}: {e}"))?;
-    let maps = open
+    let maps: Vec<MapMeta> = open
         .maps()
         .map(|m| MapMeta {
             name: m.name().to_string_lossy().into_owned(),
@@ -85,7 +105,53 @@ pub fn inspect(name: &str, object: &[u8]) -> anyhow::Result<ObjectInfo> {
             section: p.section().to_string_lossy().into_owned(),
         })
         .collect();
-    Ok(ObjectInfo { maps, programs })
+    let globals = globals(&open, &maps);
+    Ok(ObjectInfo {
+        maps,
+        programs,
+        globals,
+    })
+}
+
+/// Variables of the `.bss` and `.data` sections. libbpf has filled in
+/// their offsets at open; `.rodata` is left out, as it cannot change.
+fn globals(open: &OpenObject, maps: &[MapMeta]) -> Vec<GlobalMeta> {
+    // SAFETY: the pointer comes from a live OpenObject that outlives `btf`.
+    let raw = unsafe { open.as_libbpf_object().as_ref() };
+    let Ok(Some(btf)) = Btf::from_bpf_object(raw) else {
+        return Vec::new();
+    };
+    let mut globals = Vec::new();
+    for section in btf.type_by_kind::<DataSec<'_>>() {
+        let Some(section_name) = section.name().and_then(|n| n.to_str()) else {
+            continue;
+        };
+        if section_name != ".bss" && section_name != ".data" {
+            continue;
+        }
+        let Some(map) = maps.iter().find(|m| m.name.ends_with(section_name)) else {
+            continue;
+        };
+        for info in section.iter() {
+            let Some(var) = btf.type_by_id::<Var<'_>>(info.ty) else {
+                continue;
+            };
+            let Some(name) = var.name().and_then(|n| n.to_str()) else {
+                continue;
+            };
+            let int_signed = Int::try_from(var.referenced_type().skip_mods_and_typedefs())
+                .ok()
+                .map(|int| matches!(int.encoding, IntEncoding::Signed));
+            globals.push(GlobalMeta {
+                name: name.to_string(),
+                map: map.name.clone(),
+                offset: info.offset as usize,
+                size: info.size,
+                int_signed,
+            });
+        }
+    }
+    globals
 }
 
 /// True for the map types whose values the reader sums or splits per CPU.

@@ -11,6 +11,8 @@ use std::os::fd::{AsFd, AsRawFd};
 
 use libbpf_rs::{MapCore, MapHandle};
 
+use crate::config::GlobalSpec;
+
 /// Entries fetched per batch call; doubled on demand when a hash bucket
 /// holds more (`ENOSPC`).
 const BATCH_ENTRIES: usize = 4096;
@@ -253,9 +255,89 @@ impl MapSource for KernelMap {
     }
 }
 
+/// One integer global variable, read out of its section's map (an array of
+/// one value the size of the section) and reported as a one-entry dump.
+#[derive(Debug)]
+pub struct GlobalVariable {
+    handle: MapHandle,
+    global: GlobalSpec,
+    value: Vec<u8>,
+}
+
+impl GlobalVariable {
+    pub fn new(handle: MapHandle, global: GlobalSpec) -> io::Result<Self> {
+        let section = handle.value_size() as usize;
+        if global.offset + global.size > section {
+            return Err(io::Error::other(format!(
+                "variable at {}..{} is outside its {section}-byte section",
+                global.offset,
+                global.offset + global.size
+            )));
+        }
+        Ok(GlobalVariable {
+            handle,
+            global,
+            value: vec![0u8; section],
+        })
+    }
+}
+
+impl MapSource for GlobalVariable {
+    fn read(&mut self) -> io::Result<MapDump> {
+        let key = 0u32.to_ne_bytes();
+        let fd = self.handle.as_fd().as_raw_fd();
+        // SAFETY: `value` holds one value of the map's value size.
+        let rc = unsafe {
+            libbpf_sys::bpf_map_lookup_elem(fd, key.as_ptr().cast(), self.value.as_mut_ptr().cast())
+        };
+        if rc < 0 {
+            return Err(io::Error::from_raw_os_error(-rc));
+        }
+        let bytes = &self.value[self.global.offset..self.global.offset + self.global.size];
+        let mut dump = MapDump::new(key.len(), 1);
+        dump.push(&key, &[widen(bytes, self.global.signed)]);
+        Ok(dump)
+    }
+
+    fn method(&self) -> ReadMethod {
+        ReadMethod::PerKey
+    }
+}
+
+/// A native-endian integer of 1 to 8 bytes as u64, sign-extended when
+/// signed so that a gauge reads it back as the same i64.
+fn widen(bytes: &[u8], signed: bool) -> u64 {
+    let mut buf = [0u8; 8];
+    let n = bytes.len().min(8);
+    if cfg!(target_endian = "little") {
+        buf[..n].copy_from_slice(&bytes[..n]);
+        if signed && n < 8 && bytes[n - 1] & 0x80 != 0 {
+            buf[n..].fill(0xff);
+        }
+        u64::from_le_bytes(buf)
+    } else {
+        buf[8 - n..].copy_from_slice(&bytes[..n]);
+        if signed && n < 8 && bytes[0] & 0x80 != 0 {
+            buf[..8 - n].fill(0xff);
+        }
+        u64::from_be_bytes(buf)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn globals_widen_with_their_sign() {
+        let v = |x: i64, n: usize, signed: bool| widen(&x.to_ne_bytes()[..n], signed) as i64;
+        assert_eq!(v(-5, 4, true), -5);
+        assert_eq!(v(-5, 4, false), 0xffff_fffb);
+        assert_eq!(v(-1, 1, true), -1);
+        assert_eq!(v(200, 1, false), 200);
+        assert_eq!(v(i64::MIN, 8, true), i64::MIN);
+        assert_eq!(v(7, 2, true), 7);
+    }
 
     #[test]
     fn only_unsupported_operation_errors_switch_to_per_key() {

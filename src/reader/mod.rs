@@ -13,7 +13,7 @@ use std::time::{Duration, Instant, SystemTime};
 use crate::config::Config;
 use crate::metrics::{ConfigState, ConfigStatus, Family, MetricKind, Sample, Snapshot, SnapshotCell, Value};
 use crate::programs::loader::Loaded;
-use maps::{KernelMap, MapSource, ReadMethod};
+use maps::{GlobalVariable, KernelMap, MapSource, ReadMethod};
 
 /// Prefix of the exporter's own metrics.
 pub const SELF_PREFIX: &str = "bpf_exporter_";
@@ -59,8 +59,14 @@ impl Reader {
             let handle = loaded
                 .map(&spec.map)
                 .ok_or_else(|| format!("map {:?} is missing from the loaded object", spec.map))?;
-            let source = KernelMap::new(handle, method).map_err(|e| format!("map {:?}: {e}", spec.map))?;
-            metrics.push(MetricState::new(i, Box::new(source)));
+            let source: Box<dyn MapSource> = match spec.global {
+                Some(global) => {
+                    GlobalVariable::new(handle, global).map(|g| Box::new(g) as Box<dyn MapSource>)
+                }
+                None => KernelMap::new(handle, method).map(|m| Box::new(m) as Box<dyn MapSource>),
+            }
+            .map_err(|e| format!("map {:?}: {e}", spec.map))?;
+            metrics.push(MetricState::new(i, source));
         }
         self.targets.push(Target {
             config,

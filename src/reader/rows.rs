@@ -5,9 +5,9 @@
 
 use std::collections::BTreeMap;
 
-use crate::config::{LabelSpec, MetricSpec, MetricType};
+use crate::config::{HistogramSpec, LabelSpec, MetricSpec, MetricType};
 use crate::decoders::{decode_chain, DecodeError};
-use crate::metrics::{Family, MetricKind, Sample, Value};
+use crate::metrics::{Family, Histogram, MetricKind, Sample, Value};
 
 use super::maps::MapDump;
 
@@ -22,7 +22,12 @@ pub struct RowStats {
 
 pub fn family(spec: &MetricSpec, dump: &MapDump) -> (Family, RowStats) {
     let mut stats = RowStats::default();
-    let mut rows: BTreeMap<Vec<String>, u64> = BTreeMap::new();
+    let histogram = match &spec.kind {
+        MetricType::Histogram(h) => Some(h),
+        _ => None,
+    };
+    // Label values (bucket excluded) → bucket key (0 when not a histogram) → value.
+    let mut rows: BTreeMap<Vec<String>, BTreeMap<u64, u64>> = BTreeMap::new();
     // The CPU labels are the same for every row: decode them once.
     let cpu_values: Option<Vec<Option<String>>> = spec.cpu_label.as_ref().map(|label| {
         (0..dump.values_per_entry)
@@ -30,20 +35,15 @@ pub fn family(spec: &MetricSpec, dump: &MapDump) -> (Family, RowStats) {
             .collect()
     });
     for (key, values) in dump.entries() {
-        let labels: Result<Vec<String>, DecodeError> = spec
-            .labels
-            .iter()
-            .map(|label| match key.get(label.offset..label.offset + label.size) {
-                Some(bytes) => decode_label(label, bytes),
-                None => Err(DecodeError::Invalid(format!(
-                    "key of {} bytes has no bytes for label {}",
-                    key.len(),
-                    label.name
-                ))),
-            })
-            .collect();
-        let labels = match labels {
-            Ok(labels) => labels,
+        let decoded = decode_key(spec, key).and_then(|mut labels| {
+            let bucket = match histogram {
+                Some(_) => bucket_index(labels.pop().unwrap_or_default())?,
+                None => 0,
+            };
+            Ok((labels, bucket))
+        });
+        let (labels, bucket) = match decoded {
+            Ok(decoded) => decoded,
             Err(DecodeError::Skip) => {
                 stats.skipped += 1;
                 continue;
@@ -63,40 +63,113 @@ pub fn family(spec: &MetricSpec, dump: &MapDump) -> (Family, RowStats) {
                     };
                     let mut labels = labels.clone();
                     labels.push(cpu.clone());
-                    add(&mut rows, labels, *value);
+                    add(&mut rows, labels, bucket, *value);
                 }
             }
             None => add(
                 &mut rows,
                 labels,
+                bucket,
                 values.iter().fold(0u64, |a, v| a.wrapping_add(*v)),
             ),
         }
     }
+    let label_names = spec.label_names();
+    // A metric without labels has exactly one series, present from the
+    // start: an empty map means zero, not "no data".
+    if label_names.is_empty() && rows.is_empty() {
+        rows.insert(Vec::new(), BTreeMap::new());
+    }
     let samples = rows
         .into_iter()
-        .map(|(label_values, value)| Sample {
+        .map(|(label_values, buckets)| Sample {
             label_values,
-            value: Value::Counter(value),
+            value: match &spec.kind {
+                MetricType::Counter => Value::Counter(buckets.values().fold(0, |a, v| a.wrapping_add(*v))),
+                MetricType::Gauge => {
+                    Value::Gauge(buckets.values().fold(0u64, |a, v| a.wrapping_add(*v)) as i64 as f64)
+                }
+                MetricType::Histogram(h) => Value::Histogram(cumulative(h, &buckets)),
+            },
         })
         .collect();
     let kind = match spec.kind {
         MetricType::Counter => MetricKind::Counter,
+        MetricType::Gauge => MetricKind::Gauge,
+        MetricType::Histogram(_) => MetricKind::Histogram,
     };
     let family = Family {
         name: spec.name.clone(),
         help: spec.help.clone(),
         kind,
-        label_names: spec.label_names(),
+        label_names,
         samples,
     };
     (family, stats)
 }
 
-/// Counters wrap like the u64 they are read from, never panic.
-fn add(rows: &mut BTreeMap<Vec<String>, u64>, labels: Vec<String>, value: u64) {
-    let slot = rows.entry(labels).or_insert(0);
+/// Every key label decoded, in key order.
+fn decode_key(spec: &MetricSpec, key: &[u8]) -> Result<Vec<String>, DecodeError> {
+    spec.labels
+        .iter()
+        .map(|label| match key.get(label.offset..label.offset + label.size) {
+            Some(bytes) => decode_label(label, bytes),
+            None => Err(DecodeError::Invalid(format!(
+                "key of {} bytes has no bytes for label {}",
+                key.len(),
+                label.name
+            ))),
+        })
+        .collect()
+}
+
+fn bucket_index(decoded: String) -> Result<u64, DecodeError> {
+    decoded.parse().map_err(|_| {
+        DecodeError::Invalid(format!(
+            "bucket label decoded to {decoded:?}, not an integer bucket index"
+        ))
+    })
+}
+
+/// Map counts wrap like the u64 they are read from, never panic.
+fn add(rows: &mut BTreeMap<Vec<String>, BTreeMap<u64, u64>>, labels: Vec<String>, bucket: u64, value: u64) {
+    let slot = rows.entry(labels).or_default().entry(bucket).or_insert(0);
     *slot = slot.wrapping_add(value);
+}
+
+/// Per-bucket counts → cumulative buckets. Buckets missing from the map
+/// count zero; overflow (keys above the top other than the sum key) counts
+/// only in `+Inf`, so `_count` = top bucket + overflow.
+fn cumulative(spec: &HistogramSpec, counts: &BTreeMap<u64, u64>) -> Histogram {
+    let mut per_bucket = vec![0u64; spec.buckets.len()];
+    let mut overflow = 0u64;
+    let mut sum = 0u64;
+    for (&key, &count) in counts {
+        if key == spec.sum_key {
+            sum = count;
+            continue;
+        }
+        // The first bucket whose key is at least this one holds it.
+        match per_bucket.get_mut(spec.buckets.partition_point(|(k, _)| *k < key)) {
+            Some(slot) => *slot = slot.wrapping_add(count),
+            None => overflow = overflow.wrapping_add(count),
+        }
+    }
+    let mut running = 0u64;
+    let buckets = spec
+        .buckets
+        .iter()
+        .zip(per_bucket)
+        .map(|(&(_, le), n)| {
+            running = running.wrapping_add(n);
+            (le, running)
+        })
+        .collect();
+    Histogram {
+        buckets,
+        count: running.wrapping_add(overflow),
+        sum: sum as f64 * spec.multiplier,
+    }
 }
 
 fn decode_label(label: &LabelSpec, bytes: &[u8]) -> Result<String, DecodeError> {
@@ -234,5 +307,156 @@ mod tests {
         );
         assert_eq!(values(&family), [(vec!["ok".into()], 1)]);
         assert_eq!(stats.decode_errors, 1);
+    }
+
+    /// A histogram over a key of `[u32 bucket]`, `bucket_keys` as given.
+    fn histogram_spec(buckets: &[(u64, f64)], multiplier: f64, cpu: bool) -> MetricSpec {
+        let uint = || vec![crate::decoders::build("uint", &Default::default()).unwrap()];
+        let label = |name: &str, size| LabelSpec {
+            name: name.into(),
+            offset: 0,
+            size,
+            decoders: uint(),
+        };
+        MetricSpec {
+            kind: MetricType::Histogram(HistogramSpec {
+                buckets: buckets.to_vec(),
+                sum_key: buckets.last().unwrap().0 + 1,
+                multiplier,
+            }),
+            map: "h".into(),
+            global: None,
+            name: "ebpf_h_seconds".into(),
+            help: "h".into(),
+            labels: vec![label("bucket", 4)],
+            cpu_label: cpu.then(|| label("cpu", 2)),
+        }
+    }
+
+    fn only_histogram(family: &Family) -> Histogram {
+        assert_eq!(family.samples.len(), 1, "{family:?}");
+        match &family.samples[0].value {
+            Value::Histogram(h) => h.clone(),
+            v => panic!("{v:?}"),
+        }
+    }
+
+    /// exp2 keys 2..=4 (bounds 4, 8, 16), sum at 5, overflow at 6.
+    const EXP2: &[(u64, f64)] = &[(2, 4.0), (3, 8.0), (4, 16.0)];
+
+    #[test]
+    fn histogram_buckets_are_cumulative_and_missing_ones_are_zero() {
+        let (family, stats) = super::family(
+            &histogram_spec(EXP2, 1.0, false),
+            &dump(4, 1, &[(2, &[3]), (4, &[1]), (5, &[30])]),
+        );
+        assert_eq!(stats, RowStats::default());
+        assert!(family.label_names.is_empty());
+        assert_eq!(
+            only_histogram(&family),
+            Histogram {
+                buckets: vec![(4.0, 3), (8.0, 3), (16.0, 4)],
+                count: 4,
+                sum: 30.0
+            }
+        );
+    }
+
+    #[test]
+    fn overflow_counts_only_in_inf_and_keys_below_the_first_bucket_in_the_first() {
+        // Key 6 is the overflow slot of histogram.bpf.h; key 0 is below bucket_min.
+        let (family, _) = super::family(
+            &histogram_spec(EXP2, 1.0, false),
+            &dump(4, 1, &[(0, &[2]), (3, &[1]), (6, &[5])]),
+        );
+        let h = only_histogram(&family);
+        assert_eq!(h.buckets, [(4.0, 2), (8.0, 3), (16.0, 3)]);
+        assert_eq!(h.count, 8, "+Inf = top bucket + overflow");
+    }
+
+    #[test]
+    fn anchor_layout_clamped_into_the_top_bucket_reads_unchanged() {
+        // ebpf_exporter's helper clamps overflow into the top key and has no
+        // overflow slot: +Inf equals the top bucket, as it always did.
+        let (family, _) = super::family(
+            &histogram_spec(EXP2, 0.5, false),
+            &dump(4, 1, &[(2, &[1]), (4, &[9]), (5, &[100])]),
+        );
+        let h = only_histogram(&family);
+        assert_eq!(h.buckets, [(4.0, 1), (8.0, 1), (16.0, 10)]);
+        assert_eq!((h.count, h.sum), (10, 50.0));
+    }
+
+    #[test]
+    fn fixed_keys_between_listed_ones_count_in_the_next_one_up() {
+        let fixed = &[(1, 1.0), (5, 5.0), (10, 10.0)];
+        let (family, _) = super::family(
+            &histogram_spec(fixed, 1.0, false),
+            &dump(4, 1, &[(1, &[1]), (3, &[2]), (10, &[4]), (11, &[40]), (12, &[8])]),
+        );
+        let h = only_histogram(&family);
+        assert_eq!(h.buckets, [(1.0, 1), (5.0, 3), (10.0, 7)]);
+        assert_eq!((h.count, h.sum), (15, 40.0));
+    }
+
+    #[test]
+    fn per_cpu_histograms_split_by_cpu_or_sum() {
+        let rows: &[(u64, &[u64])] = &[(2, &[1, 2]), (3, &[0, 4]), (5, &[3, 10])];
+        let (family, _) = super::family(&histogram_spec(EXP2, 1.0, true), &dump(4, 2, rows));
+        assert_eq!(family.label_names, ["cpu"]);
+        let per_cpu: Vec<(Vec<String>, Histogram)> = family
+            .samples
+            .iter()
+            .map(|s| match &s.value {
+                Value::Histogram(h) => (s.label_values.clone(), h.clone()),
+                v => panic!("{v:?}"),
+            })
+            .collect();
+        assert_eq!(
+            per_cpu,
+            [
+                (
+                    vec!["0".to_string()],
+                    Histogram {
+                        buckets: vec![(4.0, 1), (8.0, 1), (16.0, 1)],
+                        count: 1,
+                        sum: 3.0
+                    }
+                ),
+                (
+                    vec!["1".to_string()],
+                    Histogram {
+                        buckets: vec![(4.0, 2), (8.0, 6), (16.0, 6)],
+                        count: 6,
+                        sum: 10.0
+                    }
+                ),
+            ]
+        );
+        let (family, _) = super::family(&histogram_spec(EXP2, 1.0, false), &dump(4, 2, rows));
+        let h = only_histogram(&family);
+        assert_eq!((h.buckets[1], h.count, h.sum), ((8.0, 7), 7, 13.0));
+    }
+
+    #[test]
+    fn an_empty_label_less_histogram_is_all_zero() {
+        let (family, _) = super::family(&histogram_spec(EXP2, 1.0, false), &MapDump::new(4, 1));
+        let h = only_histogram(&family);
+        assert_eq!(
+            (h.buckets, h.count, h.sum),
+            (vec![(4.0, 0), (8.0, 0), (16.0, 0)], 0, 0.0)
+        );
+    }
+
+    #[test]
+    fn gauges_are_signed_and_per_cpu_parts_sum_through_wrapping() {
+        let mut spec = histogram_spec(EXP2, 1.0, false);
+        spec.kind = MetricType::Gauge;
+        // One CPU incremented 5 times, another decremented twice: 3.
+        let (family, _) = super::family(&spec, &dump(4, 2, &[(0, &[5, (-2i64) as u64])]));
+        assert_eq!(family.kind, MetricKind::Gauge);
+        assert_eq!(family.samples[0].value, Value::Gauge(3.0));
+        let (family, _) = super::family(&spec, &dump(4, 1, &[(0, &[(-7i64) as u64])]));
+        assert_eq!(family.samples[0].value, Value::Gauge(-7.0));
     }
 }
