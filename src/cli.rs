@@ -50,6 +50,12 @@ pub struct Args {
     #[arg(long = "maps.read-method", value_name = "METHOD", default_value = "batch", value_parser = parse_method)]
     pub read_method: ReadMethod,
 
+    /// Turn on the kernel's BPF run-time statistics while running and export
+    /// each program's run count and run time (costs two clock reads per
+    /// program run).
+    #[arg(long = "bpf.stats")]
+    pub bpf_stats: bool,
+
     /// Log level: error, warn, info, debug or trace.
     #[arg(long = "log.level", value_name = "LEVEL", default_value = "info")]
     pub log_level: tracing::Level,

@@ -9,7 +9,7 @@ use clap::Parser;
 
 use bpf_exporter::cli::Args;
 use bpf_exporter::metrics::SnapshotCell;
-use bpf_exporter::{config, exporter, reader, server};
+use bpf_exporter::{config, exporter, programs, reader, server};
 
 fn main() -> ExitCode {
     let args = Args::parse();
@@ -29,7 +29,7 @@ fn main() -> ExitCode {
 
 fn run(args: Args) -> anyhow::Result<ExitCode> {
     let sources = config::sources(args.config_dir.as_deref(), args.config_names.as_deref())?;
-    let (reader, outcomes) = exporter::assemble(&sources, &args.metrics_prefix, args.read_method);
+    let (mut reader, outcomes) = exporter::assemble(&sources, &args.metrics_prefix, args.read_method);
 
     if args.config_check {
         print!("{}", exporter::report(&outcomes));
@@ -56,6 +56,14 @@ fn run(args: Args) -> anyhow::Result<ExitCode> {
         tracing::info!(config = %o.status.name, programs = o.status.programs.len(), "running");
     }
 
+    // Held until exit: statistics stay on only while the exporter runs.
+    let _stats = if args.bpf_stats {
+        let fd = programs::stats::enable().context("--bpf.stats: enabling BPF run-time statistics")?;
+        reader.export_run_stats();
+        Some(fd)
+    } else {
+        None
+    };
     let cell = Arc::new(SnapshotCell::default());
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()

@@ -165,7 +165,7 @@ pub fn encode_snapshot(snapshot: &Arc<Snapshot>, format: Format) -> String {
 fn value_matches(kind: MetricKind, value: &Value) -> bool {
     matches!(
         (kind, value),
-        (MetricKind::Counter, Value::Counter(_))
+        (MetricKind::Counter, Value::Counter(_) | Value::FloatCounter(_))
             | (MetricKind::Gauge, Value::Gauge(_))
             | (MetricKind::Histogram, Value::Histogram(_))
     )
@@ -214,7 +214,7 @@ pub fn encode_text004(families: &[Family]) -> String {
                     write_series(&mut out, &family.name, "", family, sample, None);
                     let _ = writeln!(out, " {v}");
                 }
-                Value::Gauge(v) => {
+                Value::Gauge(v) | Value::FloatCounter(v) => {
                     write_series(&mut out, &family.name, "", family, sample, None);
                     out.push(' ');
                     format_value(&mut out, *v);
@@ -434,6 +434,7 @@ fn openmetrics_counter_name(name: &str) -> &str {
 fn encode_om_value(metric: &mut MetricEncoder, value: &Value) -> Result<(), std::fmt::Error> {
     match value {
         Value::Counter(v) => metric.encode_counter::<NoLabelSet, u64, u64>(v, None),
+        Value::FloatCounter(v) => metric.encode_counter::<NoLabelSet, f64, f64>(v, None),
         Value::Gauge(v) => metric.encode_gauge(v),
         Value::Histogram(h) => {
             // prometheus-client takes per-bucket counts and accumulates them

@@ -19,6 +19,8 @@ pub enum MetricKind {
 pub enum Value {
     /// Counters from BPF maps are u64 and exported exactly, never through f64.
     Counter(u64),
+    /// A counter of a measured quantity, such as seconds spent.
+    FloatCounter(f64),
     Gauge(f64),
     Histogram(Histogram),
 }

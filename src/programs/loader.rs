@@ -6,8 +6,11 @@
 use std::os::fd::{AsFd, AsRawFd, FromRawFd, OwnedFd};
 use std::sync::{Mutex, Once};
 
-use libbpf_rs::{ErrorKind, Link, MapCore, MapHandle, Object, ObjectBuilder, OpenObject, PrintLevel};
+use libbpf_rs::{
+    AsRawLibbpf, ErrorKind, Link, MapCore, MapHandle, Object, ObjectBuilder, OpenObject, PrintLevel,
+};
 
+use super::stats::{self, RunStats};
 use super::{fs, EmbeddedProgram};
 use crate::config::{AttachSpec, Config, XdpMode};
 use crate::metrics::{ConfigState, ConfigStatus, ProgramStatus};
@@ -32,6 +35,23 @@ impl Loaded {
     pub fn map(&self, name: &str) -> Option<MapHandle> {
         let map = self.object.maps().find(|m| m.name() == name)?;
         MapHandle::try_from(&map).ok()
+    }
+
+    /// Kernel run-time statistics of each loaded program, by name.
+    pub fn run_stats(&self) -> Vec<(String, RunStats)> {
+        self.object
+            .progs()
+            .filter(|p| {
+                // A program left out of the load has no fd (-1), which must
+                // not be borrowed.
+                // SAFETY: the pointer is a live program of this object.
+                unsafe { libbpf_sys::bpf_program__fd(p.as_libbpf_object().as_ptr()) >= 0 }
+            })
+            .filter_map(|p| {
+                let stats = stats::read(p.as_fd()).ok()?;
+                Some((p.name().to_string_lossy().into_owned(), stats))
+            })
+            .collect()
     }
 
     /// How `config`, loaded as this, stands: running while at least one of

@@ -6,6 +6,7 @@
 
 pub mod fs;
 pub mod loader;
+pub mod stats;
 
 use libbpf_rs::btf::types::{DataSec, Int, IntEncoding, Var};
 use libbpf_rs::btf::{Btf, ReferencesType};

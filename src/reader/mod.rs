@@ -45,6 +45,8 @@ pub struct Reader {
     /// Configs that are not running, shown on `/` and in self-metrics.
     others: Vec<ConfigStatus>,
     last_cycle: Duration,
+    /// Export each program's kernel run-time statistics (`--bpf.stats`).
+    run_stats: bool,
 }
 
 impl Reader {
@@ -74,6 +76,13 @@ impl Reader {
             metrics,
         });
         Ok(())
+    }
+
+    /// Adds `program_runs_total` and `program_run_time_seconds_total` to the
+    /// self-metrics; the kernel counts only while statistics are enabled
+    /// ([`crate::programs::stats::enable`]).
+    pub fn export_run_stats(&mut self) {
+        self.run_stats = true;
     }
 
     /// Records a config that could not be loaded.
@@ -156,6 +165,17 @@ impl Reader {
                 decode_errors.push(counter(&[name, &spec.name], m.decode_errors));
             }
         }
+        let (mut runs, mut run_time) = (Vec::new(), Vec::new());
+        for target in self.targets.iter().filter(|_| self.run_stats) {
+            for (program, stats) in target.loaded.run_stats() {
+                let labels = [target.config.name.as_str(), program.as_str()];
+                runs.push(counter(&labels, stats.run_count));
+                run_time.push(Sample {
+                    label_values: labels.iter().map(|l| l.to_string()).collect(),
+                    value: Value::FloatCounter(stats.run_time_ns as f64 / 1e9),
+                });
+            }
+        }
         let timestamp = now
             .duration_since(SystemTime::UNIX_EPOCH)
             .unwrap_or_default()
@@ -168,6 +188,8 @@ impl Reader {
             family("map_entries", "Entries found in each map at the last read.", MetricKind::Gauge, &["config", "map"], entries),
             family("map_read_errors_total", "Failed reads of each map; the metric keeps its last good values meanwhile.", MetricKind::Counter, &["config", "map"], read_errors),
             family("decode_errors_total", "Map rows dropped because a label could not be decoded.", MetricKind::Counter, &["config", "metric"], decode_errors),
+            family("program_runs_total", "Times each BPF program ran, from kernel statistics (--bpf.stats).", MetricKind::Counter, &["config", "program"], runs),
+            family("program_run_time_seconds_total", "Time each BPF program spent running, from kernel statistics (--bpf.stats); divided by program_runs_total it is the cost per event.", MetricKind::Counter, &["config", "program"], run_time),
             family("read_cycle_duration_seconds", "Time the last read of all maps took.", MetricKind::Gauge, &[], vec![gauge(&[], self.last_cycle.as_secs_f64())]),
             family("last_read_timestamp_seconds", "Unix time of the last completed read cycle.", MetricKind::Gauge, &[], vec![gauge(&[], timestamp)]),
         ]
