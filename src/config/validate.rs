@@ -1087,4 +1087,187 @@ mod tests {
             let _ = parse(&source("syscalls", input), "ebpf_");
         }
     }
+
+    /// A histogram over the syscalls program's u64-keyed map: enough to
+    /// check every histogram setting without a dedicated object.
+    const HISTOGRAM: &str = "metrics:
+  histograms:
+    - name: syscalls_total
+      help: Buckets.
+      bucket_type: exp2
+      bucket_min: 2
+      bucket_max: 4
+      bucket_multiplier: 0.5
+      labels:
+        - name: bucket
+          size: 8
+          decoders: [{name: uint}]
+";
+
+    fn histogram(text: &str) -> HistogramSpec {
+        let config = parse(&source("syscalls", text), "ebpf_").unwrap_or_else(|e| panic!("{e}"));
+        let metric = &config.metrics[0];
+        assert!(
+            metric.label_names().is_empty(),
+            "the bucket label is not exported"
+        );
+        match &metric.kind {
+            MetricType::Histogram(h) => h.clone(),
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn histogram_bounds_follow_the_bucket_type() {
+        let exp2 = histogram(HISTOGRAM);
+        assert_eq!(exp2.buckets, [(2, 2.0), (3, 4.0), (4, 8.0)]);
+        assert_eq!((exp2.sum_key, exp2.multiplier), (5, 0.5));
+        let exp2zero = histogram(
+            &HISTOGRAM
+                .replace("exp2", "exp2zero")
+                .replace("bucket_min: 2", "bucket_min: 0"),
+        );
+        assert_eq!(
+            exp2zero.buckets,
+            [(0, 0.0), (1, 0.5), (2, 1.0), (3, 2.0), (4, 4.0)]
+        );
+        let linear = histogram(&HISTOGRAM.replace("exp2", "linear"));
+        assert_eq!(linear.buckets, [(2, 1.0), (3, 1.5), (4, 2.0)]);
+        let fixed = histogram(&HISTOGRAM.replace("exp2", "fixed").replace(
+            "      bucket_min: 2\n      bucket_max: 4\n",
+            "      bucket_keys: [1, 5, 10]\n",
+        ));
+        assert_eq!(
+            (fixed.buckets, fixed.sum_key),
+            (vec![(1, 0.5), (5, 2.5), (10, 5.0)], 11)
+        );
+        // ebpf_exporter's defaults: bucket_min 0, multiplier 1.
+        let defaults = histogram(
+            &HISTOGRAM
+                .replace("      bucket_min: 2\n", "")
+                .replace("      bucket_multiplier: 0.5\n", ""),
+        );
+        assert_eq!(defaults.buckets[0], (0, 1.0));
+        assert_eq!(defaults.multiplier, 1.0);
+    }
+
+    #[test]
+    fn bad_histogram_settings_are_refused_with_their_place() {
+        let place = "configs/syscalls.yaml";
+        assert_error(
+            "syscalls",
+            &HISTOGRAM.replace("bucket_max: 4", "bucket_max: 1"),
+            &format!("{place}:7:19: metrics.histograms[0].bucket_max:"),
+            "bucket_max 1 is below bucket_min 2",
+        );
+        assert_error(
+            "syscalls",
+            &HISTOGRAM.replace("bucket_type: exp2", "bucket_type: fixed"),
+            &format!("{place}:3:7: metrics.histograms[0].bucket_keys:"),
+            "`bucket_type: fixed` needs bucket_keys",
+        );
+        assert_error(
+            "syscalls",
+            &HISTOGRAM.replace("bucket_type: exp2", "bucket_type: log2"),
+            &format!("{place}:5:20: metrics.histograms[0].bucket_type:"),
+            "unknown bucket_type \"log2\" (known: exp2, exp2zero, linear, fixed)",
+        );
+        for bad in ["0", "-1", ".nan"] {
+            assert_error(
+                "syscalls",
+                &HISTOGRAM.replace("bucket_multiplier: 0.5", &format!("bucket_multiplier: {bad}")),
+                &format!("{place}:8:26: metrics.histograms[0].bucket_multiplier:"),
+                "must be a positive number",
+            );
+        }
+        assert_error(
+            "syscalls",
+            &HISTOGRAM.replace(
+                "decoders: [{name: uint}]",
+                "decoders: [{name: uint}, {name: syscall}]",
+            ),
+            &format!("{place}:10:11: metrics.histograms[0].labels[0].decoders:"),
+            "must decode to an integer",
+        );
+        assert_error(
+            "syscalls",
+            &HISTOGRAM.replace("exp2", "fixed").replace(
+                "      bucket_min: 2\n      bucket_max: 4\n",
+                "      bucket_keys: [1, 2.5]\n",
+            ),
+            &format!("{place}:6:20: metrics.histograms[0].bucket_keys:"),
+            "bucket_keys[1] is 2.5",
+        );
+        assert_error(
+            "syscalls",
+            &HISTOGRAM.replace("exp2", "fixed").replace(
+                "      bucket_min: 2\n      bucket_max: 4\n",
+                "      bucket_keys: [5, 1]\n",
+            ),
+            &format!("{place}:6:20: metrics.histograms[0].bucket_keys:"),
+            "increasing order",
+        );
+        // The map holds 1024 entries.
+        assert_error(
+            "syscalls",
+            &HISTOGRAM
+                .replace("exp2", "linear")
+                .replace("bucket_max: 4", "bucket_max: 2000"),
+            &format!("{place}:3:13: metrics.histograms[0].name:"),
+            "holds 1024 entries but this histogram has 1999 buckets plus a sum slot",
+        );
+        assert_error(
+            "syscalls",
+            &HISTOGRAM.replace("bucket_max: 4", "bucket_max: 70"),
+            &format!("{place}:7:19: metrics.histograms[0].bucket_max:"),
+            "past the last exp2 bucket a 64-bit value can reach (64)",
+        );
+        assert_error(
+            "syscalls",
+            &HISTOGRAM.replace("      bucket_max: 4\n", ""),
+            &format!("{place}:3:7: metrics.histograms[0].bucket_max:"),
+            "bucket_max is missing",
+        );
+        assert_error(
+            "syscalls",
+            &HISTOGRAM.replace(
+                "bucket_type: exp2\n",
+                "bucket_type: exp2\n      bucket_keys: [1]\n",
+            ),
+            &format!("{place}:6:20: metrics.histograms[0].bucket_keys:"),
+            "only used by `bucket_type: fixed`",
+        );
+        let no_labels = &HISTOGRAM[..HISTOGRAM.find("      labels:").unwrap()];
+        assert_error(
+            "syscalls",
+            no_labels,
+            &format!("{place}:3:7: metrics.histograms[0].labels:"),
+            "needs its bucket index as the last key label",
+        );
+    }
+
+    #[test]
+    fn gauges_read_maps_and_are_checked_like_counters() {
+        let gauge = SYSCALLS.replace("counters:", "gauges:");
+        let config = parse(&source("syscalls", &gauge), "ebpf_").unwrap();
+        assert_eq!(config.metrics[0].kind, MetricType::Gauge);
+        assert!(config.metrics[0].global.is_none());
+        assert_error(
+            "syscalls",
+            &gauge.replace("name: syscalls_total", "name: nope"),
+            "configs/syscalls.yaml:3:13: metrics.gauges[0].name:",
+            "no map or global variable named \"nope\"",
+        );
+    }
+
+    #[test]
+    fn the_same_metric_name_twice_across_kinds_is_refused() {
+        let text = format!("{SYSCALLS}{}", &HISTOGRAM["metrics:\n".len()..]);
+        assert_error(
+            "syscalls",
+            &text,
+            "configs/syscalls.yaml:12:13: metrics.histograms[0]:",
+            "metric \"ebpf_syscalls_total\" is defined twice",
+        );
+    }
 }
