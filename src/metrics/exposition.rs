@@ -510,6 +510,13 @@ mod tests {
                 ],
             ),
             family(
+                "ebpf_test_busy_seconds_total",
+                "Time busy.",
+                MetricKind::Counter,
+                &[],
+                vec![sample(&[], Value::FloatCounter(0.25))],
+            ),
+            family(
                 "ebpf_test_empty_total",
                 "Never printed: no samples.",
                 MetricKind::Counter,
@@ -553,6 +560,9 @@ ebpf_test_events_total 18446744073709551615
 # TYPE ebpf_test_syscalls_total counter
 ebpf_test_syscalls_total{syscall="read",comm="a\"b\\c\nd"} 5
 ebpf_test_syscalls_total{syscall="write",comm="x"} 0
+# HELP ebpf_test_busy_seconds_total Time busy.
+# TYPE ebpf_test_busy_seconds_total counter
+ebpf_test_busy_seconds_total 0.25
 # HELP ebpf_test_queue_depth Queue depth.
 # TYPE ebpf_test_queue_depth gauge
 ebpf_test_queue_depth{queue="zero"} 0
@@ -577,6 +587,9 @@ ebpf_test_events_total 18446744073709551615
 # TYPE ebpf_test_syscalls counter
 ebpf_test_syscalls_total{syscall="read",comm="a\"b\\c\nd"} 5
 ebpf_test_syscalls_total{syscall="write",comm="x"} 0
+# HELP ebpf_test_busy_seconds Time busy.
+# TYPE ebpf_test_busy_seconds counter
+ebpf_test_busy_seconds_total 0.25
 # HELP ebpf_test_queue_depth Queue depth.
 # TYPE ebpf_test_queue_depth gauge
 ebpf_test_queue_depth{queue="zero"} 0.0
