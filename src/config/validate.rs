@@ -89,7 +89,9 @@ pub fn parse(source: &Source, prefix: &str) -> Result<Config, ConfigErrors> {
         .filter_map(|(i, a)| v.attach(&format!("attach[{i}]"), a, &info))
         .collect();
     for prog in &info.programs {
-        if programs::needs_attach_entry(&prog.section) && !attach.iter().any(|a| a.program() == prog.name) {
+        // An entry with errors of its own counts: those errors say what to fix.
+        let listed = raw.attach.iter().any(|a| a.value.program.value == prog.name);
+        if programs::needs_attach_entry(&prog.section) && !listed {
             let example = match Hook::of_section(&prog.section) {
                 Some(Hook::Xdp) => "xdp: {interface: eth0}",
                 _ => "uprobe: {binary: /usr/bin/bash, function: readline}",
@@ -810,6 +812,9 @@ attach:
             "configs/truth.yaml:14:17: attach[1].uprobe.function:",
             "\"\" is not a symbol name",
         );
+        // The entry is there, only wrong: no "needs an attach entry" on top.
+        let errors = errors("truth", &TRUTH.replace("pid: 42", "pid: 0"));
+        assert_eq!(errors.len(), 1, "{errors:#?}");
         for pid in ["0", "-3", "4294967296"] {
             assert_error(
                 "truth",

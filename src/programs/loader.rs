@@ -317,7 +317,7 @@ fn attach_uprobe(
             } else {
                 String::new()
             };
-            format!("{what} failed: {e}{hint}")
+            format!("{what} failed: {e:#}{hint}")
         })
 }
 

@@ -86,6 +86,8 @@ static __always_inline u64 fixed_bucket(u64 value)
 		return 10;
 	if (value <= 50)
 		return 50;
+	if (value <= FIXED_MAX_BUCKET)
+		return FIXED_MAX_BUCKET;
 	return value;
 }
 
