@@ -5,6 +5,9 @@
 //!   from `bpf/` and, marked test-only, from `tests/bpf/`;
 //! - `configs.rs`: the YAML files of `configs/`, the embedded default set.
 //!
+//! It also builds `tests/target/truth_target.c`, the process the truth tests
+//! probe, and hands its path to them as `BPF_EXPORTER_TRUTH_TARGET`.
+//!
 //! The objects are embedded whole rather than as typed skeleton structs:
 //! the metrics layer finds maps and programs by name from the config, so a
 //! new program needs no Rust code, only `bpf/<name>.bpf.c` and
@@ -12,6 +15,7 @@
 
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
+use std::process::Command;
 use std::{env, fs};
 
 use libbpf_cargo::SkeletonBuilder;
@@ -71,6 +75,25 @@ fn main() {
     }
     configs.push_str("];\n");
     fs::write(out.join("configs.rs"), configs).expect("writing configs.rs");
+
+    build_truth_target(&root, &out);
+}
+
+/// Compiles the truth tests' target process for the host with the clang the
+/// BPF build already needs. Its probe functions must stay real calls, so it
+/// is built as tests run it: optimised, with symbols.
+fn build_truth_target(root: &Path, out: &Path) {
+    let source = root.join("tests/target/truth_target.c");
+    let binary = out.join("truth_target");
+    println!("cargo:rerun-if-changed={}", source.display());
+    let status = Command::new("clang")
+        .args(["-O2", "-g", "-pthread", "-Wall", "-Werror", "-o"])
+        .arg(&binary)
+        .arg(&source)
+        .status()
+        .unwrap_or_else(|e| panic!("running clang for {}: {e}", source.display()));
+    assert!(status.success(), "compiling {} failed", source.display());
+    println!("cargo:rustc-env=BPF_EXPORTER_TRUTH_TARGET={}", binary.display());
 }
 
 /// The committed `vmlinux.h` for the target architecture. Stops the build

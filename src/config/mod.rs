@@ -203,12 +203,30 @@ pub enum AttachSpec {
         interface: String,
         mode: XdpMode,
     },
+    /// A uprobe, or a uretprobe when the program's section says so.
+    Uprobe {
+        program: String,
+        /// Absolute path of the ELF binary or library.
+        binary: String,
+        /// Symbol name, resolved by libbpf.
+        function: String,
+        /// Only this process; every process when `None`.
+        pid: Option<i32>,
+    },
 }
 
 impl AttachSpec {
     pub fn program(&self) -> &str {
         match self {
-            AttachSpec::Xdp { program, .. } => program,
+            AttachSpec::Xdp { program, .. } | AttachSpec::Uprobe { program, .. } => program,
+        }
+    }
+
+    /// The entry's key in the config: `xdp` or `uprobe`.
+    pub fn key(&self) -> &'static str {
+        match self {
+            AttachSpec::Xdp { .. } => "xdp",
+            AttachSpec::Uprobe { .. } => "uprobe",
         }
     }
 }

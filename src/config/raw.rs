@@ -117,6 +117,9 @@ pub struct RawAttach {
     pub program: Spanned<String>,
     /// Attach as XDP to an interface.
     pub xdp: Option<Spanned<RawXdp>>,
+    /// Attach as a uprobe (or uretprobe, per the program's `SEC()`) to a
+    /// function of a binary or library.
+    pub uprobe: Option<Spanned<RawUprobe>>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -127,4 +130,16 @@ pub struct RawXdp {
     /// `generic` (any driver, in the stack), `native` (in the driver),
     /// `offload` (on the NIC) or `auto` (native where supported). Default auto.
     pub mode: Option<Spanned<String>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawUprobe {
+    /// Absolute path of the ELF binary or shared library to probe.
+    pub binary: Spanned<String>,
+    /// Symbol name of the function, as in the ELF symbol table (libbpf
+    /// resolves it to an offset).
+    pub function: Spanned<String>,
+    /// Probe only this process; every process that runs the binary when absent.
+    pub pid: Option<Spanned<i64>>,
 }

@@ -7,13 +7,13 @@ use std::cell::RefCell;
 
 use serde_saphyr::{DefaultMessageFormatter, Location, MessageFormatter, Spanned};
 
-use super::raw::{RawAttach, RawConfig, RawHistogram, RawLabel, RawMetric};
+use super::raw::{RawAttach, RawConfig, RawHistogram, RawLabel, RawMetric, RawUprobe, RawXdp};
 use super::{
     AttachSpec, Config, ConfigError, ConfigErrors, GlobalSpec, HistogramSpec, LabelSpec, MetricSpec,
     MetricType, Source, XdpMode,
 };
 use crate::decoders::{self, DecoderOptions};
-use crate::programs::{self, GlobalMeta, MapMeta, ObjectInfo};
+use crate::programs::{self, GlobalMeta, Hook, MapMeta, ObjectInfo};
 
 /// Name of the label that splits per-CPU values by CPU, as in ebpf_exporter.
 pub const CPU_LABEL: &str = "cpu";
@@ -105,13 +105,18 @@ pub fn parse(source: &Source, prefix: &str) -> Result<Config, ConfigErrors> {
         .filter_map(|(i, a)| v.attach(&format!("attach[{i}]"), a, &info))
         .collect();
     for prog in &info.programs {
-        let needs_target = prog.section == "xdp" || prog.section.starts_with("xdp/");
-        if needs_target && !attach.iter().any(|a| a.program() == prog.name) {
+        // An entry with errors of its own counts: those errors say what to fix.
+        let listed = raw.attach.iter().any(|a| a.value.program.value == prog.name);
+        if programs::needs_attach_entry(&prog.section) && !listed {
+            let example = match Hook::of_section(&prog.section) {
+                Some(Hook::Xdp) => "xdp: {interface: eth0}",
+                _ => "uprobe: {binary: /usr/bin/bash, function: readline}",
+            };
             v.errors.push(ConfigError::file_level(
                 file,
                 format!(
                     "program {:?} (SEC \"{}\") needs an attach entry saying where to attach, such as \
-                     `attach: [{{program: {}, xdp: {{interface: eth0}}}}]`",
+                     `attach: [{{program: {}, {example}}}]`",
                     prog.name, prog.section, prog.name
                 ),
             ));
@@ -708,7 +713,8 @@ impl Validator<'_> {
     fn attach(&mut self, path: &str, attach: &Spanned<RawAttach>, info: &ObjectInfo) -> Option<AttachSpec> {
         let a = &attach.value;
         let before = self.errors.len();
-        if !info.programs.iter().any(|p| p.name == a.program.value) {
+        let program = info.programs.iter().find(|p| p.name == a.program.value);
+        if program.is_none() {
             let known: Vec<&str> = info.programs.iter().map(|p| p.name.as_str()).collect();
             self.error(
                 a.program.referenced,
@@ -720,14 +726,45 @@ impl Validator<'_> {
                 ),
             );
         }
-        let Some(xdp) = &a.xdp else {
-            self.error(
-                attach.referenced,
-                path,
-                "say how to attach: add `xdp: {interface: <name>}`",
-            );
-            return None;
+        let spec = match (&a.xdp, &a.uprobe) {
+            (Some(xdp), None) => self.xdp(path, &a.program.value, xdp),
+            (None, Some(uprobe)) => self.uprobe(path, &a.program.value, uprobe),
+            (None, None) => {
+                self.error(
+                    attach.referenced,
+                    path,
+                    "say how to attach: add `xdp: {interface: <name>}` or \
+                     `uprobe: {binary: <absolute path>, function: <symbol>}`",
+                );
+                return None;
+            }
+            (Some(_), Some(_)) => {
+                self.error(
+                    attach.referenced,
+                    path,
+                    "give one of `xdp:` and `uprobe:` per entry; attach a program twice with two entries",
+                );
+                return None;
+            }
         };
+        if let (Some(program), Some(spec)) = (program, &spec) {
+            let key = spec.key();
+            if Hook::of_section(&program.section).map(Hook::key) != Some(key) {
+                self.error(
+                    attach.referenced,
+                    &format!("{path}.{key}"),
+                    format!(
+                        "program {:?} is SEC \"{}\", which cannot attach as `{key}:`",
+                        program.name, program.section
+                    ),
+                );
+            }
+        }
+        spec.filter(|_| self.errors.len() == before)
+    }
+
+    fn xdp(&mut self, path: &str, program: &str, xdp: &Spanned<RawXdp>) -> Option<AttachSpec> {
+        let before = self.errors.len();
         let interface = xdp.value.interface.value.clone();
         if interface.is_empty() || interface.len() >= 16 || interface.contains(['/', ' ']) {
             self.error(
@@ -752,9 +789,53 @@ impl Validator<'_> {
             }),
         };
         (self.errors.len() == before).then(|| AttachSpec::Xdp {
-            program: a.program.value.clone(),
+            program: program.to_string(),
             interface,
             mode,
+        })
+    }
+
+    fn uprobe(&mut self, path: &str, program: &str, uprobe: &Spanned<RawUprobe>) -> Option<AttachSpec> {
+        let u = &uprobe.value;
+        let before = self.errors.len();
+        let binary = &u.binary.value;
+        if !binary.starts_with('/') || binary.contains('\0') {
+            self.error(
+                u.binary.referenced,
+                &format!("{path}.uprobe.binary"),
+                format!(
+                    "{binary:?} is not an absolute path: give the binary's full path, such as /usr/bin/bash"
+                ),
+            );
+        }
+        let function = &u.function.value;
+        if function.trim().is_empty() || function.contains(['\0', ' ']) {
+            self.error(
+                u.function.referenced,
+                &format!("{path}.uprobe.function"),
+                format!("{function:?} is not a symbol name: give the function's name, such as `readline`"),
+            );
+        }
+        let pid = u.pid.as_ref().and_then(|p| match i32::try_from(p.value) {
+            Ok(pid) if pid > 0 => Some(pid),
+            _ => {
+                self.error(
+                    p.referenced,
+                    &format!("{path}.uprobe.pid"),
+                    format!(
+                        "pid {} is out of range (1 to {}); leave `pid:` out to probe every process",
+                        p.value,
+                        i32::MAX
+                    ),
+                );
+                None
+            }
+        });
+        (self.errors.len() == before).then(|| AttachSpec::Uprobe {
+            program: program.to_string(),
+            binary: binary.clone(),
+            function: function.clone(),
+            pid,
         })
     }
 }
@@ -1018,6 +1099,127 @@ mod tests {
             &bad_prog,
             "configs/xdp_packets.yaml:6:14: attach[0].program:",
             "no program \"count\" (programs: count_packets)",
+        );
+    }
+
+    const TRUTH: &str = "metrics:
+  counters:
+    - name: truth_calls_total
+      help: Calls.
+attach:
+  - program: observe
+    uprobe:
+      binary: /usr/bin/truth
+      function: truth_observe
+      pid: 42
+  - program: gauge_set
+    uprobe:
+      binary: /usr/bin/truth
+      function: truth_gauge_set
+";
+
+    #[test]
+    fn uprobe_attach_entries_resolve_with_and_without_pid() {
+        let config = parse(&source("truth", TRUTH), "ebpf_").unwrap();
+        assert_eq!(
+            config.attach,
+            [
+                AttachSpec::Uprobe {
+                    program: "observe".into(),
+                    binary: "/usr/bin/truth".into(),
+                    function: "truth_observe".into(),
+                    pid: Some(42),
+                },
+                AttachSpec::Uprobe {
+                    program: "gauge_set".into(),
+                    binary: "/usr/bin/truth".into(),
+                    function: "truth_gauge_set".into(),
+                    pid: None,
+                },
+            ]
+        );
+    }
+
+    #[test]
+    fn uprobe_program_needs_an_attach_entry() {
+        let text = TRUTH.split("  - program: gauge_set").next().unwrap();
+        assert_error(
+            "truth",
+            text,
+            "configs/truth.yaml: ",
+            "program \"gauge_set\" (SEC \"uprobe\") needs an attach entry saying where to attach, such as \
+             `attach: [{program: gauge_set, uprobe: {binary: ",
+        );
+    }
+
+    #[test]
+    fn uprobe_binary_function_and_pid_are_checked_in_place() {
+        assert_error(
+            "truth",
+            &TRUTH.replacen("binary: /usr/bin/truth", "binary: bin/truth", 1),
+            "configs/truth.yaml:8:15: attach[0].uprobe.binary:",
+            "\"bin/truth\" is not an absolute path",
+        );
+        assert_error(
+            "truth",
+            &TRUTH.replace("function: truth_gauge_set", "function: \"\""),
+            "configs/truth.yaml:14:17: attach[1].uprobe.function:",
+            "\"\" is not a symbol name",
+        );
+        // The entry is there, only wrong: no "needs an attach entry" on top.
+        let errors = errors("truth", &TRUTH.replace("pid: 42", "pid: 0"));
+        assert_eq!(errors.len(), 1, "{errors:#?}");
+        for pid in ["0", "-3", "4294967296"] {
+            assert_error(
+                "truth",
+                &TRUTH.replace("pid: 42", &format!("pid: {pid}")),
+                "configs/truth.yaml:10:12: attach[0].uprobe.pid:",
+                &format!("pid {pid} is out of range (1 to 2147483647)"),
+            );
+        }
+        assert_error(
+            "truth",
+            &TRUTH.replace("pid: 42", "pid: 42\n      offset: 4"),
+            "configs/truth.yaml:11:7: attach[0].uprobe.offset:",
+            "unknown field `offset`",
+        );
+        assert_error(
+            "truth",
+            &TRUTH.replace("      function: truth_observe\n", ""),
+            "configs/truth.yaml:9:7: attach[0].uprobe:",
+            "missing field `function`",
+        );
+    }
+
+    #[test]
+    fn attach_entry_takes_exactly_one_hook_matching_the_section() {
+        assert_error(
+            "truth",
+            &TRUTH.replace(
+                "  - program: observe\n",
+                "  - program: observe\n    xdp: {interface: lo}\n",
+            ),
+            "configs/truth.yaml:6:5: attach[0]:",
+            "give one of `xdp:` and `uprobe:` per entry",
+        );
+        assert_error(
+            "truth",
+            &TRUTH.replace(
+                "  - program: observe\n    uprobe:\n      binary: /usr/bin/truth\n      function: truth_observe\n      pid: 42\n",
+                "  - program: observe\n",
+            ),
+            "configs/truth.yaml:6:5: attach[0]:",
+            "say how to attach: add `xdp: {interface: <name>}` or `uprobe: ",
+        );
+        let counters = "metrics:\n  counters:\n    - name: xdp_packets_total\n      help: Packets.\n";
+        let uprobe_on_xdp = format!(
+            "{counters}attach:\n  - program: count_packets\n    uprobe: {{binary: /bin/sh, function: main}}\n"
+        );
+        assert_error(
+            "xdp_packets",
+            &uprobe_on_xdp,
+            "configs/xdp_packets.yaml:6:5: attach[0].uprobe:",
+            "program \"count_packets\" is SEC \"xdp\", which cannot attach as `uprobe:`",
         );
     }
 

@@ -4,14 +4,16 @@
 //! and the others stay attached.
 
 use std::os::fd::{AsFd, AsRawFd, FromRawFd, OwnedFd};
+use std::path::Path;
 use std::sync::{Mutex, Once};
 
 use libbpf_rs::{
     AsRawLibbpf, ErrorKind, Link, MapCore, MapHandle, Object, ObjectBuilder, OpenObject, PrintLevel,
+    UprobeOpts,
 };
 
 use super::stats::{self, RunStats};
-use super::{fs, EmbeddedProgram};
+use super::{fs, EmbeddedProgram, Hook};
 use crate::config::{AttachSpec, Config, XdpMode};
 use crate::metrics::{ConfigState, ConfigStatus, ProgramStatus};
 
@@ -105,6 +107,12 @@ pub fn load(config: &Config) -> Result<Loaded, String> {
                 AttachSpec::Xdp { interface, mode, .. } => {
                     attach_xdp(&prog, interface, *mode).map(|fd| xdp_links.push(fd))
                 }
+                AttachSpec::Uprobe {
+                    binary,
+                    function,
+                    pid,
+                    ..
+                } => attach_uprobe(&prog, &section, binary, function, *pid).map(|link| links.push(link)),
             })
         };
         programs.push(ProgramStatus {
@@ -284,6 +292,52 @@ fn attach_xdp(prog: &libbpf_rs::ProgramMut<'_>, interface: &str, mode: XdpMode) 
     }
     // SAFETY: the kernel returned a new fd that nothing else owns.
     Ok(unsafe { OwnedFd::from_raw_fd(rc) })
+}
+
+/// Attaches to `function` of `binary` (every process running it, or `pid`
+/// only), as a return probe when the program's section says `uretprobe`.
+fn attach_uprobe(
+    prog: &libbpf_rs::ProgramMut<'_>,
+    section: &str,
+    binary: &str,
+    function: &str,
+    pid: Option<i32>,
+) -> Result<Link, String> {
+    let retprobe = Hook::of_section(section) == Some(Hook::Uretprobe);
+    let what = format!(
+        "attaching {} to {function} in {binary}{}",
+        if retprobe { "a uretprobe" } else { "a uprobe" },
+        pid.map_or(String::new(), |p| format!(" (pid {p})"))
+    );
+    if !Path::new(binary).is_file() {
+        return Err(format!(
+            "{what} failed: there is no file {binary}: fix attach.uprobe.binary"
+        ));
+    }
+    if let Some(pid) = pid {
+        if !Path::new(&format!("/proc/{pid}")).exists() {
+            return Err(format!(
+                "{what} failed: there is no process {pid}: fix attach.uprobe.pid"
+            ));
+        }
+    }
+    let opts = UprobeOpts {
+        func_name: Some(function.to_string()),
+        retprobe,
+        ..Default::default()
+    };
+    prog.attach_uprobe_with_opts(pid.unwrap_or(-1), binary, 0, opts)
+        .map_err(|e| {
+            let hint = if e.kind() == ErrorKind::NotFound {
+                format!(
+                    ": {binary} has no function {function:?} in its symbol tables (see `nm -D {binary}`); \
+                     fix attach.uprobe.function"
+                )
+            } else {
+                String::new()
+            };
+            format!("{what} failed: {e:#}{hint}")
+        })
 }
 
 /// libbpf's messages during the current load, for verifier logs in errors.

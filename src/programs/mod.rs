@@ -155,6 +155,45 @@ fn globals(open: &OpenObject, maps: &[MapMeta]) -> Vec<GlobalMeta> {
     globals
 }
 
+/// The hooks a config's `attach:` entry can aim a program at, told apart by
+/// the program's section as libbpf names them (`libbpf.c`, `section_defs`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Hook {
+    Xdp,
+    Uprobe,
+    Uretprobe,
+}
+
+impl Hook {
+    /// The hook of a program in `section`, when an attach entry can place it.
+    pub fn of_section(section: &str) -> Option<Hook> {
+        match section.split('/').next().unwrap_or_default() {
+            "xdp" => Some(Hook::Xdp),
+            "uprobe" | "uprobe.s" => Some(Hook::Uprobe),
+            "uretprobe" | "uretprobe.s" => Some(Hook::Uretprobe),
+            _ => None,
+        }
+    }
+
+    /// The `attach:` key for this hook.
+    pub fn key(self) -> &'static str {
+        match self {
+            Hook::Xdp => "xdp",
+            Hook::Uprobe | Hook::Uretprobe => "uprobe",
+        }
+    }
+}
+
+/// True when a program in `section` attaches only through an `attach:`
+/// entry: its section names no interface or binary to attach to.
+pub fn needs_attach_entry(section: &str) -> bool {
+    match Hook::of_section(section) {
+        Some(Hook::Xdp) => section == "xdp" || section.starts_with("xdp/"),
+        Some(Hook::Uprobe | Hook::Uretprobe) => !section.contains('/'),
+        None => false,
+    }
+}
+
 /// True for the map types whose values the reader sums or splits per CPU.
 pub fn is_percpu(map_type: MapType) -> bool {
     matches!(
@@ -186,6 +225,25 @@ mod tests {
         for program in EMBEDDED_PROGRAMS {
             let info = inspect(program.name, program.object).unwrap();
             assert!(!info.programs.is_empty(), "{} has no programs", program.name);
+        }
+    }
+
+    #[test]
+    fn sections_say_which_hook_and_whether_an_attach_entry_is_needed() {
+        for (section, hook, needs_entry) in [
+            ("xdp", Some(Hook::Xdp), true),
+            ("xdp/devmap", Some(Hook::Xdp), true),
+            ("uprobe", Some(Hook::Uprobe), true),
+            ("uprobe.s", Some(Hook::Uprobe), true),
+            ("uretprobe", Some(Hook::Uretprobe), true),
+            ("uprobe//bin/bash:readline", Some(Hook::Uprobe), false),
+            ("uretprobe//bin/bash:readline", Some(Hook::Uretprobe), false),
+            ("uprobe.multi", None, false),
+            ("tracepoint/sched/sched_process_exec", None, false),
+            ("kprobe/do_nanosleep", None, false),
+        ] {
+            assert_eq!(Hook::of_section(section), hook, "{section}");
+            assert_eq!(needs_attach_entry(section), needs_entry, "{section}");
         }
     }
 

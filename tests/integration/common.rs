@@ -1,9 +1,11 @@
 //! Shared test plumbing: BPF availability, assembling configs, reading
-//! counters out of snapshots.
+//! counters, histograms and gauges out of snapshots.
+
+use std::collections::BTreeMap;
 
 use bpf_exporter::config::{self, Source};
 use bpf_exporter::exporter::{self, Outcome};
-use bpf_exporter::metrics::{Snapshot, Value};
+use bpf_exporter::metrics::{Histogram, Snapshot, Value};
 use bpf_exporter::reader::maps::ReadMethod;
 use bpf_exporter::reader::Reader;
 
@@ -44,11 +46,9 @@ pub fn assert_all_good(outcomes: &[Outcome]) {
     );
 }
 
-/// The value of counter `name` with exactly these labels, 0 when absent.
-pub fn counter(snapshot: &Snapshot, name: &str, labels: &[(&str, &str)]) -> u64 {
-    let Some(family) = snapshot.families.iter().find(|f| f.name == name) else {
-        return 0;
-    };
+/// The value of the series of family `name` with exactly these labels.
+fn value<'a>(snapshot: &'a Snapshot, name: &str, labels: &[(&str, &str)]) -> Option<&'a Value> {
+    let family = snapshot.families.iter().find(|f| f.name == name)?;
     family
         .samples
         .iter()
@@ -62,10 +62,46 @@ pub fn counter(snapshot: &Snapshot, name: &str, labels: &[(&str, &str)]) -> u64 
                         .is_some_and(|i| s.label_values[i] == *v)
                 })
         })
-        .map_or(0, |s| match s.value {
-            Value::Counter(v) => v,
-            ref other => panic!("{name} is not a counter: {other:?}"),
-        })
+        .map(|s| &s.value)
+}
+
+/// Every series of family `name` (none when absent), by label values in the
+/// family's label order.
+pub fn series(snapshot: &Snapshot, name: &str) -> BTreeMap<Vec<String>, Value> {
+    snapshot
+        .families
+        .iter()
+        .filter(|f| f.name == name)
+        .flat_map(|f| &f.samples)
+        .map(|s| (s.label_values.clone(), s.value.clone()))
+        .collect()
+}
+
+/// The value of counter `name` with exactly these labels, 0 when absent.
+pub fn counter(snapshot: &Snapshot, name: &str, labels: &[(&str, &str)]) -> u64 {
+    match value(snapshot, name, labels) {
+        None => 0,
+        Some(Value::Counter(v)) => *v,
+        Some(other) => panic!("{name} is not a counter: {other:?}"),
+    }
+}
+
+/// Histogram `name` with exactly these labels; panics when absent.
+pub fn histogram(snapshot: &Snapshot, name: &str, labels: &[(&str, &str)]) -> Histogram {
+    match value(snapshot, name, labels) {
+        Some(Value::Histogram(h)) => h.clone(),
+        Some(other) => panic!("{name} is not a histogram: {other:?}"),
+        None => panic!("no histogram {name}{labels:?} in {:#?}", snapshot.families),
+    }
+}
+
+/// Gauge `name` with exactly these labels; panics when absent.
+pub fn gauge(snapshot: &Snapshot, name: &str, labels: &[(&str, &str)]) -> f64 {
+    match value(snapshot, name, labels) {
+        Some(Value::Gauge(v)) => *v,
+        Some(other) => panic!("{name} is not a gauge: {other:?}"),
+        None => panic!("no gauge {name}{labels:?} in {:#?}", snapshot.families),
+    }
 }
 
 /// Sum of a counter over all its series.

@@ -1,8 +1,11 @@
 //! All integration tests, in one binary. The `kernel` tests load the real
 //! programs into the running kernel, drive a known number of events and
-//! check the exported numbers; they need root (CI runs as root).
+//! check the exported numbers; they need root (CI runs as root). The `truth`
+//! tests drive a target process through uprobes and hold every exported
+//! series to an exact model.
 
 mod binary;
 mod common;
 mod kernel;
 mod maps;
+mod truth;
