@@ -1,9 +1,9 @@
 //! Shared test plumbing: BPF availability, assembling configs, reading
-//! counters out of snapshots.
+//! counters and histograms out of snapshots.
 
 use bpf_exporter::config::{self, Source};
 use bpf_exporter::exporter::{self, Outcome};
-use bpf_exporter::metrics::{Snapshot, Value};
+use bpf_exporter::metrics::{Histogram, Sample, Snapshot, Value};
 use bpf_exporter::reader::maps::ReadMethod;
 use bpf_exporter::reader::Reader;
 
@@ -44,28 +44,36 @@ pub fn assert_all_good(outcomes: &[Outcome]) {
     );
 }
 
+/// The series of family `name` with exactly these labels, if any.
+fn sample<'a>(snapshot: &'a Snapshot, name: &str, labels: &[(&str, &str)]) -> Option<&'a Sample> {
+    let family = snapshot.families.iter().find(|f| f.name == name)?;
+    family.samples.iter().find(|s| {
+        labels.len() == family.label_names.len()
+            && labels.iter().all(|(k, v)| {
+                family
+                    .label_names
+                    .iter()
+                    .position(|n| n == k)
+                    .is_some_and(|i| s.label_values[i] == *v)
+            })
+    })
+}
+
 /// The value of counter `name` with exactly these labels, 0 when absent.
 pub fn counter(snapshot: &Snapshot, name: &str, labels: &[(&str, &str)]) -> u64 {
-    let Some(family) = snapshot.families.iter().find(|f| f.name == name) else {
-        return 0;
-    };
-    family
-        .samples
-        .iter()
-        .find(|s| {
-            labels.len() == family.label_names.len()
-                && labels.iter().all(|(k, v)| {
-                    family
-                        .label_names
-                        .iter()
-                        .position(|n| n == k)
-                        .is_some_and(|i| s.label_values[i] == *v)
-                })
-        })
-        .map_or(0, |s| match s.value {
-            Value::Counter(v) => v,
-            ref other => panic!("{name} is not a counter: {other:?}"),
-        })
+    sample(snapshot, name, labels).map_or(0, |s| match s.value {
+        Value::Counter(v) => v,
+        ref other => panic!("{name} is not a counter: {other:?}"),
+    })
+}
+
+/// The histogram `name` with exactly these labels (`le` is not one: the
+/// value carries the buckets), `None` when the series is absent.
+pub fn histogram(snapshot: &Snapshot, name: &str, labels: &[(&str, &str)]) -> Option<Histogram> {
+    sample(snapshot, name, labels).map(|s| match &s.value {
+        Value::Histogram(h) => h.clone(),
+        other => panic!("{name} is not a histogram: {other:?}"),
+    })
 }
 
 /// Sum of a counter over all its series.

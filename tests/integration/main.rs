@@ -6,3 +6,4 @@ mod binary;
 mod common;
 mod kernel;
 mod maps;
+mod programs;
