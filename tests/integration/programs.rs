@@ -56,15 +56,16 @@ fn syscall_latency_counts_each_call_once_in_the_bucket_of_its_duration() {
         return;
     }
     let mut reader = start(&["syscall_latency"]);
-    let quick = [("syscall", "sched_get_priority_min")];
+    let quick = [("syscall", "sched_get_priority_max")];
     let slow = [("syscall", "rt_sigtimedwait")];
     let before = reader.read();
 
-    // Nothing else on a test machine asks for the minimum SCHED_OTHER
-    // priority, or waits for no signal at all with a timeout.
+    // Nothing else on a test machine asks for the maximum SCHED_OTHER
+    // priority, or waits for no signal at all with a timeout. (The other
+    // tests in this binary call sched_get_priority_min, concurrently.)
     for _ in 0..1000 {
         // SAFETY: a query with no memory arguments.
-        unsafe { libc::sched_get_priority_min(libc::SCHED_OTHER) };
+        unsafe { libc::sched_get_priority_max(libc::SCHED_OTHER) };
     }
     let timeout = libc::timespec {
         tv_sec: 0,
@@ -91,7 +92,7 @@ fn syscall_latency_counts_each_call_once_in_the_bucket_of_its_duration() {
 
     let after = reader.read();
     let hist = |s: &Snapshot, labels| histogram(s, SYSCALL_LATENCY, labels);
-    let quick_after = hist(&after, &quick).expect("no sched_get_priority_min series");
+    let quick_after = hist(&after, &quick).expect("no sched_get_priority_max series");
     assert_consistent_exp2(&quick_after, 1e-9, 36);
     let quick = delta(&quick_after, hist(&before, &quick).as_ref());
     assert_eq!(quick.count, 1000, "{quick:?}");
