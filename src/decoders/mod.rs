@@ -11,6 +11,7 @@ use std::fmt;
 mod errno;
 mod errno_table;
 mod hex;
+mod majorminor;
 mod regexp;
 mod static_map;
 mod string;
@@ -85,6 +86,7 @@ pub type Builder = fn(&DecoderOptions) -> Result<Box<dyn Decoder>, String>;
 pub const REGISTRY: &[(&str, Builder)] = &[
     ("errno", errno::build),
     ("hex", hex::build),
+    ("majorminor", majorminor::build),
     ("regexp", regexp::build),
     ("static_map", static_map::build),
     ("string", string::build),
@@ -146,7 +148,7 @@ mod tests {
         let err = build("nope", &DecoderOptions::default()).unwrap_err();
         assert_eq!(
             err,
-            "unknown decoder \"nope\" (known: errno, hex, regexp, static_map, string, syscall, uint)"
+            "unknown decoder \"nope\" (known: errno, hex, majorminor, regexp, static_map, string, syscall, uint)"
         );
     }
 
@@ -163,6 +165,7 @@ mod tests {
         let cases: &[(&str, DecoderOptions)] = &[
             ("errno", with_every_option()),
             ("hex", with_every_option()),
+            ("majorminor", with_every_option()),
             ("regexp", with_every_option()),
             ("static_map", with_regexps()),
             ("string", with_every_option()),

@@ -88,11 +88,17 @@ pub fn counter(snapshot: &Snapshot, name: &str, labels: &[(&str, &str)]) -> u64 
 
 /// Histogram `name` with exactly these labels; panics when absent.
 pub fn histogram(snapshot: &Snapshot, name: &str, labels: &[(&str, &str)]) -> Histogram {
-    match value(snapshot, name, labels) {
-        Some(Value::Histogram(h)) => h.clone(),
-        Some(other) => panic!("{name} is not a histogram: {other:?}"),
-        None => panic!("no histogram {name}{labels:?} in {:#?}", snapshot.families),
-    }
+    find_histogram(snapshot, name, labels)
+        .unwrap_or_else(|| panic!("no histogram {name}{labels:?} in {:#?}", snapshot.families))
+}
+
+/// Histogram `name` with exactly these labels, `None` while the series does
+/// not exist (a label set appears with its first event).
+pub fn find_histogram(snapshot: &Snapshot, name: &str, labels: &[(&str, &str)]) -> Option<Histogram> {
+    value(snapshot, name, labels).map(|v| match v {
+        Value::Histogram(h) => h.clone(),
+        other => panic!("{name} is not a histogram: {other:?}"),
+    })
 }
 
 /// Gauge `name` with exactly these labels; panics when absent.

@@ -8,4 +8,5 @@ mod binary;
 mod common;
 mod kernel;
 mod maps;
+mod programs;
 mod truth;

@@ -1,0 +1,113 @@
+// SPDX-License-Identifier: GPL-2.0
+/*
+ * runqlat: run queue (scheduler) latency, the time a runnable task waits
+ * for a CPU, machine-wide (bcc's runqlat).
+ *
+ * Hooks: tp_btf/sched_wakeup     a woken task becomes runnable
+ *        tp_btf/sched_wakeup_new a new task becomes runnable
+ *        tp_btf/sched_switch     a preempted task goes back to the queue;
+ *                                the incoming task's wait ends
+ *        (include/trace/events/sched.h; BTF-typed tracepoints, so tasks
+ *        are read in place.)
+ * Maps:  run_queue_latency_start (HASH, u32 thread id -> u64 enqueue time, ns)
+ *        run_queue_latency_seconds (HASH, {u32 bucket} -> u64)
+ *        -> ebpf_run_queue_latency_seconds, exp2 buckets of 2^i ns.
+ *
+ * Idle tasks (thread id 0, one per CPU) are never recorded.
+ */
+#include <vmlinux.h>
+#include <bpf/bpf_helpers.h>
+#include <bpf/bpf_tracing.h>
+#include <bpf/bpf_core_read.h>
+#include "histogram.bpf.h"
+
+/* Buckets 0..36: up to 2^36 ns (~68.7 s); longer waits land in overflow. */
+#define MAX_BUCKET 36
+
+/* Runnable tasks waiting at once, machine-wide (bcc's runqlat: 10240). */
+#define MAX_TASKS 10240
+
+/* include/linux/sched.h */
+#define TASK_RUNNING 0
+
+struct run_queue_latency_key {
+	u32 bucket;
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, MAX_TASKS);
+	__type(key, u32);
+	__type(value, u64);
+} run_queue_latency_start SEC(".maps");
+
+/* One label set: (MAX_BUCKET + 3) slots for buckets, sum and overflow. */
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, MAX_BUCKET + 3);
+	__type(key, struct run_queue_latency_key);
+	__type(value, u64);
+} run_queue_latency_seconds SEC(".maps");
+
+/* Before Linux 5.14 task_struct::__state was `volatile long state`. */
+struct task_struct___state {
+	volatile long state;
+} __attribute__((preserve_access_index));
+
+static __always_inline long task_state(struct task_struct *task)
+{
+	struct task_struct___state *old = (void *)task;
+
+	if (bpf_core_field_exists(task->__state))
+		return BPF_CORE_READ(task, __state);
+	return BPF_CORE_READ(old, state);
+}
+
+static __always_inline void enqueued(struct task_struct *task)
+{
+	u32 tid = BPF_CORE_READ(task, pid);
+	u64 ts;
+
+	if (!tid)
+		return;
+	ts = bpf_ktime_get_ns();
+	bpf_map_update_elem(&run_queue_latency_start, &tid, &ts, BPF_ANY);
+}
+
+SEC("tp_btf/sched_wakeup")
+int BPF_PROG(sched_wakeup, struct task_struct *p)
+{
+	enqueued(p);
+	return 0;
+}
+
+SEC("tp_btf/sched_wakeup_new")
+int BPF_PROG(sched_wakeup_new, struct task_struct *p)
+{
+	enqueued(p);
+	return 0;
+}
+
+SEC("tp_btf/sched_switch")
+int BPF_PROG(sched_switch, bool preempt, struct task_struct *prev, struct task_struct *next)
+{
+	struct run_queue_latency_key key = {};
+	u32 tid;
+	u64 *start, delta;
+
+	/* Switched out while still runnable: it waits in the queue again. */
+	if (task_state(prev) == TASK_RUNNING)
+		enqueued(prev);
+
+	tid = BPF_CORE_READ(next, pid);
+	start = bpf_map_lookup_elem(&run_queue_latency_start, &tid);
+	if (!start)
+		return 0;
+	delta = bpf_ktime_get_ns() - *start;
+	bpf_map_delete_elem(&run_queue_latency_start, &tid);
+
+	increment_exp2_histogram(&run_queue_latency_seconds, key, delta, MAX_BUCKET);
+	return 0;
+}
+
+char LICENSE[] SEC("license") = "GPL";

@@ -1,0 +1,350 @@
+//! The shipped histogram programs on the real kernel: drive a known number
+//! of events and check the exported histograms moved by exactly that much
+//! (or, for scheduler events that the whole machine makes, at least that
+//! much).
+
+use std::fs::File;
+use std::io::{Read, Write};
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::os::unix::fs::{FileExt, OpenOptionsExt};
+use std::time::Duration;
+
+use bpf_exporter::metrics::{Histogram, Snapshot};
+
+use crate::common::*;
+
+/// `after - before` bucket by bucket; an absent `before` counts as zeros.
+fn delta(after: &Histogram, before: Option<&Histogram>) -> Histogram {
+    let Some(before) = before else {
+        return after.clone();
+    };
+    assert_eq!(
+        after.buckets.iter().map(|b| b.0).collect::<Vec<_>>(),
+        before.buckets.iter().map(|b| b.0).collect::<Vec<_>>(),
+        "bucket bounds changed between reads"
+    );
+    Histogram {
+        buckets: after
+            .buckets
+            .iter()
+            .zip(&before.buckets)
+            .map(|(a, b)| (a.0, a.1 - b.1))
+            .collect(),
+        count: after.count - before.count,
+        sum: after.sum - before.sum,
+    }
+}
+
+/// Cumulative buckets never decrease, `+Inf` (the count) is at least the
+/// top bucket, and the bounds are 2^i × `unit` for i in 0..=`max_bucket`.
+fn assert_consistent_exp2(h: &Histogram, unit: f64, max_bucket: i32) {
+    assert_eq!(h.buckets.len(), max_bucket as usize + 1, "{h:?}");
+    for (i, (le, _)) in h.buckets.iter().enumerate() {
+        let want = unit * 2f64.powi(i as i32);
+        assert!((le / want - 1.0).abs() < 1e-9, "bucket {i}: le {le}, want {want}");
+    }
+    assert!(h.buckets.windows(2).all(|w| w[0].1 <= w[1].1), "{h:?}");
+    assert!(h.count >= h.buckets.last().unwrap().1, "{h:?}");
+    assert!(h.sum >= 0.0, "{h:?}");
+}
+
+const SYSCALL_LATENCY: &str = "ebpf_syscall_latency_seconds";
+
+#[test]
+fn syscall_latency_counts_each_call_once_in_the_bucket_of_its_duration() {
+    if !bpf_available() {
+        return;
+    }
+    let mut reader = start(&["syscall_latency"]);
+    let quick = [("syscall", "sched_get_priority_max")];
+    let slow = [("syscall", "rt_sigtimedwait")];
+    let before = reader.read();
+
+    // Nothing else on a test machine asks for the maximum SCHED_OTHER
+    // priority, or waits for no signal at all with a timeout. (The other
+    // tests in this binary call sched_get_priority_min, concurrently.)
+    for _ in 0..1000 {
+        // SAFETY: a query with no memory arguments.
+        unsafe { libc::sched_get_priority_max(libc::SCHED_OTHER) };
+    }
+    let timeout = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 20_000_000,
+    };
+    for _ in 0..10 {
+        // An empty set: no signal can end the wait, only the timeout.
+        // SAFETY: every pointer is valid for the call; 8 is the size of the
+        // kernel's sigset_t on x86_64 and arm64.
+        let (ret, err) = unsafe {
+            let mut set: libc::sigset_t = std::mem::zeroed();
+            libc::sigemptyset(&mut set);
+            let ret = libc::syscall(
+                libc::SYS_rt_sigtimedwait,
+                &set,
+                std::ptr::null_mut::<libc::siginfo_t>(),
+                &timeout,
+                8,
+            );
+            (ret, std::io::Error::last_os_error())
+        };
+        assert_eq!((ret, err.raw_os_error()), (-1, Some(libc::EAGAIN)), "{err}");
+    }
+
+    let after = reader.read();
+    let hist = |s: &Snapshot, labels| find_histogram(s, SYSCALL_LATENCY, labels);
+    let quick_after = hist(&after, &quick).expect("no sched_get_priority_max series");
+    assert_consistent_exp2(&quick_after, 1e-9, 36);
+    let quick = delta(&quick_after, hist(&before, &quick).as_ref());
+    assert_eq!(quick.count, 1000, "{quick:?}");
+
+    let slow_after = hist(&after, &slow).expect("no rt_sigtimedwait series");
+    assert_consistent_exp2(&slow_after, 1e-9, 36);
+    let slow = delta(&slow_after, hist(&before, &slow).as_ref());
+    assert_eq!(slow.count, 10, "{slow:?}");
+    for (le, count) in &slow.buckets {
+        if *le < 0.02 {
+            assert_eq!(*count, 0, "a 20 ms wait counted at le={le}: {slow:?}");
+        }
+    }
+    assert!(slow.sum >= 0.2, "{slow:?}");
+}
+
+#[test]
+fn runqlat_counts_every_wakeup_it_waits_on() {
+    if !bpf_available() {
+        return;
+    }
+    const CYCLES: u64 = 200;
+    let mut reader = start(&["runqlat"]);
+    let before = find_histogram(&reader.read(), "ebpf_run_queue_latency_seconds", &[]);
+
+    // Each cycle the main thread sleeps in read() until the helper, which
+    // sleeps in read() itself meanwhile, answers: two wakeups per cycle.
+    let (ping_rx, ping_tx) = pipe();
+    let (pong_rx, pong_tx) = pipe();
+    let helper = std::thread::spawn(move || {
+        let mut byte = [0u8];
+        for _ in 0..CYCLES {
+            (&ping_rx).read_exact(&mut byte).unwrap();
+            // Long enough that the main thread is asleep when woken.
+            std::thread::sleep(Duration::from_micros(200));
+            (&pong_tx).write_all(&byte).unwrap();
+        }
+    });
+    let mut byte = [7u8];
+    for _ in 0..CYCLES {
+        (&ping_tx).write_all(&byte).unwrap();
+        (&pong_rx).read_exact(&mut byte).unwrap();
+    }
+    helper.join().unwrap();
+
+    let after = find_histogram(&reader.read(), "ebpf_run_queue_latency_seconds", &[])
+        .expect("no run queue latency recorded");
+    assert_consistent_exp2(&after, 1e-9, 36);
+    let grown = delta(&after, before.as_ref());
+    assert!(grown.count >= CYCLES, "{grown:?}");
+    assert!(grown.sum > 0.0, "{grown:?}");
+}
+
+fn pipe() -> (File, File) {
+    let mut fds = [0; 2];
+    // SAFETY: fds has room for the two descriptors pipe() writes.
+    assert_eq!(unsafe { libc::pipe(fds.as_mut_ptr()) }, 0);
+    // SAFETY: both descriptors are fresh and owned by nobody else.
+    unsafe { (File::from_raw_fd(fds[0]), File::from_raw_fd(fds[1])) }
+}
+
+const BIO_LATENCY: &str = "ebpf_bio_latency_seconds";
+
+#[test]
+fn biolatency_counts_each_request_to_a_loop_device_exactly() {
+    if !bpf_available() {
+        return;
+    }
+    const READS: u64 = 50;
+    const WRITES: u64 = 20;
+    let mut reader = start(&["biolatency"]);
+    let device = LoopDevice::attach(4 << 20);
+    let disk = File::options()
+        .read(true)
+        .write(true)
+        .custom_flags(libc::O_DIRECT)
+        .open(&device.path)
+        .unwrap();
+    device.settle(&mut reader);
+
+    let hist =
+        |s: &Snapshot, op: &str| find_histogram(s, BIO_LATENCY, &[("device", &device.name), ("operation", op)]);
+    let before = reader.read();
+    // O_DIRECT, block-aligned, one block at a time: one request each, none
+    // merged or served from a cache. Distinct offsets, to be sure.
+    let mut block = Box::new(Block([0x5a; 4096]));
+    for i in 0..WRITES {
+        disk.write_all_at(&block.0, (1 << 20) + i * 8192).unwrap();
+    }
+    disk.sync_all().unwrap();
+    for i in 0..READS {
+        disk.read_exact_at(&mut block.0, i * 8192).unwrap();
+    }
+    // Read before the descriptor closes: closing a device opened for writing
+    // makes udev (where it runs) probe it, which reads it.
+    let after = reader.read();
+
+    let reads_after = hist(&after, "read").expect("no read series for the loop device");
+    assert_consistent_exp2(&reads_after, 1e-6, 26);
+    let reads = delta(&reads_after, hist(&before, "read").as_ref());
+    assert_eq!(reads.count, READS, "{reads:?}");
+    assert!(reads.sum > 0.0, "{reads:?}");
+
+    let writes_after = hist(&after, "write").expect("no write series for the loop device");
+    assert_consistent_exp2(&writes_after, 1e-6, 26);
+    let writes = delta(&writes_after, hist(&before, "write").as_ref());
+    assert_eq!(writes.count, WRITES, "{writes:?}");
+
+    // fsync() flushes a write-back cache with one flush request; without a
+    // cache it sends none.
+    let flushes =
+        hist(&after, "flush").map_or(0, |h| h.count) - hist(&before, "flush").map_or(0, |h| h.count);
+    let write_back = std::fs::read_to_string(format!("/sys/block/{}/queue/write_cache", device.name))
+        .is_ok_and(|mode| mode.trim() == "write back");
+    assert_eq!(flushes, u64::from(write_back));
+    drop(disk);
+}
+
+/// A block of memory aligned for O_DIRECT.
+#[repr(C, align(4096))]
+struct Block([u8; 4096]);
+
+/// A loop device over a sparse, already unlinked file; detached on drop, and
+/// by the kernel (autoclear) if the process dies first.
+struct LoopDevice {
+    /// `loop<N>`, as in /proc/partitions.
+    name: String,
+    path: String,
+    /// Holds the device open; closing the last descriptor detaches it.
+    fd: OwnedFd,
+}
+
+// include/uapi/linux/loop.h
+const LOOP_CLR_FD: libc::c_ulong = 0x4C01;
+const LOOP_CONFIGURE: libc::c_ulong = 0x4C0A;
+const LOOP_CTL_GET_FREE: libc::c_ulong = 0x4C82;
+const LO_FLAGS_AUTOCLEAR: u32 = 4;
+
+/// struct loop_info64, include/uapi/linux/loop.h
+#[repr(C)]
+#[allow(dead_code)] // written by the kernel's layout, not read here
+struct LoopInfo64 {
+    lo_device: u64,
+    lo_inode: u64,
+    lo_rdevice: u64,
+    lo_offset: u64,
+    lo_sizelimit: u64,
+    lo_number: u32,
+    lo_encrypt_type: u32,
+    lo_encrypt_key_size: u32,
+    lo_flags: u32,
+    lo_file_name: [u8; 64],
+    lo_crypt_name: [u8; 64],
+    lo_encrypt_key: [u8; 32],
+    lo_init: [u64; 2],
+}
+
+/// struct loop_config, include/uapi/linux/loop.h
+#[repr(C)]
+#[allow(dead_code)] // read by the kernel only
+struct LoopConfig {
+    fd: u32,
+    block_size: u32,
+    info: LoopInfo64,
+    reserved: [u64; 8],
+}
+
+impl LoopDevice {
+    fn attach(size: u64) -> LoopDevice {
+        let backing_path = std::env::temp_dir().join(format!("bpf-exporter-loop-{}.img", std::process::id()));
+        let backing = File::options()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .open(&backing_path)
+            .unwrap();
+        backing.set_len(size).unwrap();
+        // The device keeps the file alive; nothing is left behind.
+        std::fs::remove_file(&backing_path).unwrap();
+
+        let control = File::open("/dev/loop-control").unwrap();
+        // Another process may take the free device first: try again.
+        for _ in 0..10 {
+            // SAFETY: LOOP_CTL_GET_FREE takes no argument.
+            let n = unsafe { libc::ioctl(control.as_raw_fd(), LOOP_CTL_GET_FREE) };
+            assert!(n >= 0, "LOOP_CTL_GET_FREE: {}", std::io::Error::last_os_error());
+            let path = format!("/dev/loop{n}");
+            let device = File::options().read(true).write(true).open(&path).unwrap();
+            // SAFETY: an all-zero loop_config is valid; fields are set below.
+            let mut config: LoopConfig = unsafe { std::mem::zeroed() };
+            config.fd = backing.as_raw_fd() as u32;
+            config.info.lo_flags = LO_FLAGS_AUTOCLEAR;
+            // SAFETY: config is a loop_config that outlives the call.
+            if unsafe { libc::ioctl(device.as_raw_fd(), LOOP_CONFIGURE, &config) } == 0 {
+                return LoopDevice {
+                    name: format!("loop{n}"),
+                    path,
+                    fd: device.into(),
+                };
+            }
+            let err = std::io::Error::last_os_error();
+            assert_eq!(
+                err.raw_os_error(),
+                Some(libc::EBUSY),
+                "LOOP_CONFIGURE {path}: {err}"
+            );
+        }
+        panic!("no free loop device after 10 tries");
+    }
+
+    /// Waits for whatever a new disk sets off (udev probing it, where udev
+    /// runs) to finish: until the device's requests stop changing.
+    fn settle(&self, reader: &mut bpf_exporter::reader::Reader) {
+        let _ = std::process::Command::new("udevadm")
+            .args(["settle", "--timeout=10"])
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .status();
+        let requests = |s: &Snapshot| -> u64 {
+            s.families
+                .iter()
+                .filter(|f| f.name == BIO_LATENCY)
+                .flat_map(|f| {
+                    let i = f.label_names.iter().position(|n| n == "device").unwrap();
+                    f.samples.iter().filter(move |s| s.label_values[i] == self.name)
+                })
+                .map(|s| match &s.value {
+                    bpf_exporter::metrics::Value::Histogram(h) => h.count,
+                    _ => 0,
+                })
+                .sum()
+        };
+        let mut last = requests(&reader.read());
+        let mut quiet = 0;
+        for _ in 0..50 {
+            std::thread::sleep(Duration::from_millis(100));
+            let now = requests(&reader.read());
+            quiet = if now == last { quiet + 1 } else { 0 };
+            last = now;
+            if quiet == 5 {
+                return;
+            }
+        }
+        panic!("{} is still busy after 5 s", self.name);
+    }
+}
+
+impl Drop for LoopDevice {
+    fn drop(&mut self) {
+        // SAFETY: LOOP_CLR_FD takes no argument. With autoclear set, closing
+        // fd would detach it too; this does it now.
+        unsafe { libc::ioctl(self.fd.as_raw_fd(), LOOP_CLR_FD) };
+    }
+}
