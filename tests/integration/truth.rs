@@ -142,6 +142,11 @@ impl Truth {
     pub fn read(&mut self) -> Snapshot {
         self.reader.read()
     }
+
+    /// Exports the programs' kernel run-time statistics from now on.
+    pub fn export_run_stats(&mut self) {
+        self.reader.export_run_stats();
+    }
 }
 
 /// The CPUs this process may run on: the ones `pinned` threads can use.
@@ -687,4 +692,34 @@ fn truth_gauges_read_a_map_and_program_globals() {
     );
     truth.run(&format!("gauge {}", i64::MIN));
     assert_eq!(read(&mut truth), [i64::MIN as f64, i64::MIN as f64, 12.0]);
+}
+
+#[test]
+fn truth_run_stats_count_every_probe_run_exactly() {
+    if !bpf_available() {
+        return;
+    }
+    // Counting starts with statistics on, so the probes' runs since load
+    // are exactly the calls made here.
+    let _stats = bpf_exporter::programs::stats::enable().expect("enabling BPF statistics");
+    let mut truth = Truth::start(CALLS);
+    truth.export_run_stats();
+    let values: Vec<String> = (0..250).map(|v| v.to_string()).collect();
+    truth.run(&format!("observe {}", values.join(" ")));
+    truth.run("gauge 3");
+    let snapshot = truth.read();
+    let runs = |program| {
+        counter(
+            &snapshot,
+            "bpf_exporter_program_runs_total",
+            &[("config", "truth"), ("program", program)],
+        )
+    };
+    assert_eq!((runs("observe"), runs("gauge_set")), (250, 1));
+    let run_time = series(&snapshot, "bpf_exporter_program_run_time_seconds_total");
+    let observe_time = match run_time.get(&vec!["truth".to_string(), "observe".to_string()]) {
+        Some(Value::FloatCounter(seconds)) => *seconds,
+        other => panic!("no run time for observe: {other:?}"),
+    };
+    assert!(observe_time > 0.0, "{observe_time}");
 }
