@@ -173,8 +173,9 @@ fn biolatency_counts_each_request_to_a_loop_device_exactly() {
         .unwrap();
     device.settle(&mut reader);
 
-    let hist =
-        |s: &Snapshot, op: &str| find_histogram(s, BIO_LATENCY, &[("device", &device.name), ("operation", op)]);
+    let hist = |s: &Snapshot, op: &str| {
+        find_histogram(s, BIO_LATENCY, &[("device", &device.name), ("operation", op)])
+    };
     let before = reader.read();
     // O_DIRECT, block-aligned, one block at a time: one request each, none
     // merged or served from a cache. Distinct offsets, to be sure.
