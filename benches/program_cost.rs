@@ -38,7 +38,7 @@ fn main() {
         .filter(|f| f.name.starts_with("ebpf_"))
         .map(|f| f.samples.len())
         .sum();
-    println!("ebpf_* series after the workload: {series}");
+    println!("ebpf_* label sets after the workload (a histogram counts once): {series}");
 }
 
 /// `config/program` → (runs, run time in ns).
