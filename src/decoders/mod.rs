@@ -77,6 +77,14 @@ impl DecoderOptions {
 /// A configured decoder, built once at config load and used for every row.
 pub trait Decoder: Send + Sync + fmt::Debug {
     fn decode(&self, input: &[u8]) -> Result<Vec<u8>, DecodeError>;
+
+    /// True when the answer for the same input can change while the
+    /// exporter runs: a cgroup path, an interface name, a kernel symbol once
+    /// a module loads. Cached label sets that used such a decoder are
+    /// decoded again after a while instead of kept for good.
+    fn answer_can_change(&self) -> bool {
+        false
+    }
 }
 
 /// Builds a decoder from its options; the error says what to fix.
