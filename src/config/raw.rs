@@ -88,8 +88,10 @@ pub struct RawHistogram {
 pub struct RawLabel {
     /// Prometheus label name.
     pub name: Spanned<String>,
-    /// Bytes of the key this label decodes.
-    pub size: Spanned<u64>,
+    /// Bytes of the key this label decodes. Without it, the label takes
+    /// the key struct's field of the same name, or else the next field, as
+    /// the program's BTF describes them, padding included.
+    pub size: Option<Spanned<u64>>,
     /// Bytes skipped after this label (C struct padding).
     pub padding: Option<Spanned<u64>>,
     /// Decoders applied in order to the label's bytes.

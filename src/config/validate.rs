@@ -13,7 +13,7 @@ use super::{
     MetricType, Source, XdpMode,
 };
 use crate::decoders::{self, DecoderOptions};
-use crate::programs::{self, GlobalMeta, Hook, MapMeta, ObjectInfo};
+use crate::programs::{self, GlobalMeta, Hook, KeyLayout, MapMeta, ObjectInfo};
 
 /// Name of the label that splits per-CPU values by CPU, as in ebpf_exporter.
 pub const CPU_LABEL: &str = "cpu";
@@ -175,6 +175,26 @@ const MAX_BUCKETS: usize = 4096;
 /// Integers above 2^53 cannot be told apart as f64 (the type YAML gives).
 const MAX_EXACT_KEY: f64 = 9_007_199_254_740_992.0;
 
+/// Where one key label's bytes are.
+struct Place {
+    offset: usize,
+    size: usize,
+    /// Bytes skipped after it.
+    padding: usize,
+    /// Picked by field name rather than by position.
+    by_name: bool,
+}
+
+/// `struct key_t { pid: 0..4, comm: 4..20 }`, for messages.
+fn describe(layout: &KeyLayout) -> String {
+    let fields: Vec<String> = layout
+        .fields
+        .iter()
+        .map(|f| format!("{}: {}..{}", f.name, f.offset, f.offset + f.size))
+        .collect();
+    format!("{} {{ {} }}", layout.type_name, fields.join(", "))
+}
+
 /// The fields counters, gauges and histograms share.
 struct Shape<'r> {
     name: &'r Spanned<String>,
@@ -278,9 +298,11 @@ impl Validator<'_> {
         }
 
         let percpu = map.is_some_and(|m| programs::is_percpu(m.map_type));
+        let layout = map.and_then(|m| m.key.as_ref());
         let mut labels = Vec::new();
         let mut cpu_label = None;
         let mut offset = 0usize;
+        let mut by_name = false;
         let count = shape.labels.len();
         for (j, label) in shape.labels.iter().enumerate() {
             let lpath = format!("{path}.labels[{j}]");
@@ -295,29 +317,37 @@ impl Validator<'_> {
                     format!("label {:?} is defined twice", label.value.name.value),
                 );
             }
-            let Some(spec) = self.label(&lpath, label, if is_cpu { 0 } else { offset }) else {
+            if is_cpu {
+                // The CPU number takes no key bytes; ebpf_exporter's configs give 2.
+                let size = label.value.size.as_ref().map_or(2, |s| s.value as usize);
+                if !matches!(size, 1 | 2 | 4 | 8) {
+                    self.error(label.referenced, &format!("{lpath}.size"), "the cpu label carries the CPU number: its size must be 1, 2, 4 or 8 (ebpf_exporter uses 2)");
+                }
+                cpu_label = self.label(&lpath, label, 0, size);
+                continue;
+            }
+            let Some(place) = self.place(&lpath, label, offset, map, layout) else {
                 continue;
             };
-            if is_cpu {
-                if !matches!(spec.size, 1 | 2 | 4 | 8) {
-                    self.error(label.value.size.referenced, &format!("{lpath}.size"), "the cpu label carries the CPU number: its size must be 1, 2, 4 or 8 (ebpf_exporter uses 2)");
-                }
-                cpu_label = Some(spec);
-            } else {
-                offset += spec.size + label.value.padding.as_ref().map_or(0, |p| p.value as usize);
+            by_name |= place.by_name;
+            offset = place.offset + place.size + place.padding;
+            if let Some(spec) = self.label(&lpath, label, place.offset, place.size) {
                 labels.push(spec);
             }
         }
         if let Some(map) = map {
             let key_size = map.key_size as usize;
-            if !labels.is_empty() && offset != key_size {
+            // Labels picked by field name may leave fields out on purpose
+            // (their rows are summed); otherwise they must cover the key.
+            if !labels.is_empty() && !by_name && offset != key_size {
                 self.error(
                     shape.at,
                     &format!("{path}.labels"),
                     format!(
-                        "label sizes and padding add up to {offset} bytes but map {:?} has {key_size}-byte keys: \
+                        "label sizes and padding add up to {offset} bytes but map {:?} has {key_size}-byte keys{}: \
                          make size + padding of the labels match the key struct{}",
                         map.name,
+                        layout.map_or(String::new(), |l| format!(" ({})", describe(l))),
                         if percpu { " (a last label named `cpu` takes no key bytes)" } else { "" }
                     ),
                 );
@@ -325,7 +355,7 @@ impl Validator<'_> {
         }
         if let MetricType::Histogram(spec) = &kind {
             let key_labels = count - usize::from(cpu_label.is_some());
-            self.check_bucket_label(path, shape, key_labels, map, spec);
+            self.check_bucket_label(path, shape, key_labels, labels.last(), map, spec);
         }
         if self.errors.len() > before {
             return None;
@@ -399,6 +429,7 @@ impl Validator<'_> {
         path: &str,
         shape: &Shape<'_>,
         key_labels: usize,
+        resolved: Option<&LabelSpec>,
         map: Option<&MapMeta>,
         spec: &HistogramSpec,
     ) {
@@ -428,9 +459,13 @@ impl Validator<'_> {
                 ),
             );
         }
-        if label.value.size.value > 8 {
+        if resolved.is_some_and(|b| b.size > 8) {
             self.error(
-                label.value.size.referenced,
+                label
+                    .value
+                    .size
+                    .as_ref()
+                    .map_or(label.referenced, |s| s.referenced),
                 &format!("{path}.labels[{i}].size"),
                 "the bucket index is an integer of at most 8 bytes",
             );
@@ -648,7 +683,121 @@ impl Validator<'_> {
         out
     }
 
-    fn label(&mut self, path: &str, label: &Spanned<RawLabel>, offset: usize) -> Option<LabelSpec> {
+    /// Where a key label's bytes are: `offset` onwards with its `size`, or
+    /// the key field BTF names for it. The result is checked against the
+    /// key's fields, so a config cannot drift from the C struct unnoticed.
+    fn place(
+        &mut self,
+        path: &str,
+        label: &Spanned<RawLabel>,
+        offset: usize,
+        map: Option<&MapMeta>,
+        layout: Option<&KeyLayout>,
+    ) -> Option<Place> {
+        let l = &label.value;
+        let padding = l.padding.as_ref().map(|p| p.value as usize);
+        let place = match (&l.size, layout) {
+            (Some(size), _) => Place {
+                offset,
+                size: size.value as usize,
+                padding: padding.unwrap_or(0),
+                by_name: false,
+            },
+            (None, None) => {
+                if map.is_some() {
+                    self.error(
+                        label.referenced,
+                        &format!("{path}.size"),
+                        "size is missing and the program's BTF does not describe this map's key: give `size`",
+                    );
+                }
+                return None;
+            }
+            (None, Some(layout)) => {
+                let named = layout.field_named(&l.name.value);
+                let Some(field) = named.or_else(|| layout.field_at(offset)) else {
+                    self.error(
+                        label.referenced,
+                        &format!("{path}.size"),
+                        format!(
+                            "size is missing and no field of the key is named {:?} or starts at byte {offset} \
+                             ({}): give `size`, or name the label after a field",
+                            l.name.value,
+                            describe(layout)
+                        ),
+                    );
+                    return None;
+                };
+                // Up to the next field (a struct hole) or the end of the key.
+                let end = field.offset + field.size;
+                let next = layout
+                    .fields
+                    .iter()
+                    .map(|f| f.offset)
+                    .filter(|&o| o >= end)
+                    .min()
+                    .unwrap_or_else(|| map.map_or(end, |m| m.key_size as usize).max(end));
+                Place {
+                    offset: field.offset,
+                    size: field.size,
+                    padding: padding.unwrap_or(next - end),
+                    by_name: named.is_some(),
+                }
+            }
+        };
+        let at = l.size.as_ref().map_or(label.referenced, |s| s.referenced);
+        if let Some(layout) = layout {
+            let end = place.offset + place.size;
+            if layout.field_at(place.offset).is_none() {
+                let inside = layout.field_containing(place.offset);
+                self.error(
+                    at,
+                    &format!("{path}.size"),
+                    format!(
+                        "label {:?} starts at byte {} of the key, {}: make size + padding of the labels \
+                         before it match the key ({})",
+                        l.name.value,
+                        place.offset,
+                        inside.map_or("past its last field".to_string(), |f| format!(
+                            "inside field `{}` (bytes {}..{})",
+                            f.name,
+                            f.offset,
+                            f.offset + f.size
+                        )),
+                        describe(layout)
+                    ),
+                );
+            } else if !layout.fields.iter().any(|f| f.offset + f.size == end) {
+                let inside = layout.field_containing(end - 1);
+                self.error(
+                    at,
+                    &format!("{path}.size"),
+                    format!(
+                        "label {:?} covers bytes {}..{end} of the key, which ends {}: make its size match \
+                         the key ({})",
+                        l.name.value,
+                        place.offset,
+                        inside.map_or("past its last field".to_string(), |f| format!(
+                            "inside field `{}` (bytes {}..{})",
+                            f.name,
+                            f.offset,
+                            f.offset + f.size
+                        )),
+                        describe(layout)
+                    ),
+                );
+            }
+        }
+        Some(place)
+    }
+
+    fn label(
+        &mut self,
+        path: &str,
+        label: &Spanned<RawLabel>,
+        offset: usize,
+        size: usize,
+    ) -> Option<LabelSpec> {
         let l = &label.value;
         let before = self.errors.len();
         if !is_label_name(&l.name.value) {
@@ -662,14 +811,11 @@ impl Validator<'_> {
                 ),
             );
         }
-        if l.size.value == 0 || l.size.value > 4096 {
+        if size == 0 || size > 4096 {
             self.error(
-                l.size.referenced,
+                l.size.as_ref().map_or(label.referenced, |s| s.referenced),
                 &format!("{path}.size"),
-                format!(
-                    "size {} is out of range: give the label's byte count in the key (1 to 4096)",
-                    l.size.value
-                ),
+                format!("size {size} is out of range: give the label's byte count in the key (1 to 4096)"),
             );
         }
         if let Some(padding) = &l.padding {
@@ -705,7 +851,7 @@ impl Validator<'_> {
         (self.errors.len() == before).then(|| LabelSpec {
             name: l.name.value.clone(),
             offset,
-            size: l.size.value as usize,
+            size,
             decoders,
         })
     }
@@ -994,8 +1140,14 @@ mod tests {
             "configs/syscalls.yaml:3:7: metrics.counters[0].labels:",
             "add up to 4 bytes but map \"syscalls_total\" has 8-byte keys",
         );
+        // Sizes that add up but split the u64 key are refused by its BTF.
         let padded = SYSCALLS.replace("size: 8", "size: 4\n          padding: 4");
-        assert!(parse(&source("syscalls", &padded), "ebpf_").is_ok());
+        assert_error(
+            "syscalls",
+            &padded,
+            "configs/syscalls.yaml:7:17: metrics.counters[0].labels[0].size:",
+            "label \"syscall\" covers bytes 0..4 of the key, which ends inside field `u64` (bytes 0..8)",
+        );
     }
 
     #[test]
@@ -1470,6 +1622,78 @@ attach:
             &text,
             "configs/syscalls.yaml:12:13: metrics.histograms[0]:",
             "metric \"ebpf_syscalls_total\" is defined twice",
+        );
+    }
+
+    const LATENCY: &str = "metrics:
+  histograms:
+    - name: syscall_latency_seconds
+      help: Latency.
+      bucket_type: exp2
+      bucket_max: 36
+      labels:
+        - name: syscall
+          decoders: [{name: uint}]
+        - name: bucket
+          decoders: [{name: uint}]
+";
+
+    fn offsets(text: &str) -> Vec<(String, usize, usize)> {
+        let config = parse(&source("syscall_latency", text), "ebpf_").unwrap_or_else(|e| panic!("{e}"));
+        config.metrics[0]
+            .labels
+            .iter()
+            .map(|l| (l.name.clone(), l.offset, l.size))
+            .collect()
+    }
+
+    #[test]
+    fn labels_without_size_take_the_key_fields_from_btf() {
+        // struct syscall_latency_key { u32 syscall; u32 bucket; }
+        assert_eq!(
+            offsets(LATENCY),
+            [("syscall".into(), 0, 4), ("bucket".into(), 4, 4)]
+        );
+        // Not named after a field: the next field in order.
+        assert_eq!(
+            offsets(&LATENCY.replace("name: syscall\n", "name: nr\n")),
+            [("nr".into(), 0, 4), ("bucket".into(), 4, 4)]
+        );
+        // By name, a field may be left out: its rows are summed.
+        let bucket_only = LATENCY.replace(
+            "        - name: syscall\n          decoders: [{name: uint}]\n",
+            "",
+        );
+        assert_eq!(offsets(&bucket_only), [("bucket".into(), 4, 4)]);
+    }
+
+    #[test]
+    fn label_sizes_are_checked_against_the_key_struct() {
+        let text = LATENCY.replace(
+            "        - name: syscall\n",
+            "        - name: syscall\n          size: 2\n          padding: 2\n",
+        );
+        assert_error(
+            "syscall_latency",
+            &text,
+            "configs/syscall_latency.yaml:9:17: metrics.histograms[0].labels[0].size:",
+            "label \"syscall\" covers bytes 0..2 of the key, which ends inside field `syscall` (bytes 0..4): \
+             make its size match the key (struct syscall_latency_key { syscall: 0..4, bucket: 4..8 })",
+        );
+        let text = LATENCY
+            .replace(
+                "        - name: syscall\n",
+                "        - name: syscall\n          size: 2\n",
+            )
+            .replace(
+                "        - name: bucket\n",
+                "        - name: bucket\n          size: 4\n",
+            );
+        assert_error(
+            "syscall_latency",
+            &text,
+            "configs/syscall_latency.yaml:12:17: metrics.histograms[0].labels[1].size:",
+            "label \"bucket\" starts at byte 2 of the key, inside field `syscall` (bytes 0..4)",
         );
     }
 }

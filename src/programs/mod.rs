@@ -8,9 +8,9 @@ pub mod fs;
 pub mod loader;
 pub mod stats;
 
-use libbpf_rs::btf::types::{DataSec, Int, IntEncoding, Var};
-use libbpf_rs::btf::{Btf, ReferencesType};
-use libbpf_rs::{AsRawLibbpf, MapType, ObjectBuilder, OpenObject};
+use libbpf_rs::btf::types::{Composite, DataSec, Int, IntEncoding, MemberAttr, Var};
+use libbpf_rs::btf::{Btf, BtfType, ReferencesType, TypeId};
+use libbpf_rs::{AsRawLibbpf, MapType, ObjectBuilder};
 
 /// A BPF object compiled by `build.rs` from `bpf/<name>.bpf.c`.
 #[derive(Debug)]
@@ -43,6 +43,44 @@ pub struct MapMeta {
     pub key_size: u32,
     pub value_size: u32,
     pub max_entries: u32,
+    /// The key's C type, when the object's BTF describes it (maps declared
+    /// with `__type(key, …)` do).
+    pub key: Option<KeyLayout>,
+}
+
+/// A map key as the C code declares it: what config labels are checked
+/// against, and what labels without `size` take their bytes from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct KeyLayout {
+    /// `struct key_t`, `u64`, …, for error messages.
+    pub type_name: String,
+    /// Top-level members in offset order; a scalar key is one field named
+    /// after its type. Bitfields are left out: no label can decode them.
+    pub fields: Vec<KeyField>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct KeyField {
+    pub name: String,
+    pub offset: usize,
+    pub size: usize,
+}
+
+impl KeyLayout {
+    pub fn field_named(&self, name: &str) -> Option<&KeyField> {
+        self.fields.iter().find(|f| f.name == name)
+    }
+
+    pub fn field_at(&self, offset: usize) -> Option<&KeyField> {
+        self.fields.iter().find(|f| f.offset == offset)
+    }
+
+    /// The field whose bytes include `offset`.
+    pub fn field_containing(&self, offset: usize) -> Option<&KeyField> {
+        self.fields
+            .iter()
+            .find(|f| (f.offset..f.offset + f.size).contains(&offset))
+    }
 }
 
 /// A program (one `SEC()` function) as declared in the object.
@@ -89,6 +127,10 @@ pub fn inspect(name: &str, object: &[u8]) -> anyhow::Result<ObjectInfo> {
         .name(name)?
         .open_memory(object)
         .map_err(|e| anyhow::anyhow!("opening BPF object {name}: {e}"))?;
+    // SAFETY: the pointer comes from a live OpenObject that outlives `btf`.
+    let btf = Btf::from_bpf_object(unsafe { open.as_libbpf_object().as_ref() })
+        .ok()
+        .flatten();
     let maps: Vec<MapMeta> = open
         .maps()
         .map(|m| MapMeta {
@@ -97,6 +139,11 @@ pub fn inspect(name: &str, object: &[u8]) -> anyhow::Result<ObjectInfo> {
             key_size: m.key_size(),
             value_size: m.value_size(),
             max_entries: m.max_entries(),
+            key: btf.as_ref().and_then(|btf| {
+                // SAFETY: the pointer is a live map of `open`.
+                let id = unsafe { libbpf_sys::bpf_map__btf_key_type_id(m.as_libbpf_object().as_ptr()) };
+                key_layout(btf, id)
+            }),
         })
         .collect();
     let programs = open
@@ -106,7 +153,7 @@ pub fn inspect(name: &str, object: &[u8]) -> anyhow::Result<ObjectInfo> {
             section: p.section().to_string_lossy().into_owned(),
         })
         .collect();
-    let globals = globals(&open, &maps);
+    let globals = btf.as_ref().map_or_else(Vec::new, |btf| globals(btf, &maps));
     Ok(ObjectInfo {
         maps,
         programs,
@@ -116,12 +163,7 @@ pub fn inspect(name: &str, object: &[u8]) -> anyhow::Result<ObjectInfo> {
 
 /// Variables of the `.bss` and `.data` sections. libbpf has filled in
 /// their offsets at open; `.rodata` is left out, as it cannot change.
-fn globals(open: &OpenObject, maps: &[MapMeta]) -> Vec<GlobalMeta> {
-    // SAFETY: the pointer comes from a live OpenObject that outlives `btf`.
-    let raw = unsafe { open.as_libbpf_object().as_ref() };
-    let Ok(Some(btf)) = Btf::from_bpf_object(raw) else {
-        return Vec::new();
-    };
+fn globals(btf: &Btf<'_>, maps: &[MapMeta]) -> Vec<GlobalMeta> {
     let mut globals = Vec::new();
     for section in btf.type_by_kind::<DataSec<'_>>() {
         let Some(section_name) = section.name().and_then(|n| n.to_str()) else {
@@ -194,6 +236,53 @@ pub fn needs_attach_entry(section: &str) -> bool {
     }
 }
 
+/// The layout of BTF type `id`: a struct's members, or a scalar as one
+/// field. `None` for id 0 (no BTF for the key) and unsized types.
+fn key_layout(btf: &Btf<'_>, id: u32) -> Option<KeyLayout> {
+    if id == 0 {
+        return None;
+    }
+    let size_of = |ty: TypeId| -> Option<usize> {
+        // SAFETY: the btf pointer is live; btf__resolve_size only reads it.
+        let size = unsafe { libbpf_sys::btf__resolve_size(btf.as_libbpf_object().as_ptr(), ty.into()) };
+        usize::try_from(size).ok()
+    };
+    let declared = btf.type_by_id::<BtfType<'_>>(TypeId::from(id))?;
+    let ty = declared.skip_mods_and_typedefs();
+    let name = |t: &BtfType<'_>| t.name().map(|n| n.to_string_lossy().into_owned());
+    if let Ok(composite) = Composite::try_from(ty) {
+        let fields = composite
+            .iter()
+            .filter_map(|member| match member.attr {
+                MemberAttr::Normal { offset } if offset % 8 == 0 => Some(KeyField {
+                    name: member
+                        .name
+                        .map_or_else(String::new, |n| n.to_string_lossy().into_owned()),
+                    offset: offset as usize / 8,
+                    size: size_of(member.ty)?,
+                }),
+                _ => None,
+            })
+            .collect();
+        let kind = if composite.is_struct { "struct" } else { "union" };
+        return Some(KeyLayout {
+            type_name: format!("{kind} {}", name(&ty).unwrap_or_else(|| "(anonymous)".into())),
+            fields,
+        });
+    }
+    let type_name = name(&declared)
+        .or_else(|| name(&ty))
+        .unwrap_or_else(|| "key".into());
+    Some(KeyLayout {
+        fields: vec![KeyField {
+            name: type_name.clone(),
+            offset: 0,
+            size: size_of(TypeId::from(id))?,
+        }],
+        type_name,
+    })
+}
+
 /// True for the map types whose values the reader sums or splits per CPU.
 pub fn is_percpu(map_type: MapType) -> bool {
     matches!(
@@ -255,6 +344,30 @@ mod tests {
         assert_eq!(
             (map.map_type, map.key_size, map.value_size),
             (MapType::Hash, 8, 8)
+        );
+    }
+
+    #[test]
+    fn key_layouts_come_from_btf() {
+        let p = find("syscall_latency").unwrap();
+        let info = inspect(p.name, p.object).unwrap();
+        let key = info.map("syscall_latency_seconds").unwrap().key.clone().unwrap();
+        assert_eq!(key.type_name, "struct syscall_latency_key");
+        let fields: Vec<(&str, usize, usize)> = key
+            .fields
+            .iter()
+            .map(|f| (f.name.as_str(), f.offset, f.size))
+            .collect();
+        assert_eq!(fields, [("syscall", 0, 4), ("bucket", 4, 4)]);
+        let p = find("syscalls").unwrap();
+        let scalar = inspect(p.name, p.object).unwrap().maps[0].key.clone().unwrap();
+        assert_eq!(
+            (
+                scalar.type_name.as_str(),
+                scalar.fields.len(),
+                scalar.fields[0].size
+            ),
+            ("u64", 1, 8)
         );
     }
 }
