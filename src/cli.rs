@@ -50,6 +50,16 @@ pub struct Args {
     #[arg(long = "maps.read-method", value_name = "METHOD", default_value = "batch", value_parser = parse_method)]
     pub read_method: ReadMethod,
 
+    /// Decoded label sets kept between reads (least recently used go first);
+    /// 0 decodes every key on every read.
+    #[arg(long = "labels.cache-size", value_name = "ENTRIES", default_value_t = crate::reader::DEFAULT_CACHE_SIZE)]
+    pub label_cache_size: usize,
+
+    /// How long a cached label set is trusted when its decoders' answers can
+    /// change (cgroup paths, interface names, kernel symbols).
+    #[arg(long = "labels.refresh-interval", value_name = "DURATION", default_value = "1m", value_parser = parse_duration)]
+    pub label_refresh: Duration,
+
     /// Turn on the kernel's BPF run-time statistics while running and export
     /// each program's run count and run time (costs two clock reads per
     /// program run).
@@ -110,6 +120,7 @@ mod tests {
         assert_eq!(args.telemetry_path, "/metrics");
         assert_eq!(args.metrics_prefix, "ebpf_");
         assert_eq!(args.read_interval, Duration::from_secs(5));
+        assert_eq!(args.label_refresh, crate::reader::DEFAULT_REFRESH);
         assert!(args.config_dir.is_none() && args.config_names.is_none());
     }
 

@@ -9,6 +9,7 @@ use clap::Parser;
 
 use bpf_exporter::cli::Args;
 use bpf_exporter::metrics::SnapshotCell;
+use bpf_exporter::reader::cache::LabelCache;
 use bpf_exporter::{config, exporter, programs, reader, server};
 
 fn main() -> ExitCode {
@@ -56,6 +57,7 @@ fn run(args: Args) -> anyhow::Result<ExitCode> {
         tracing::info!(config = %o.status.name, programs = o.status.programs.len(), "running");
     }
 
+    reader.set_label_cache(LabelCache::new(args.label_cache_size, args.label_refresh));
     // Held until exit: statistics stay on only while the exporter runs.
     let _stats = if args.bpf_stats {
         let fd = programs::stats::enable().context("--bpf.stats: enabling BPF run-time statistics")?;

@@ -14,7 +14,7 @@ use std::path::Path;
 
 use anyhow::{bail, Context};
 
-use crate::decoders::Decoder;
+use crate::decoders::Configured;
 pub use error::{ConfigError, ConfigErrors};
 pub use validate::parse;
 
@@ -192,7 +192,14 @@ pub struct LabelSpec {
     /// Offset of the label's bytes in the key.
     pub offset: usize,
     pub size: usize,
-    pub decoders: Vec<Box<dyn Decoder>>,
+    pub decoders: Vec<Configured>,
+}
+
+impl LabelSpec {
+    /// Whether a decoded value of this label may change over time.
+    pub fn answer_can_change(&self) -> bool {
+        self.decoders.iter().any(|d| d.decoder.answer_can_change())
+    }
 }
 
 /// An explicit attach point for one BPF program.

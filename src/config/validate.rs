@@ -841,7 +841,7 @@ impl Validator<'_> {
                 regexps: d.value.regexps.clone(),
                 allow_unknown: d.value.allow_unknown,
             };
-            match decoders::build(&d.value.name.value, &options) {
+            match decoders::configure(&d.value.name.value, &options) {
                 Ok(decoder) => decoders.push(decoder),
                 Err(message) => {
                     self.error(d.value.name.referenced, &format!("{path}.decoders[{k}]"), message)

@@ -102,6 +102,25 @@ pub const REGISTRY: &[(&str, Builder)] = &[
     ("uint", uint::build),
 ];
 
+/// A decoder of a label's chain, with its registry name for errors and
+/// self-metrics.
+#[derive(Debug)]
+pub struct Configured {
+    pub name: &'static str,
+    pub decoder: Box<dyn Decoder>,
+}
+
+/// Like [`build`], keeping the name.
+pub fn configure(name: &str, options: &DecoderOptions) -> Result<Configured, String> {
+    let decoder = build(name, options)?;
+    let name = REGISTRY
+        .iter()
+        .map(|(n, _)| *n)
+        .find(|n| *n == name)
+        .unwrap_or("unknown");
+    Ok(Configured { name, decoder })
+}
+
 /// The decoder named `name`, or an error listing the known ones.
 pub fn build(name: &str, options: &DecoderOptions) -> Result<Box<dyn Decoder>, String> {
     match REGISTRY.iter().find(|(n, _)| *n == name) {
@@ -132,11 +151,12 @@ pub(crate) fn check_cases(decoder: &dyn Decoder, cases: &[(&str, &[u8], Result<&
     }
 }
 
-/// Runs a label's decoder chain over its key bytes.
-pub fn decode_chain(chain: &[Box<dyn Decoder>], input: &[u8]) -> Result<Vec<u8>, DecodeError> {
+/// Runs a label's decoder chain over its key bytes; an error names the
+/// decoder that failed.
+pub fn decode_chain(chain: &[Configured], input: &[u8]) -> Result<Vec<u8>, (&'static str, DecodeError)> {
     let mut value = input.to_vec();
-    for decoder in chain {
-        value = decoder.decode(&value)?;
+    for step in chain {
+        value = step.decoder.decode(&value).map_err(|e| (step.name, e))?;
     }
     Ok(value)
 }
@@ -202,10 +222,10 @@ mod tests {
         }
     }
 
-    fn chain(names: &[&str]) -> Vec<Box<dyn Decoder>> {
+    fn chain(names: &[&str]) -> Vec<Configured> {
         names
             .iter()
-            .map(|name| build(name, &DecoderOptions::default()).unwrap())
+            .map(|name| configure(name, &DecoderOptions::default()).unwrap())
             .collect()
     }
 
@@ -233,7 +253,7 @@ mod tests {
             ),
         ];
         for (name, names, input, want) in cases {
-            let got = decode_chain(&chain(names), input);
+            let got = decode_chain(&chain(names), input).map_err(|(_, e)| e);
             let want = want.clone().map(|s| s.as_bytes().to_vec());
             assert_eq!(got, want, "case {name}");
         }
@@ -244,6 +264,8 @@ mod tests {
     fn uint_then_syscall() {
         let chain = chain(&["uint", "syscall"]);
         assert_eq!(decode_chain(&chain, &[0; 8]), Ok(b"read".to_vec()));
+        let bad = decode_chain(&chain, &[0; 3]).unwrap_err();
+        assert_eq!(bad.0, "uint", "the error names the decoder that failed");
     }
 
     #[test]

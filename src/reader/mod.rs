@@ -2,9 +2,11 @@
 //! builds the metric families and publishes one immutable [`Snapshot`].
 //! Scrapes never trigger or wait for a read.
 
+pub mod cache;
 pub mod maps;
 pub mod rows;
 
+use std::collections::BTreeMap;
 use std::sync::mpsc::{self, RecvTimeoutError};
 use std::sync::Arc;
 use std::thread::JoinHandle;
@@ -13,6 +15,7 @@ use std::time::{Duration, Instant, SystemTime};
 use crate::config::Config;
 use crate::metrics::{ConfigState, ConfigStatus, Family, MetricKind, Sample, Snapshot, SnapshotCell, Value};
 use crate::programs::loader::Loaded;
+use cache::LabelCache;
 use maps::{GlobalVariable, KernelMap, MapSource, ReadMethod};
 
 /// Prefix of the exporter's own metrics.
@@ -21,12 +24,15 @@ pub const SELF_PREFIX: &str = "bpf_exporter_";
 /// One metric of a running config and what its reads have done so far.
 struct MetricState {
     spec: usize,
+    /// Identifies the metric in the label cache.
+    id: u64,
     source: Box<dyn MapSource>,
     /// The last good family: kept when a read fails, so a transient error
     /// does not make series vanish.
     last: Option<Family>,
     read_errors: u64,
-    decode_errors: u64,
+    /// Rows dropped, by the decoder that failed.
+    decode_errors: BTreeMap<String, u64>,
     duration: Duration,
     entries: usize,
 }
@@ -37,9 +43,14 @@ struct Target {
     metrics: Vec<MetricState>,
 }
 
+/// Label sets kept by default, and how long a label set whose decoders'
+/// answers can change is trusted (`--labels.cache-size`,
+/// `--labels.refresh-interval`).
+pub const DEFAULT_CACHE_SIZE: usize = 65_536;
+pub const DEFAULT_REFRESH: Duration = Duration::from_secs(60);
+
 /// Owns the loaded programs and their map handles. Dropping it detaches
 /// every program.
-#[derive(Default)]
 pub struct Reader {
     targets: Vec<Target>,
     /// Configs that are not running, shown on `/` and in self-metrics.
@@ -47,6 +58,21 @@ pub struct Reader {
     last_cycle: Duration,
     /// Export each program's kernel run-time statistics (`--bpf.stats`).
     run_stats: bool,
+    cache: LabelCache,
+    next_id: u64,
+}
+
+impl Default for Reader {
+    fn default() -> Self {
+        Reader {
+            targets: Vec::new(),
+            others: Vec::new(),
+            last_cycle: Duration::ZERO,
+            run_stats: false,
+            cache: LabelCache::new(DEFAULT_CACHE_SIZE, DEFAULT_REFRESH),
+            next_id: 0,
+        }
+    }
 }
 
 impl Reader {
@@ -68,7 +94,8 @@ impl Reader {
                 None => KernelMap::new(handle, method).map(|m| Box::new(m) as Box<dyn MapSource>),
             }
             .map_err(|e| format!("map {:?}: {e}", spec.map))?;
-            metrics.push(MetricState::new(i, source));
+            metrics.push(MetricState::new(i, self.next_id, source));
+            self.next_id += 1;
         }
         self.targets.push(Target {
             config,
@@ -76,6 +103,11 @@ impl Reader {
             metrics,
         });
         Ok(())
+    }
+
+    /// Replaces the label cache (and forgets what it held).
+    pub fn set_label_cache(&mut self, cache: LabelCache) {
+        self.cache = cache;
     }
 
     /// Adds `program_runs_total` and `program_run_time_seconds_total` to the
@@ -100,9 +132,11 @@ impl Reader {
                 let t = Instant::now();
                 match metric.source.read() {
                     Ok(dump) => {
-                        let (family, stats) = rows::family(spec, &dump);
+                        let (family, stats) = rows::family(spec, &dump, &mut self.cache, metric.id);
                         metric.entries = dump.len();
-                        metric.decode_errors += stats.decode_errors;
+                        for (decoder, n) in stats.decode_errors {
+                            *metric.decode_errors.entry(decoder).or_default() += n;
+                        }
                         metric.last = Some(family);
                     }
                     Err(e) => {
@@ -162,7 +196,9 @@ impl Reader {
                 ));
                 entries.push(gauge(&[name, &spec.map], m.entries as f64));
                 read_errors.push(counter(&[name, &spec.map], m.read_errors));
-                decode_errors.push(counter(&[name, &spec.name], m.decode_errors));
+                for (decoder, n) in &m.decode_errors {
+                    decode_errors.push(counter(&[name, &spec.name, decoder], *n));
+                }
             }
         }
         let (mut runs, mut run_time) = (Vec::new(), Vec::new());
@@ -176,6 +212,7 @@ impl Reader {
                 });
             }
         }
+        let cache = self.cache.stats;
         let timestamp = now
             .duration_since(SystemTime::UNIX_EPOCH)
             .unwrap_or_default()
@@ -187,7 +224,12 @@ impl Reader {
             family("map_read_duration_seconds", "Time the last read of each map took, and how it was read (batch or per_key).", MetricKind::Gauge, &["config", "map", "method"], duration),
             family("map_entries", "Entries found in each map at the last read.", MetricKind::Gauge, &["config", "map"], entries),
             family("map_read_errors_total", "Failed reads of each map; the metric keeps its last good values meanwhile.", MetricKind::Counter, &["config", "map"], read_errors),
-            family("decode_errors_total", "Map rows dropped because a label could not be decoded.", MetricKind::Counter, &["config", "metric"], decode_errors),
+            family("decode_errors_total", "Map rows dropped because a label could not be decoded, by the decoder that failed.", MetricKind::Counter, &["config", "metric", "decoder"], decode_errors),
+            family("label_cache_entries", "Decoded label sets held in the label cache.", MetricKind::Gauge, &[], vec![gauge(&[], self.cache.len() as f64)]),
+            family("label_cache_hits_total", "Map keys whose labels came from the cache.", MetricKind::Counter, &[], vec![counter(&[], cache.hits)]),
+            family("label_cache_misses_total", "Map keys decoded because the cache did not have them (or had them too long).", MetricKind::Counter, &[], vec![counter(&[], cache.misses)]),
+            family("label_cache_evictions_total", "Label sets dropped from the full cache, least recently used first.", MetricKind::Counter, &[], vec![counter(&[], cache.evictions)]),
+            family("label_cache_refreshes_total", "Label sets decoded again because their decoders' answers can change (cgroup, ifname, ksym) and they were older than the refresh interval.", MetricKind::Counter, &[], vec![counter(&[], cache.refreshes)]),
             family("program_runs_total", "Times each BPF program ran, from kernel statistics (--bpf.stats).", MetricKind::Counter, &["config", "program"], runs),
             family("program_run_time_seconds_total", "Time each BPF program spent running, from kernel statistics (--bpf.stats); divided by program_runs_total it is the cost per event.", MetricKind::Counter, &["config", "program"], run_time),
             family("read_cycle_duration_seconds", "Time the last read of all maps took.", MetricKind::Gauge, &[], vec![gauge(&[], self.last_cycle.as_secs_f64())]),
@@ -197,13 +239,14 @@ impl Reader {
 }
 
 impl MetricState {
-    fn new(spec: usize, source: Box<dyn MapSource>) -> Self {
+    fn new(spec: usize, id: u64, source: Box<dyn MapSource>) -> Self {
         MetricState {
             spec,
+            id,
             source,
             last: None,
             read_errors: 0,
-            decode_errors: 0,
+            decode_errors: BTreeMap::new(),
             duration: Duration::ZERO,
             entries: 0,
         }

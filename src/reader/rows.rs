@@ -9,19 +9,29 @@ use crate::config::{HistogramSpec, LabelSpec, MetricSpec, MetricType};
 use crate::decoders::{decode_chain, DecodeError};
 use crate::metrics::{Family, Histogram, MetricKind, Sample, Value};
 
+use super::cache::{Decoded, LabelCache};
 use super::maps::MapDump;
 
 /// Why rows were left out of a family.
-#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
 pub struct RowStats {
-    /// Rows a decoder could not decode (counted as decode errors).
-    pub decode_errors: u64,
+    /// Rows a decoder could not decode, by the decoder that failed.
+    pub decode_errors: BTreeMap<String, u64>,
     /// Rows an allow-list (`regexp`) dropped on purpose.
     pub skipped: u64,
 }
 
-pub fn family(spec: &MetricSpec, dump: &MapDump) -> (Family, RowStats) {
+impl RowStats {
+    fn error(&mut self, decoder: &str) {
+        *self.decode_errors.entry(decoder.to_string()).or_default() += 1;
+    }
+}
+
+/// `metric` identifies `spec` in `cache`, which holds decoded key labels
+/// across reads.
+pub fn family(spec: &MetricSpec, dump: &MapDump, cache: &mut LabelCache, metric: u64) -> (Family, RowStats) {
     let mut stats = RowStats::default();
+    let changes = spec.labels.iter().any(LabelSpec::answer_can_change);
     let histogram = match &spec.kind {
         MetricType::Histogram(h) => Some(h),
         _ => None,
@@ -35,22 +45,26 @@ pub fn family(spec: &MetricSpec, dump: &MapDump) -> (Family, RowStats) {
             .collect()
     });
     for (key, values) in dump.entries() {
-        let decoded = decode_key(spec, key).and_then(|mut labels| {
-            let bucket = match histogram {
-                Some(_) => bucket_index(labels.pop().unwrap_or_default())?,
-                None => 0,
-            };
-            Ok((labels, bucket))
-        });
+        let decoded = cache
+            .get_or_decode(metric, key, changes, || decode_key(spec, key))
+            .and_then(|mut labels| {
+                let bucket = match histogram {
+                    Some(_) => {
+                        bucket_index(labels.pop().unwrap_or_default()).map_err(|e| ("bucket".into(), e))?
+                    }
+                    None => 0,
+                };
+                Ok((labels, bucket))
+            });
         let (labels, bucket) = match decoded {
             Ok(decoded) => decoded,
-            Err(DecodeError::Skip) => {
+            Err((_, DecodeError::Skip)) => {
                 stats.skipped += 1;
                 continue;
             }
-            Err(DecodeError::Invalid(message)) => {
+            Err((decoder, DecodeError::Invalid(message))) => {
                 tracing::debug!(metric = %spec.name, "row dropped: {message}");
-                stats.decode_errors += 1;
+                stats.error(&decoder);
                 continue;
             }
         };
@@ -58,7 +72,7 @@ pub fn family(spec: &MetricSpec, dump: &MapDump) -> (Family, RowStats) {
             Some(cpus) => {
                 for (value, cpu) in values.iter().zip(cpus) {
                     let Some(cpu) = cpu else {
-                        stats.decode_errors += 1;
+                        stats.error("cpu");
                         continue;
                     };
                     let mut labels = labels.clone();
@@ -109,16 +123,19 @@ pub fn family(spec: &MetricSpec, dump: &MapDump) -> (Family, RowStats) {
 }
 
 /// Every key label decoded, in key order.
-fn decode_key(spec: &MetricSpec, key: &[u8]) -> Result<Vec<String>, DecodeError> {
+fn decode_key(spec: &MetricSpec, key: &[u8]) -> Decoded {
     spec.labels
         .iter()
         .map(|label| match key.get(label.offset..label.offset + label.size) {
             Some(bytes) => decode_label(label, bytes),
-            None => Err(DecodeError::Invalid(format!(
-                "key of {} bytes has no bytes for label {}",
-                key.len(),
-                label.name
-            ))),
+            None => Err((
+                "key".to_string(),
+                DecodeError::Invalid(format!(
+                    "key of {} bytes has no bytes for label {}",
+                    key.len(),
+                    label.name
+                )),
+            )),
         })
         .collect()
 }
@@ -172,13 +189,17 @@ fn cumulative(spec: &HistogramSpec, counts: &BTreeMap<u64, u64>) -> Histogram {
     }
 }
 
-fn decode_label(label: &LabelSpec, bytes: &[u8]) -> Result<String, DecodeError> {
-    let decoded = decode_chain(&label.decoders, bytes)?;
+fn decode_label(label: &LabelSpec, bytes: &[u8]) -> Result<String, (String, DecodeError)> {
+    let decoded = decode_chain(&label.decoders, bytes).map_err(|(decoder, e)| (decoder.to_string(), e))?;
     String::from_utf8(decoded).map_err(|_| {
-        DecodeError::Invalid(format!(
-            "label {} decoded to invalid UTF-8; end the chain with a text decoder",
-            label.name
-        ))
+        let last = label.decoders.last().map_or("", |d| d.name);
+        (
+            last.to_string(),
+            DecodeError::Invalid(format!(
+                "label {} decoded to invalid UTF-8; end the chain with a text decoder",
+                label.name
+            )),
+        )
     })
 }
 
@@ -186,6 +207,12 @@ fn decode_label(label: &LabelSpec, bytes: &[u8]) -> Result<String, DecodeError> 
 mod tests {
     use super::*;
     use crate::config::{parse, Source};
+    use std::time::Duration;
+
+    /// One read through a fresh cache.
+    fn read_family(spec: &MetricSpec, dump: &MapDump) -> (Family, RowStats) {
+        super::family(spec, dump, &mut LabelCache::new(16, Duration::from_secs(60)), 0)
+    }
 
     fn spec(program: &str, labels: &str) -> MetricSpec {
         let map = if program == "xdp_packets" {
@@ -236,7 +263,7 @@ mod tests {
 
     #[test]
     fn per_cpu_values_are_summed_without_a_cpu_label() {
-        let (family, stats) = family(
+        let (family, stats) = read_family(
             &spec("xdp_packets", SLOT),
             &dump(4, 3, &[(0, &[1, 2, 3]), (1, &[10, 0, 5])]),
         );
@@ -248,7 +275,7 @@ mod tests {
     fn per_cpu_values_are_split_by_a_last_cpu_label() {
         let spec = spec("xdp_packets", &format!("{SLOT}{CPU}"));
         assert_eq!(spec.label_names(), ["slot", "cpu"]);
-        let (family, _) = family(&spec, &dump(4, 3, &[(7, &[1, 2, 3])]));
+        let (family, _) = read_family(&spec, &dump(4, 3, &[(7, &[1, 2, 3])]));
         let expected: Vec<(Vec<String>, u64)> = (0..3)
             .map(|cpu| (vec!["7".to_string(), cpu.to_string()], cpu as u64 + 1))
             .collect();
@@ -257,7 +284,7 @@ mod tests {
 
     #[test]
     fn cpu_label_alone_splits_and_no_labels_sums_everything() {
-        let (family, _) = family(&spec("xdp_packets", CPU), &dump(4, 2, &[(0, &[4, 6])]));
+        let (family, _) = read_family(&spec("xdp_packets", CPU), &dump(4, 2, &[(0, &[4, 6])]));
         assert_eq!(values(&family), [(vec!["0".into()], 4), (vec!["1".into()], 6)]);
         let text = "metrics:\n  counters:\n    - name: xdp_packets_total\n      help: h\nattach:\n  - program: count_packets\n    xdp: {interface: lo}\n";
         let source = Source {
@@ -266,14 +293,14 @@ mod tests {
             text: text.into(),
         };
         let spec = parse(&source, "ebpf_").unwrap().metrics.remove(0);
-        let (family, _) = super::family(&spec, &dump(4, 2, &[(0, &[4, 6])]));
+        let (family, _) = read_family(&spec, &dump(4, 2, &[(0, &[4, 6])]));
         assert_eq!(values(&family), [(vec![], 10)]);
     }
 
     #[test]
     fn rows_with_equal_decoded_labels_are_summed() {
         let labels = "        - name: op\n          size: 8\n          decoders:\n            - name: uint\n            - name: static_map\n              static_map: {1: read, 2: read, 3: write}\n";
-        let (family, _) = family(
+        let (family, _) = read_family(
             &spec("syscalls", labels),
             &dump(8, 1, &[(1, &[5]), (2, &[7]), (3, &[1])]),
         );
@@ -286,12 +313,12 @@ mod tests {
     #[test]
     fn allow_list_drops_rows_without_counting_errors() {
         let labels = "        - name: syscall\n          size: 8\n          decoders:\n            - name: uint\n            - name: syscall\n            - name: regexp\n              regexps: ['^read$']\n";
-        let (family, stats) = family(&spec("syscalls", labels), &dump(8, 1, &[(0, &[3]), (1, &[4])]));
+        let (family, stats) = read_family(&spec("syscalls", labels), &dump(8, 1, &[(0, &[3]), (1, &[4])]));
         assert_eq!(values(&family), [(vec!["read".into()], 3)]);
         assert_eq!(
             stats,
             RowStats {
-                decode_errors: 0,
+                decode_errors: BTreeMap::new(),
                 skipped: 1
             }
         );
@@ -301,17 +328,17 @@ mod tests {
     fn undecodable_rows_are_dropped_and_counted() {
         // `string` refuses invalid UTF-8.
         let labels = "        - name: name\n          size: 8\n          decoders: [{name: string}]\n";
-        let (family, stats) = family(
+        let (family, stats) = read_family(
             &spec("syscalls", labels),
             &dump(8, 1, &[(0x6b6f, &[1]), (0xff, &[2])]),
         );
         assert_eq!(values(&family), [(vec!["ok".into()], 1)]);
-        assert_eq!(stats.decode_errors, 1);
+        assert_eq!(stats.decode_errors, BTreeMap::from([("string".to_string(), 1)]));
     }
 
     /// A histogram over a key of `[u32 bucket]`, `bucket_keys` as given.
     fn histogram_spec(buckets: &[(u64, f64)], multiplier: f64, cpu: bool) -> MetricSpec {
-        let uint = || vec![crate::decoders::build("uint", &Default::default()).unwrap()];
+        let uint = || vec![crate::decoders::configure("uint", &Default::default()).unwrap()];
         let label = |name: &str, size| LabelSpec {
             name: name.into(),
             offset: 0,
@@ -346,7 +373,7 @@ mod tests {
 
     #[test]
     fn histogram_buckets_are_cumulative_and_missing_ones_are_zero() {
-        let (family, stats) = super::family(
+        let (family, stats) = read_family(
             &histogram_spec(EXP2, 1.0, false),
             &dump(4, 1, &[(2, &[3]), (4, &[1]), (5, &[30])]),
         );
@@ -365,7 +392,7 @@ mod tests {
     #[test]
     fn overflow_counts_only_in_inf_and_keys_below_the_first_bucket_in_the_first() {
         // Key 6 is the overflow slot of histogram.bpf.h; key 0 is below bucket_min.
-        let (family, _) = super::family(
+        let (family, _) = read_family(
             &histogram_spec(EXP2, 1.0, false),
             &dump(4, 1, &[(0, &[2]), (3, &[1]), (6, &[5])]),
         );
@@ -378,7 +405,7 @@ mod tests {
     fn anchor_layout_clamped_into_the_top_bucket_reads_unchanged() {
         // ebpf_exporter's helper clamps overflow into the top key and has no
         // overflow slot: +Inf equals the top bucket, as it always did.
-        let (family, _) = super::family(
+        let (family, _) = read_family(
             &histogram_spec(EXP2, 0.5, false),
             &dump(4, 1, &[(2, &[1]), (4, &[9]), (5, &[100])]),
         );
@@ -390,7 +417,7 @@ mod tests {
     #[test]
     fn fixed_keys_between_listed_ones_count_in_the_next_one_up() {
         let fixed = &[(1, 1.0), (5, 5.0), (10, 10.0)];
-        let (family, _) = super::family(
+        let (family, _) = read_family(
             &histogram_spec(fixed, 1.0, false),
             &dump(4, 1, &[(1, &[1]), (3, &[2]), (10, &[4]), (11, &[40]), (12, &[8])]),
         );
@@ -402,7 +429,7 @@ mod tests {
     #[test]
     fn per_cpu_histograms_split_by_cpu_or_sum() {
         let rows: &[(u64, &[u64])] = &[(2, &[1, 2]), (3, &[0, 4]), (5, &[3, 10])];
-        let (family, _) = super::family(&histogram_spec(EXP2, 1.0, true), &dump(4, 2, rows));
+        let (family, _) = read_family(&histogram_spec(EXP2, 1.0, true), &dump(4, 2, rows));
         assert_eq!(family.label_names, ["cpu"]);
         let per_cpu: Vec<(Vec<String>, Histogram)> = family
             .samples
@@ -433,14 +460,14 @@ mod tests {
                 ),
             ]
         );
-        let (family, _) = super::family(&histogram_spec(EXP2, 1.0, false), &dump(4, 2, rows));
+        let (family, _) = read_family(&histogram_spec(EXP2, 1.0, false), &dump(4, 2, rows));
         let h = only_histogram(&family);
         assert_eq!((h.buckets[1], h.count, h.sum), ((8.0, 7), 7, 13.0));
     }
 
     #[test]
     fn an_empty_label_less_histogram_is_all_zero() {
-        let (family, _) = super::family(&histogram_spec(EXP2, 1.0, false), &MapDump::new(4, 1));
+        let (family, _) = read_family(&histogram_spec(EXP2, 1.0, false), &MapDump::new(4, 1));
         let h = only_histogram(&family);
         assert_eq!(
             (h.buckets, h.count, h.sum),
@@ -453,10 +480,10 @@ mod tests {
         let mut spec = histogram_spec(EXP2, 1.0, false);
         spec.kind = MetricType::Gauge;
         // One CPU incremented 5 times, another decremented twice: 3.
-        let (family, _) = super::family(&spec, &dump(4, 2, &[(0, &[5, (-2i64) as u64])]));
+        let (family, _) = read_family(&spec, &dump(4, 2, &[(0, &[5, (-2i64) as u64])]));
         assert_eq!(family.kind, MetricKind::Gauge);
         assert_eq!(family.samples[0].value, Value::Gauge(3.0));
-        let (family, _) = super::family(&spec, &dump(4, 1, &[(0, &[(-7i64) as u64])]));
+        let (family, _) = read_family(&spec, &dump(4, 1, &[(0, &[(-7i64) as u64])]));
         assert_eq!(family.samples[0].value, Value::Gauge(-7.0));
     }
 }
