@@ -4,12 +4,14 @@
 //! unknown syscall numbers under a `static_map` without `allow_unknown`).
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Instant;
 
 use crate::config::{HistogramSpec, LabelSpec, MetricSpec, MetricType};
 use crate::decoders::{decode_chain, DecodeError};
 use crate::metrics::{Family, Histogram, MetricKind, Sample, Value};
 
-use super::cache::{Decoded, LabelCache};
+use super::cache::LabelCache;
 use super::maps::MapDump;
 
 /// Why rows were left out of a family.
@@ -32,12 +34,12 @@ impl RowStats {
 pub fn family(spec: &MetricSpec, dump: &MapDump, cache: &mut LabelCache, metric: u64) -> (Family, RowStats) {
     let mut stats = RowStats::default();
     let changes = spec.labels.iter().any(LabelSpec::answer_can_change);
+    let now = Instant::now();
     let histogram = match &spec.kind {
         MetricType::Histogram(h) => Some(h),
         _ => None,
     };
-    // Label values (bucket excluded) → bucket key (0 when not a histogram) → value.
-    let mut rows: BTreeMap<Vec<String>, BTreeMap<u64, u64>> = BTreeMap::new();
+    let mut rows: BTreeMap<(Arc<[String]>, usize), Acc> = BTreeMap::new();
     // The CPU labels are the same for every row: decode them once.
     let cpu_values: Option<Vec<Option<String>>> = spec.cpu_label.as_ref().map(|label| {
         (0..dump.values_per_entry)
@@ -45,17 +47,16 @@ pub fn family(spec: &MetricSpec, dump: &MapDump, cache: &mut LabelCache, metric:
             .collect()
     });
     for (key, values) in dump.entries() {
-        let decoded = cache
-            .get_or_decode(metric, key, changes, || decode_key(spec, key))
-            .and_then(|mut labels| {
-                let bucket = match histogram {
-                    Some(_) => {
-                        bucket_index(labels.pop().unwrap_or_default()).map_err(|e| ("bucket".into(), e))?
-                    }
-                    None => 0,
-                };
-                Ok((labels, bucket))
-            });
+        let decoded = cache.get_or_decode(metric, key, changes, now, || {
+            let mut labels = decode_key(spec, key)?;
+            let bucket = match histogram {
+                Some(_) => {
+                    bucket_index(labels.pop().unwrap_or_default()).map_err(|e| ("bucket".into(), e))?
+                }
+                None => 0,
+            };
+            Ok((Arc::from(labels), bucket))
+        });
         let (labels, bucket) = match decoded {
             Ok(decoded) => decoded,
             Err((_, DecodeError::Skip)) => {
@@ -70,41 +71,53 @@ pub fn family(spec: &MetricSpec, dump: &MapDump, cache: &mut LabelCache, metric:
         };
         match &cpu_values {
             Some(cpus) => {
-                for (value, cpu) in values.iter().zip(cpus) {
-                    let Some(cpu) = cpu else {
+                for (cpu, (value, name)) in values.iter().zip(cpus).enumerate() {
+                    if name.is_none() {
                         stats.error("cpu");
                         continue;
-                    };
-                    let mut labels = labels.clone();
-                    labels.push(cpu.clone());
-                    add(&mut rows, labels, bucket, *value);
+                    }
+                    add(
+                        &mut rows,
+                        (labels.clone(), cpu),
+                        histogram.is_some(),
+                        bucket,
+                        *value,
+                    );
                 }
             }
-            None => add(
-                &mut rows,
-                labels,
-                bucket,
-                values.iter().fold(0u64, |a, v| a.wrapping_add(*v)),
-            ),
+            None => {
+                let sum = values.iter().fold(0u64, |a, v| a.wrapping_add(*v));
+                add(&mut rows, (labels, NO_CPU), histogram.is_some(), bucket, sum);
+            }
         }
     }
     let label_names = spec.label_names();
     // A metric without labels has exactly one series, present from the
     // start: an empty map means zero, not "no data".
     if label_names.is_empty() && rows.is_empty() {
-        rows.insert(Vec::new(), BTreeMap::new());
+        let empty = if histogram.is_some() {
+            Acc::Buckets(BTreeMap::new())
+        } else {
+            Acc::Value(0)
+        };
+        rows.insert((Arc::from([]), NO_CPU), empty);
     }
     let samples = rows
         .into_iter()
-        .map(|(label_values, buckets)| Sample {
-            label_values,
-            value: match &spec.kind {
-                MetricType::Counter => Value::Counter(buckets.values().fold(0, |a, v| a.wrapping_add(*v))),
-                MetricType::Gauge => {
-                    Value::Gauge(buckets.values().fold(0u64, |a, v| a.wrapping_add(*v)) as i64 as f64)
+        .map(|((labels, cpu), acc)| {
+            let mut label_values = labels.to_vec();
+            if let Some(Some(name)) = cpu_values.as_ref().and_then(|c| c.get(cpu)) {
+                label_values.push(name.clone());
+            }
+            let value = match (&spec.kind, acc) {
+                (MetricType::Counter, Acc::Value(v)) => Value::Counter(v),
+                (MetricType::Gauge, Acc::Value(v)) => Value::Gauge(v as i64 as f64),
+                (MetricType::Histogram(h), Acc::Buckets(buckets)) => {
+                    Value::Histogram(cumulative(h, &buckets))
                 }
-                MetricType::Histogram(h) => Value::Histogram(cumulative(h, &buckets)),
-            },
+                (_, acc) => unreachable!("rows of one family all accumulate the same way: {acc:?}"),
+            };
+            Sample { label_values, value }
         })
         .collect();
     let kind = match spec.kind {
@@ -123,7 +136,7 @@ pub fn family(spec: &MetricSpec, dump: &MapDump, cache: &mut LabelCache, metric:
 }
 
 /// Every key label decoded, in key order.
-fn decode_key(spec: &MetricSpec, key: &[u8]) -> Decoded {
+fn decode_key(spec: &MetricSpec, key: &[u8]) -> Result<Vec<String>, (String, DecodeError)> {
     spec.labels
         .iter()
         .map(|label| match key.get(label.offset..label.offset + label.size) {
@@ -148,9 +161,36 @@ fn bucket_index(decoded: String) -> Result<u64, DecodeError> {
     })
 }
 
+/// The CPU index of rows that are not split by CPU.
+const NO_CPU: usize = usize::MAX;
+
+/// What the rows of one label set add up to.
+#[derive(Debug)]
+enum Acc {
+    Value(u64),
+    /// A histogram's counts by bucket key.
+    Buckets(BTreeMap<u64, u64>),
+}
+
 /// Map counts wrap like the u64 they are read from, never panic.
-fn add(rows: &mut BTreeMap<Vec<String>, BTreeMap<u64, u64>>, labels: Vec<String>, bucket: u64, value: u64) {
-    let slot = rows.entry(labels).or_default().entry(bucket).or_insert(0);
+fn add(
+    rows: &mut BTreeMap<(Arc<[String]>, usize), Acc>,
+    key: (Arc<[String]>, usize),
+    histogram: bool,
+    bucket: u64,
+    value: u64,
+) {
+    let acc = rows.entry(key).or_insert_with(|| {
+        if histogram {
+            Acc::Buckets(BTreeMap::new())
+        } else {
+            Acc::Value(0)
+        }
+    });
+    let slot = match acc {
+        Acc::Value(v) => v,
+        Acc::Buckets(buckets) => buckets.entry(bucket).or_insert(0),
+    };
     *slot = slot.wrapping_add(value);
 }
 
