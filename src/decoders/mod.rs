@@ -16,7 +16,11 @@ mod regexp;
 mod static_map;
 mod string;
 mod syscall;
-#[cfg(target_arch = "x86_64")]
+// Each architecture's table is built for its own target and for every
+// test build, so all of them are checked wherever tests run.
+#[cfg(any(target_arch = "aarch64", test))]
+mod syscall_table_aarch64;
+#[cfg(any(target_arch = "x86_64", test))]
 mod syscall_table_x86_64;
 mod uint;
 
