@@ -8,9 +8,11 @@
 use std::collections::BTreeMap;
 use std::fmt;
 
+mod dname;
 mod errno;
 mod errno_table;
 mod hex;
+mod inet_ip;
 mod majorminor;
 mod regexp;
 mod static_map;
@@ -96,8 +98,10 @@ pub type Builder = fn(&DecoderOptions) -> Result<Box<dyn Decoder>, String>;
 
 /// Every decoder by config name.
 pub const REGISTRY: &[(&str, Builder)] = &[
+    ("dname", dname::build),
     ("errno", errno::build),
     ("hex", hex::build),
+    ("inet_ip", inet_ip::build),
     ("majorminor", majorminor::build),
     ("regexp", regexp::build),
     ("static_map", static_map::build),
@@ -160,7 +164,7 @@ mod tests {
         let err = build("nope", &DecoderOptions::default()).unwrap_err();
         assert_eq!(
             err,
-            "unknown decoder \"nope\" (known: errno, hex, majorminor, regexp, static_map, string, syscall, uint)"
+            "unknown decoder \"nope\" (known: dname, errno, hex, inet_ip, majorminor, regexp, static_map, string, syscall, uint)"
         );
     }
 
@@ -175,8 +179,10 @@ mod tests {
     fn every_decoder_refuses_options_it_does_not_take() {
         // (decoder, options including at least one it does not take)
         let cases: &[(&str, DecoderOptions)] = &[
+            ("dname", with_every_option()),
             ("errno", with_every_option()),
             ("hex", with_every_option()),
+            ("inet_ip", with_every_option()),
             ("majorminor", with_every_option()),
             ("regexp", with_every_option()),
             ("static_map", with_regexps()),
