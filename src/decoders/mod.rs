@@ -12,6 +12,7 @@ mod dname;
 mod errno;
 mod errno_table;
 mod hex;
+mod ifname;
 mod inet_ip;
 mod majorminor;
 mod regexp;
@@ -101,6 +102,7 @@ pub const REGISTRY: &[(&str, Builder)] = &[
     ("dname", dname::build),
     ("errno", errno::build),
     ("hex", hex::build),
+    ("ifname", ifname::build),
     ("inet_ip", inet_ip::build),
     ("majorminor", majorminor::build),
     ("regexp", regexp::build),
@@ -164,7 +166,7 @@ mod tests {
         let err = build("nope", &DecoderOptions::default()).unwrap_err();
         assert_eq!(
             err,
-            "unknown decoder \"nope\" (known: dname, errno, hex, inet_ip, majorminor, regexp, static_map, string, syscall, uint)"
+            "unknown decoder \"nope\" (known: dname, errno, hex, ifname, inet_ip, majorminor, regexp, static_map, string, syscall, uint)"
         );
     }
 
@@ -182,6 +184,7 @@ mod tests {
             ("dname", with_every_option()),
             ("errno", with_every_option()),
             ("hex", with_every_option()),
+            ("ifname", with_every_option()),
             ("inet_ip", with_every_option()),
             ("majorminor", with_every_option()),
             ("regexp", with_every_option()),
