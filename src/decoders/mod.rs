@@ -14,6 +14,8 @@ mod errno_table;
 mod hex;
 mod ifname;
 mod inet_ip;
+mod kstack;
+mod ksym;
 mod majorminor;
 mod regexp;
 mod static_map;
@@ -104,6 +106,8 @@ pub const REGISTRY: &[(&str, Builder)] = &[
     ("hex", hex::build),
     ("ifname", ifname::build),
     ("inet_ip", inet_ip::build),
+    ("kstack", kstack::build),
+    ("ksym", ksym::build),
     ("majorminor", majorminor::build),
     ("regexp", regexp::build),
     ("static_map", static_map::build),
@@ -166,7 +170,7 @@ mod tests {
         let err = build("nope", &DecoderOptions::default()).unwrap_err();
         assert_eq!(
             err,
-            "unknown decoder \"nope\" (known: dname, errno, hex, ifname, inet_ip, majorminor, regexp, static_map, string, syscall, uint)"
+            "unknown decoder \"nope\" (known: dname, errno, hex, ifname, inet_ip, kstack, ksym, majorminor, regexp, static_map, string, syscall, uint)"
         );
     }
 
@@ -186,6 +190,8 @@ mod tests {
             ("hex", with_every_option()),
             ("ifname", with_every_option()),
             ("inet_ip", with_every_option()),
+            ("kstack", with_every_option()),
+            ("ksym", with_every_option()),
             ("majorminor", with_every_option()),
             ("regexp", with_every_option()),
             ("static_map", with_regexps()),
