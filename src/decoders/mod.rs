@@ -8,6 +8,7 @@
 use std::collections::BTreeMap;
 use std::fmt;
 
+mod cgroup;
 mod dname;
 mod errno;
 mod errno_table;
@@ -101,6 +102,7 @@ pub type Builder = fn(&DecoderOptions) -> Result<Box<dyn Decoder>, String>;
 
 /// Every decoder by config name.
 pub const REGISTRY: &[(&str, Builder)] = &[
+    ("cgroup", cgroup::build),
     ("dname", dname::build),
     ("errno", errno::build),
     ("hex", hex::build),
@@ -170,7 +172,7 @@ mod tests {
         let err = build("nope", &DecoderOptions::default()).unwrap_err();
         assert_eq!(
             err,
-            "unknown decoder \"nope\" (known: dname, errno, hex, ifname, inet_ip, kstack, ksym, majorminor, regexp, static_map, string, syscall, uint)"
+            "unknown decoder \"nope\" (known: cgroup, dname, errno, hex, ifname, inet_ip, kstack, ksym, majorminor, regexp, static_map, string, syscall, uint)"
         );
     }
 
@@ -185,6 +187,7 @@ mod tests {
     fn every_decoder_refuses_options_it_does_not_take() {
         // (decoder, options including at least one it does not take)
         let cases: &[(&str, DecoderOptions)] = &[
+            ("cgroup", with_every_option()),
             ("dname", with_every_option()),
             ("errno", with_every_option()),
             ("hex", with_every_option()),
