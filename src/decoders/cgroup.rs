@@ -11,18 +11,18 @@
 //! on hybrid hosts, where the v1 controllers are mounted too and cgroup2
 //! sits at e.g. `/sys/fs/cgroup/unified`. So only the cgroup2 mount is
 //! walked, wherever `/proc/self/mountinfo` says it is: walking all of
-//! `/sys/fs/cgroup` (ebpf_exporter's issue #613) mixes in v1 hierarchies
-//! whose inode numbers collide with v2 ids (each v1 root is inode 1, like
-//! the v2 root). With no cgroup2 mount the decoder refuses to build: no id
-//! could ever resolve. Run in a cgroup namespace, only that namespace's part
-//! of the tree is visible.
+//! `/sys/fs/cgroup`, as ebpf_exporter does (its issue #613), mixes in v1
+//! hierarchies whose inode numbers collide with v2 ids (each v1 root is
+//! inode 1, like the v2 root). With no cgroup2 mount the decoder refuses to
+//! build: no id could ever resolve. Run in a cgroup namespace, only that
+//! namespace's part of the tree is visible.
 //!
-//! Ids are never reused, so paths are kept once found (a deleted cgroup's
-//! rows keep their name) and an id a walk did not find stays unknown for
-//! good; both sets are bounded. Cgroups are created all the time, so an id
-//! not yet seen walks the tree again, at most every [`WALK_AT_MOST_EVERY`]:
-//! a burst of new ids costs one walk, and any id looked up before a walk
-//! is settled by it.
+//! Ids are never reused (on 64-bit kernels), so paths are kept once found
+//! (a deleted cgroup's rows keep their name) and an id a walk did not find
+//! stays unknown for good; both sets are bounded. Cgroups are created all
+//! the time, so an id not yet seen walks the tree again, at most every
+//! [`WALK_AT_MOST_EVERY`]: a burst of new ids costs one walk, and any id
+//! looked up before a walk is settled by it.
 
 use std::collections::{HashMap, HashSet};
 use std::fs;

@@ -21,11 +21,13 @@
 //!
 //! The table (over 100k symbols) is read once for the whole process, on
 //! first use, and shared by every `ksym` and `kstack` label. Modules and BPF
-//! programs come and go, so it is read again when a lookup misses (at most
-//! every [`Refresh::DEFAULT`]`.on_miss_after`) and, since a newly loaded
-//! module's addresses would otherwise fall in an old neighbour, whenever it
-//! is older than `.after`. A file that cannot be read is an error until a
-//! read succeeds; after that a failed re-read keeps the old table.
+//! programs come and go, so it is read again when a lookup misses, if the
+//! table is at least 10 s old (reading it costs tens of milliseconds, and a
+//! key that never resolves must not pay that on every map read), and
+//! before any lookup once it is 5 minutes old, since a newly loaded
+//! module's addresses would otherwise fall in an old neighbour without a
+//! miss. A file that cannot be read is an error until a read succeeds;
+//! after that a failed re-read keeps the old table.
 
 use std::io;
 use std::sync::{LazyLock, Mutex};
@@ -86,8 +88,7 @@ pub(super) struct Refresh {
 }
 
 impl Refresh {
-    /// Reading kallsyms costs tens of milliseconds: a key that never
-    /// resolves must not cost that on every map read.
+    /// See the module doc.
     pub const DEFAULT: Refresh = Refresh {
         on_miss_after: Duration::from_secs(10),
         after: Duration::from_secs(300),

@@ -269,6 +269,38 @@ mod tests {
     }
 
     #[test]
+    fn no_decoder_panics_on_odd_input() {
+        // Wrong sizes, binary, invalid UTF-8, numbers at the edges: each
+        // decoder answers with a value or an error, never a panic. Decoders
+        // that cannot build here (options needed, no cgroup2 mount) are
+        // covered by their own tests.
+        let mut inputs: Vec<Vec<u8>> = (0..=40).map(|n| vec![0xff; n]).collect();
+        inputs.extend((0..=40).map(|n| vec![0; n]));
+        inputs.extend((0..=40).map(|n| (0..n as u8).collect()));
+        for text in [
+            "0",
+            "1",
+            "-1",
+            "18446744073709551615",
+            "18446744073709551616",
+            " 1",
+            "+1",
+            "x",
+        ] {
+            inputs.push(text.as_bytes().to_vec());
+        }
+        inputs.extend([b"\xc3".to_vec(), b"\x3fab".to_vec(), b"\x01\x00\x01".to_vec()]);
+        for name in known_names() {
+            let Ok(decoder) = build(name, &DecoderOptions::default()) else {
+                continue;
+            };
+            for input in &inputs {
+                let _ = decoder.decode(input);
+            }
+        }
+    }
+
+    #[test]
     fn quoted_escapes_binary() {
         assert_eq!(quoted(b"a\"\0\xff"), r#""a\"\x00\xff""#);
     }

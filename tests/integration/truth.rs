@@ -906,17 +906,20 @@ fn truth_cgroup_decoder_names_the_targets_cgroup_under_the_cgroup2_mount() {
           size: 8
           decoders: [{name: uint}, {name: cgroup}]
 ";
-    let mut truth = Truth::start(config);
-    truth.run("observe 1 2 3");
     // The cgroup2 mount (on hybrid hosts not /sys/fs/cgroup itself) and the
     // target's place in it.
     let mountinfo = std::fs::read_to_string("/proc/self/mountinfo").unwrap();
-    let mount = mountinfo
+    let Some(mount) = mountinfo
         .lines()
         .filter_map(|l| l.split_once(" - "))
         .find(|(_, right)| right.starts_with("cgroup2 "))
         .and_then(|(left, _)| left.split(' ').nth(4))
-        .expect("a cgroup2 mount");
+    else {
+        eprintln!("skipping: no cgroup2 filesystem is mounted");
+        return;
+    };
+    let mut truth = Truth::start(config);
+    truth.run("observe 1 2 3");
     let own = std::fs::read_to_string(format!("/proc/{}/cgroup", truth.target.pid())).unwrap();
     let own = own
         .lines()
