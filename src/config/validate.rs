@@ -1268,6 +1268,14 @@ attach:
     uprobe:
       binary: /usr/bin/truth
       function: truth_gauge_set
+  - program: string_seen
+    uprobe:
+      binary: /usr/bin/truth
+      function: truth_string
+  - program: ip_seen
+    uprobe:
+      binary: /usr/bin/truth
+      function: truth_ip
 ";
 
     #[test]
@@ -1286,6 +1294,18 @@ attach:
                     program: "gauge_set".into(),
                     binary: "/usr/bin/truth".into(),
                     function: "truth_gauge_set".into(),
+                    pid: None,
+                },
+                AttachSpec::Uprobe {
+                    program: "string_seen".into(),
+                    binary: "/usr/bin/truth".into(),
+                    function: "truth_string".into(),
+                    pid: None,
+                },
+                AttachSpec::Uprobe {
+                    program: "ip_seen".into(),
+                    binary: "/usr/bin/truth".into(),
+                    function: "truth_ip".into(),
                     pid: None,
                 },
             ]

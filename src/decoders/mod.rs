@@ -8,15 +8,25 @@
 use std::collections::BTreeMap;
 use std::fmt;
 
+mod cgroup;
+mod dname;
 mod errno;
 mod errno_table;
 mod hex;
+mod ifname;
+mod inet_ip;
+mod kstack;
+mod ksym;
 mod majorminor;
 mod regexp;
 mod static_map;
 mod string;
 mod syscall;
-#[cfg(target_arch = "x86_64")]
+// Each architecture's table is built for its own target and for every
+// test build, so all of them are checked wherever tests run.
+#[cfg(any(target_arch = "aarch64", test))]
+mod syscall_table_aarch64;
+#[cfg(any(target_arch = "x86_64", test))]
 mod syscall_table_x86_64;
 mod uint;
 
@@ -92,8 +102,14 @@ pub type Builder = fn(&DecoderOptions) -> Result<Box<dyn Decoder>, String>;
 
 /// Every decoder by config name.
 pub const REGISTRY: &[(&str, Builder)] = &[
+    ("cgroup", cgroup::build),
+    ("dname", dname::build),
     ("errno", errno::build),
     ("hex", hex::build),
+    ("ifname", ifname::build),
+    ("inet_ip", inet_ip::build),
+    ("kstack", kstack::build),
+    ("ksym", ksym::build),
     ("majorminor", majorminor::build),
     ("regexp", regexp::build),
     ("static_map", static_map::build),
@@ -176,7 +192,7 @@ mod tests {
         let err = build("nope", &DecoderOptions::default()).unwrap_err();
         assert_eq!(
             err,
-            "unknown decoder \"nope\" (known: errno, hex, majorminor, regexp, static_map, string, syscall, uint)"
+            "unknown decoder \"nope\" (known: cgroup, dname, errno, hex, ifname, inet_ip, kstack, ksym, majorminor, regexp, static_map, string, syscall, uint)"
         );
     }
 
@@ -191,8 +207,14 @@ mod tests {
     fn every_decoder_refuses_options_it_does_not_take() {
         // (decoder, options including at least one it does not take)
         let cases: &[(&str, DecoderOptions)] = &[
+            ("cgroup", with_every_option()),
+            ("dname", with_every_option()),
             ("errno", with_every_option()),
             ("hex", with_every_option()),
+            ("ifname", with_every_option()),
+            ("inet_ip", with_every_option()),
+            ("kstack", with_every_option()),
+            ("ksym", with_every_option()),
             ("majorminor", with_every_option()),
             ("regexp", with_every_option()),
             ("static_map", with_regexps()),
@@ -266,6 +288,38 @@ mod tests {
         assert_eq!(decode_chain(&chain, &[0; 8]), Ok(b"read".to_vec()));
         let bad = decode_chain(&chain, &[0; 3]).unwrap_err();
         assert_eq!(bad.0, "uint", "the error names the decoder that failed");
+    }
+
+    #[test]
+    fn no_decoder_panics_on_odd_input() {
+        // Wrong sizes, binary, invalid UTF-8, numbers at the edges: each
+        // decoder answers with a value or an error, never a panic. Decoders
+        // that cannot build here (options needed, no cgroup2 mount) are
+        // covered by their own tests.
+        let mut inputs: Vec<Vec<u8>> = (0..=40).map(|n| vec![0xff; n]).collect();
+        inputs.extend((0..=40).map(|n| vec![0; n]));
+        inputs.extend((0..=40).map(|n| (0..n as u8).collect()));
+        for text in [
+            "0",
+            "1",
+            "-1",
+            "18446744073709551615",
+            "18446744073709551616",
+            " 1",
+            "+1",
+            "x",
+        ] {
+            inputs.push(text.as_bytes().to_vec());
+        }
+        inputs.extend([b"\xc3".to_vec(), b"\x3fab".to_vec(), b"\x01\x00\x01".to_vec()]);
+        for name in known_names() {
+            let Ok(decoder) = build(name, &DecoderOptions::default()) else {
+                continue;
+            };
+            for input in &inputs {
+                let _ = decoder.decode(input);
+            }
+        }
     }
 
     #[test]

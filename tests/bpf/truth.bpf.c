@@ -3,9 +3,11 @@
  * truth: records exactly what tests/target/truth_target.c is told to do, so
  * tests can compare every exported number with what they asked for.
  *
- * Hooks: uprobe `observe` on truth_observe(u64 value) and uprobe `gauge_set`
- *        on truth_gauge_set(s64 value), both given by the config's
- *        `attach:` entries (binary, function, and the target's pid).
+ * Hooks: uprobes, each given by the config's `attach:` entries (binary,
+ *        function, and the target's pid): `observe` on truth_observe(u64
+ *        value), `gauge_set` on truth_gauge_set(s64 value), `string_seen`
+ *        on truth_string(const char *text) and `ip_seen` on
+ *        truth_ip(const u8 *address, int len).
  * Maps:  truth_calls_total (HASH, u64 value -> u64 calls)
  *          -> ebpf_truth_calls_total{value}
  *        truth_percpu_calls_total (PERCPU_ARRAY, u32 0 -> u64 calls)
@@ -15,6 +17,13 @@
  *          histogram.bpf.h, and truth_exp2_percpu (PERCPU_HASH, exp2)
  *          -> ebpf_<name>_bucket{le}, _count, _sum
  *        truth_gauge (ARRAY, u32 0 -> s64 last value) -> ebpf_truth_gauge
+ *        truth_cgroup_calls_total (HASH, u64 cgroup id -> u64 calls of
+ *          truth_observe) -> ebpf_truth_cgroup_calls_total{cgroup}
+ *        truth_strings_total (HASH, char[16] text -> u64 calls)
+ *          -> ebpf_truth_strings_total{text}
+ *        truth_ipv4_total (HASH, 4-byte address -> u64 calls) and
+ *        truth_ipv6_total (HASH, 16-byte address -> u64 calls)
+ *          -> ebpf_truth_ipv4_total{address}, ebpf_truth_ipv6_total{address}
  * Globals: truth_last_value (.bss, the last gauge value) and
  *          truth_generation (.data, 7 plus the gauge_set calls).
  */
@@ -71,6 +80,48 @@ struct {
 	__type(value, s64);
 } truth_gauge SEC(".maps");
 
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, 64);
+	__type(key, u64);
+	__type(value, u64);
+} truth_cgroup_calls_total SEC(".maps");
+
+/* Key of truth_strings_total: the text, truncated, NUL-padded. */
+struct text_key {
+	char text[16];
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, 1024);
+	__type(key, struct text_key);
+	__type(value, u64);
+} truth_strings_total SEC(".maps");
+
+/* Addresses in network byte order, as the kernel keeps them. */
+struct ipv4_key {
+	u8 address[4];
+};
+
+struct ipv6_key {
+	u8 address[16];
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, 1024);
+	__type(key, struct ipv4_key);
+	__type(value, u64);
+} truth_ipv4_total SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, 1024);
+	__type(key, struct ipv6_key);
+	__type(value, u64);
+} truth_ipv6_total SEC(".maps");
+
 volatile s64 truth_last_value;
 s64 truth_generation = 7;
 
@@ -96,8 +147,10 @@ int BPF_UPROBE(observe, u64 value)
 {
 	struct hist_key key = {};
 	u32 zero = 0;
+	u64 cgroup = bpf_get_current_cgroup_id();
 
 	increment_map(&truth_calls_total, &value, 1);
+	increment_map(&truth_cgroup_calls_total, &cgroup, 1);
 	increment_map(&truth_percpu_calls_total, &zero, 1);
 	increment_exp2_histogram(&truth_exp2, key, value, EXP2_MAX_BUCKET);
 	increment_exp2zero_histogram(&truth_exp2zero, key, value, EXP2ZERO_MAX_BUCKET);
@@ -115,6 +168,36 @@ int BPF_UPROBE(gauge_set, s64 value)
 	bpf_map_update_elem(&truth_gauge, &zero, &value, BPF_ANY);
 	truth_last_value = value;
 	__sync_fetch_and_add(&truth_generation, 1);
+	return 0;
+}
+
+SEC("uprobe")
+int BPF_UPROBE(string_seen, const char *text)
+{
+	struct text_key key = {};
+
+	if (bpf_probe_read_user_str(key.text, sizeof(key.text), text) < 0)
+		return 0;
+	increment_map(&truth_strings_total, &key, 1);
+	return 0;
+}
+
+SEC("uprobe")
+int BPF_UPROBE(ip_seen, const u8 *address, int len)
+{
+	if (len == 4) {
+		struct ipv4_key key;
+
+		if (bpf_probe_read_user(&key, sizeof(key), address))
+			return 0;
+		increment_map(&truth_ipv4_total, &key, 1);
+	} else if (len == 16) {
+		struct ipv6_key key;
+
+		if (bpf_probe_read_user(&key, sizeof(key), address))
+			return 0;
+		increment_map(&truth_ipv6_total, &key, 1);
+	}
 	return 0;
 }
 

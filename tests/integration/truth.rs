@@ -2,6 +2,8 @@
 //! calls probe functions exactly when told, `tests/bpf/truth.bpf.c` records
 //! each call through uprobes, and tests compare every exported series with
 //! what they asked for. No ranges: a number is right or the test fails.
+//! Decoders are checked the same way: a label value is exactly the text
+//! expected for the bytes the kernel wrote.
 //!
 //! Each [`Truth`] has its own target process and its own loaded object,
 //! attached with `pid:` set to that process, so tests running in parallel
@@ -100,12 +102,22 @@ impl Drop for Target {
     }
 }
 
+/// Every uprobe program of `truth.bpf.c` and the target function it
+/// probes: each needs an attach entry. Adding a probe is a line here, a
+/// `SEC("uprobe")` program and a `PROBE` function with its command.
+pub const PROBES: &[(&str, &str)] = &[
+    ("observe", "truth_observe"),
+    ("gauge_set", "truth_gauge_set"),
+    ("string_seen", "truth_string"),
+    ("ip_seen", "truth_ip"),
+];
+
 /// A config for the `truth` program: `metrics` (a YAML `metrics:` section)
-/// plus attach entries aiming both uprobes at the target process `pid`.
+/// plus attach entries aiming every uprobe at the target process `pid`.
 pub fn source(metrics: &str, pid: i32) -> Source {
     let mut text = metrics.trim_end().to_string();
     text.push_str("\nattach:\n");
-    for (program, function) in [("observe", "truth_observe"), ("gauge_set", "truth_gauge_set")] {
+    for (program, function) in PROBES {
         text.push_str(&format!(
             "  - program: {program}\n    uprobe:\n      binary: {TARGET}\n      function: {function}\n      \
              pid: {pid}\n"
@@ -292,7 +304,9 @@ fn truth_uprobe_that_cannot_attach_fails_its_program_alone_and_names_binary_and_
             .clone()
     };
     for i in 0..2 {
-        assert!(status(i, "gauge_set").attached, "{}", report(&outcomes));
+        for (program, _) in PROBES.iter().filter(|(p, _)| *p != "observe") {
+            assert!(status(i, program).attached, "{}", report(&outcomes));
+        }
         assert!(!status(i, "observe").attached, "{}", report(&outcomes));
     }
     let error = status(0, "observe").error.unwrap();
@@ -722,4 +736,202 @@ fn truth_run_stats_count_every_probe_run_exactly() {
         other => panic!("no run time for observe: {other:?}"),
     };
     assert!(observe_time > 0.0, "{observe_time}");
+}
+
+// ---------------------------------------------------------------------------
+// Decoders, over keys the kernel wrote.
+
+/// Counter `name` by its one label, the label's value given as written.
+fn by_label(snapshot: &Snapshot, name: &str) -> BTreeMap<String, u64> {
+    counters(snapshot, name)
+        .into_iter()
+        .map(|(mut labels, n)| {
+            assert_eq!(labels.len(), 1, "{name}: {labels:?}");
+            (labels.remove(0), n)
+        })
+        .collect()
+}
+
+fn expect(pairs: &[(&str, u64)]) -> BTreeMap<String, u64> {
+    pairs.iter().map(|&(label, n)| (label.to_string(), n)).collect()
+}
+
+#[test]
+fn truth_string_and_inet_ip_decoders_give_exact_label_values() {
+    if !bpf_available() {
+        return;
+    }
+    let config = "metrics:
+  counters:
+    - name: truth_strings_total
+      help: truth_string calls, by text.
+      labels:
+        - name: text
+          size: 16
+          decoders: [{name: string}]
+    - name: truth_ipv4_total
+      help: truth_ip calls with IPv4 addresses, by address.
+      labels:
+        - name: address
+          size: 4
+          decoders: [{name: inet_ip}]
+    - name: truth_ipv6_total
+      help: truth_ip calls with IPv6 addresses, by address.
+      labels:
+        - name: address
+          size: 16
+          decoders: [{name: inet_ip}]
+";
+    let mut truth = Truth::start(config);
+    // bpf_probe_read_user_str keeps 15 bytes and the NUL of a 16-byte key.
+    truth.run("string bash sh bash héllo fifteen_bytes__ sixteen_bytes___ abcdefghijklmnopqrstuvwxyz x");
+    truth.run("ip4 1.2.3.4 127.0.0.1 0.0.0.0 255.255.255.255 10.0.0.1 1.2.3.4");
+    truth.run(
+        "ip6 ::1 :: 2400:cb00:4:1024::a29e:fd8f ::ffff:192.0.2.128 fe80::1 2001:DB8:0:0:1:0:0:1 ::1 \
+         ::ffff:1.2.3.4 ::192.0.2.128",
+    );
+    let snapshot = truth.read();
+    assert_eq!(
+        by_label(&snapshot, "ebpf_truth_strings_total"),
+        expect(&[
+            ("bash", 2),
+            ("sh", 1),
+            ("héllo", 1),
+            ("fifteen_bytes__", 1),
+            ("sixteen_bytes__", 1),
+            ("abcdefghijklmno", 1),
+            ("x", 1),
+        ])
+    );
+    assert_eq!(
+        by_label(&snapshot, "ebpf_truth_ipv4_total"),
+        expect(&[
+            ("1.2.3.4", 2),
+            ("127.0.0.1", 1),
+            ("0.0.0.0", 1),
+            ("255.255.255.255", 1),
+            ("10.0.0.1", 1),
+        ])
+    );
+    // IPv4-mapped addresses print as IPv4, as ebpf_exporter prints them; the
+    // deprecated IPv4-compatible form is plain IPv6.
+    assert_eq!(
+        by_label(&snapshot, "ebpf_truth_ipv6_total"),
+        expect(&[
+            ("::1", 2),
+            ("::", 1),
+            ("2400:cb00:4:1024::a29e:fd8f", 1),
+            ("192.0.2.128", 1),
+            ("fe80::1", 1),
+            ("2001:db8::1:0:0:1", 1),
+            ("1.2.3.4", 1),
+            ("::c000:280", 1),
+        ])
+    );
+}
+
+/// The address of a kernel text symbol that is the only name at its
+/// address, from /proc/kallsyms; `None` when addresses are hidden
+/// (`kptr_restrict`).
+fn kernel_function() -> Option<(String, u64)> {
+    let kallsyms = std::fs::read_to_string("/proc/kallsyms").expect("reading /proc/kallsyms");
+    let mut names_at: BTreeMap<u64, Vec<(&str, &str)>> = BTreeMap::new();
+    for line in kallsyms.lines() {
+        let mut fields = line.splitn(3, ' ');
+        if let (Some(address), Some(kind), Some(name)) = (fields.next(), fields.next(), fields.next()) {
+            let address = u64::from_str_radix(address, 16).expect("kallsyms address");
+            names_at.entry(address).or_default().push((kind, name));
+        }
+    }
+    let candidates = [
+        "do_sys_openat2",
+        "vfs_read",
+        "vfs_write",
+        "do_nanosleep",
+        "schedule",
+    ];
+    let found = candidates.iter().find_map(|&want| {
+        names_at.iter().find_map(|(&address, names)| match names[..] {
+            [("T" | "t", name)] if name == want => Some((name.to_string(), address)),
+            _ => None,
+        })
+    });
+    match found {
+        Some((_, 0)) => None,
+        Some(found) => Some(found),
+        None => panic!("none of {candidates:?} is alone at its address in /proc/kallsyms"),
+    }
+}
+
+#[test]
+fn truth_ksym_decoder_names_a_kernel_function() {
+    if !bpf_available() {
+        return;
+    }
+    let Some((function, address)) = kernel_function() else {
+        eprintln!("skipping: /proc/kallsyms hides addresses (kptr_restrict)");
+        return;
+    };
+    let config = "metrics:
+  counters:
+    - name: truth_calls_total
+      help: Calls of truth_observe, by the kernel function the argument points into.
+      labels:
+        - name: function
+          size: 8
+          decoders: [{name: ksym}]
+";
+    let mut truth = Truth::start(config);
+    // The function's address, an address inside it, and one below every
+    // kernel symbol.
+    truth.run(&format!("observe {address} {} {address} 1", address + 1));
+    let snapshot = truth.read();
+    assert_eq!(
+        by_label(&snapshot, "ebpf_truth_calls_total"),
+        expect(&[(&function, 3), ("unknown_addr:0x1", 1)])
+    );
+}
+
+#[test]
+fn truth_cgroup_decoder_names_the_targets_cgroup_under_the_cgroup2_mount() {
+    if !bpf_available() {
+        return;
+    }
+    let config = "metrics:
+  counters:
+    - name: truth_cgroup_calls_total
+      help: Calls of truth_observe, by the caller's cgroup.
+      labels:
+        - name: cgroup
+          size: 8
+          decoders: [{name: uint}, {name: cgroup}]
+";
+    // The cgroup2 mount (on hybrid hosts not /sys/fs/cgroup itself) and the
+    // target's place in it.
+    let mountinfo = std::fs::read_to_string("/proc/self/mountinfo").unwrap();
+    let Some(mount) = mountinfo
+        .lines()
+        .filter_map(|l| l.split_once(" - "))
+        .find(|(_, right)| right.starts_with("cgroup2 "))
+        .and_then(|(left, _)| left.split(' ').nth(4))
+    else {
+        eprintln!("skipping: no cgroup2 filesystem is mounted");
+        return;
+    };
+    let mut truth = Truth::start(config);
+    truth.run("observe 1 2 3");
+    let own = std::fs::read_to_string(format!("/proc/{}/cgroup", truth.target.pid())).unwrap();
+    let own = own
+        .lines()
+        .find_map(|l| l.strip_prefix("0::"))
+        .expect("a cgroup v2 line");
+    let path = match own {
+        "/" => mount.to_string(),
+        _ => format!("{mount}{own}"),
+    };
+    let snapshot = truth.read();
+    assert_eq!(
+        by_label(&snapshot, "ebpf_truth_cgroup_calls_total"),
+        expect(&[(&path, 3)])
+    );
 }

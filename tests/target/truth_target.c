@@ -6,6 +6,10 @@
  * Protocol, one command per line on stdin, each answered `ok` on stdout:
  *   observe <u64>...                    truth_observe(v) for each, this thread
  *   gauge <s64>                         truth_gauge_set(v)
+ *   string <word>...                    truth_string(word) for each
+ *   ip4 <a.b.c.d>...                    truth_ip(address, 4) for each, the
+ *                                       address in network byte order
+ *   ip6 <IPv6 text>...                  truth_ip(address, 16) for each
  *   pinned <cpu> <count> <u64> [...]    per triple, a thread pinned to <cpu>
  *                                       calls truth_observe(v) <count> times;
  *                                       all the triples' threads run at once
@@ -15,6 +19,7 @@
  * Adding a probe function: define it with PROBE, add a command to run().
  */
 #define _GNU_SOURCE
+#include <arpa/inet.h>
 #include <errno.h>
 #include <inttypes.h>
 #include <pthread.h>
@@ -36,6 +41,16 @@ PROBE void truth_observe(unsigned long long value)
 PROBE void truth_gauge_set(long long value)
 {
 	asm volatile("" : : "r"(value) : "memory");
+}
+
+PROBE void truth_string(const char *text)
+{
+	asm volatile("" : : "r"(text) : "memory");
+}
+
+PROBE void truth_ip(const unsigned char *address, int len)
+{
+	asm volatile("" : : "r"(address), "r"(len) : "memory");
 }
 
 #define MAX_WORDS 4096
@@ -138,6 +153,19 @@ static void run_pinned(char **words, int n)
 			     strerror(threads[i].error));
 }
 
+/* truth_ip() for each word, parsed as an address of `family`. */
+static void run_ip(int family, char **words, int n)
+{
+	unsigned char address[16];
+	int len = family == AF_INET ? 4 : 16;
+
+	for (int i = 0; i < n; i++) {
+		if (inet_pton(family, words[i], address) != 1)
+			fail("%s: not an IPv%d address", words[i], family == AF_INET ? 4 : 6);
+		truth_ip(address, len);
+	}
+}
+
 static void run(char **words, int n)
 {
 	const char *command = words[0];
@@ -153,8 +181,15 @@ static void run(char **words, int n)
 		truth_gauge_set(parse_s64(words[0]));
 	} else if (!strcmp(command, "pinned")) {
 		run_pinned(words, n);
+	} else if (!strcmp(command, "string")) {
+		for (int i = 0; i < n; i++)
+			truth_string(words[i]);
+	} else if (!strcmp(command, "ip4")) {
+		run_ip(AF_INET, words, n);
+	} else if (!strcmp(command, "ip6")) {
+		run_ip(AF_INET6, words, n);
 	} else {
-		fail("unknown command %s (known: observe, gauge, pinned)", command);
+		fail("unknown command %s (known: observe, gauge, pinned, string, ip4, ip6)", command);
 	}
 }
 
