@@ -110,8 +110,8 @@ mod tests {
     #[test]
     fn after_string_drops_the_root_label() {
         let chain = [
-            super::super::build("string", &DecoderOptions::default()).unwrap(),
-            build(&DecoderOptions::default()).unwrap(),
+            super::super::configure("string", &DecoderOptions::default()).unwrap(),
+            super::super::configure("dname", &DecoderOptions::default()).unwrap(),
         ];
         let mut qname = [0u8; 32];
         qname[..12].copy_from_slice(b"\x07example\x03com");
