@@ -76,6 +76,28 @@ fn bench(keys: usize) {
         names.push(&key, &[1]);
     }
     run("string + regexp + static_map", &costly, &names, keys);
+
+    // Kernel addresses, as timer or stack programs record them; needs a
+    // readable /proc/kallsyms (root), else the scenario is left out.
+    let addresses: Vec<u64> = std::fs::read_to_string("/proc/kallsyms")
+        .unwrap_or_default()
+        .lines()
+        .filter_map(|l| u64::from_str_radix(l.split(' ').next()?, 16).ok())
+        .filter(|&a| a != 0)
+        .take(keys)
+        .collect();
+    if addresses.len() == keys {
+        let mut dump = MapDump::new(8, 1);
+        for address in addresses {
+            dump.push(&(address + 1).to_ne_bytes(), &[1]);
+        }
+        run(
+            "ksym",
+            &spec(8, vec![("ksym", DecoderOptions::default())]),
+            &dump,
+            keys,
+        );
+    }
 }
 
 /// A counter with one label over the whole key.
