@@ -1,7 +1,8 @@
-//! The shipped histogram programs on the real kernel: drive a known number
-//! of events and check the exported histograms moved by exactly that much
-//! (or, for scheduler events that the whole machine makes, at least that
-//! much).
+//! The shipped histogram programs, and the counters whose events take some
+//! setting up (timers, OOM kills, TCP retransmissions), on the real kernel:
+//! drive a known number of events and check the exported series moved by
+//! exactly that much (or, where the kernel or the whole machine adds events
+//! of its own, at least that much).
 
 use std::fs::File;
 use std::io::{Read, Write};
@@ -347,5 +348,80 @@ impl Drop for LoopDevice {
         // SAFETY: LOOP_CLR_FD takes no argument. With autoclear set, closing
         // fd would detach it too; this does it now.
         unsafe { libc::ioctl(self.fd.as_raw_fd(), LOOP_CLR_FD) };
+    }
+}
+
+const TIMER_STARTS: &str = "ebpf_timer_starts_total";
+
+#[test]
+fn timers_counts_one_reassembly_timer_per_fragmented_datagram_exactly() {
+    if !bpf_available() {
+        return;
+    }
+    const DATAGRAMS: u64 = 100;
+    std::thread::spawn(|| {
+        private_loopback();
+        set_loopback_mtu(1500);
+        let mut reader = start(&["timers"]);
+        let labels = [("function", "ip_expire")];
+        let before = counter(&reader.read(), TIMER_STARTS, &labels);
+        // Each datagram leaves in fragments. The receiver's reassembly queue
+        // for it starts its expiry timer, ip_expire, once, when the first
+        // fragment arrives (net/ipv4/inet_fragment.c inet_frag_create()),
+        // and stops it when the datagram is whole. Nothing else on a test
+        // machine reassembles IPv4 fragments.
+        send_fragmented_datagrams(DATAGRAMS);
+        let after = counter(&reader.read(), TIMER_STARTS, &labels);
+        assert_eq!(after - before, DATAGRAMS);
+    })
+    .join()
+    .unwrap();
+}
+
+/// Sets the MTU of this thread's `lo`: loopback's own (64 KiB) is larger
+/// than any UDP datagram, which would then never be fragmented.
+fn set_loopback_mtu(mtu: i32) {
+    // SAFETY: plain ioctls on a socket fd with a zeroed, named ifreq.
+    unsafe {
+        let fd = libc::socket(libc::AF_INET, libc::SOCK_DGRAM, 0);
+        assert!(fd >= 0);
+        let mut req: libc::ifreq = std::mem::zeroed();
+        for (dst, src) in req.ifr_name.iter_mut().zip(b"lo\0") {
+            *dst = *src as libc::c_char;
+        }
+        req.ifr_ifru.ifru_mtu = mtu;
+        assert_eq!(
+            libc::ioctl(fd, libc::SIOCSIFMTU, &req),
+            0,
+            "SIOCSIFMTU: {}",
+            std::io::Error::last_os_error()
+        );
+        libc::close(fd);
+    }
+}
+
+/// Sends `n` datagrams of 4000 bytes over 127.0.0.1 and receives each whole.
+fn send_fragmented_datagrams(n: u64) {
+    let receiver = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    let sender = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    receiver.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    // Fragment rather than refuse datagrams over the path MTU.
+    let dont = libc::IP_PMTUDISC_DONT;
+    // SAFETY: an int option, passed with its size.
+    let ret = unsafe {
+        libc::setsockopt(
+            sender.as_raw_fd(),
+            libc::IPPROTO_IP,
+            libc::IP_MTU_DISCOVER,
+            (&dont as *const libc::c_int).cast(),
+            std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+        )
+    };
+    assert_eq!(ret, 0, "IP_MTU_DISCOVER: {}", std::io::Error::last_os_error());
+    let datagram = [0x5a; 4000];
+    let mut buf = [0u8; 8192];
+    for _ in 0..n {
+        sender.send_to(&datagram, receiver.local_addr().unwrap()).unwrap();
+        assert_eq!(receiver.recv(&mut buf).unwrap(), datagram.len());
     }
 }
