@@ -548,3 +548,86 @@ fn cgroup_mount(wanted: impl Fn(&str, &str) -> bool) -> Option<String> {
         wanted(fstype, options).then(|| mount.split(' ').nth(4).map(str::to_string))?
     })
 }
+
+const TCP_RETRANSMITS: &str = "ebpf_tcp_retransmits_total";
+
+#[test]
+fn tcp_retransmits_counts_a_lost_segment_under_its_connection_for_ipv4_and_ipv6() {
+    if !bpf_available() {
+        return;
+    }
+    std::thread::spawn(|| {
+        private_loopback();
+        let mut reader = start(&["tcp_retransmits"]);
+        lose_and_recover(&mut reader, "127.0.0.1:0", "127.0.0.1");
+        lose_and_recover(&mut reader, "[::1]:0", "::1");
+    })
+    .join()
+    .unwrap();
+}
+
+/// Connects over `listen`, loses everything on `lo` while the client sends,
+/// and checks the client's retransmissions are counted under the
+/// connection's addresses (printed `addr`) and ports. The count is at least
+/// one, not exact: how many retransmissions go out (tail loss probe, then
+/// timeouts backing off) depends on timing.
+fn lose_and_recover(reader: &mut bpf_exporter::reader::Reader, listen: &str, addr: &str) {
+    use std::net::{TcpListener, TcpStream};
+    let listener = TcpListener::bind(listen).unwrap();
+    let mut client = TcpStream::connect(listener.local_addr().unwrap()).unwrap();
+    let (mut server, _) = listener.accept().unwrap();
+    let client_port = client.local_addr().unwrap().port().to_string();
+    let server_port = listener.local_addr().unwrap().port().to_string();
+    let sent = [
+        ("saddr", addr),
+        ("daddr", addr),
+        ("sport", &client_port),
+        ("dport", &server_port),
+    ];
+    let reverse = [
+        ("saddr", addr),
+        ("daddr", addr),
+        ("sport", &server_port),
+        ("dport", &client_port),
+    ];
+    assert_eq!(
+        counter(&reader.read(), TCP_RETRANSMITS, &sent),
+        0,
+        "{addr}: a new connection"
+    );
+
+    let message = b"lost, then retransmitted";
+    {
+        let mut loss = start_sources(&[xdp_drop_source()]);
+        client.write_all(message).unwrap();
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while counter(&reader.read(), TCP_RETRANSMITS, &sent) == 0 {
+            assert!(
+                Instant::now() < deadline,
+                "{addr}: no retransmission counted in 10 s"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        // The first transmission and at least one retransmission were lost.
+        assert!(counter(&loss.read(), "ebpf_xdp_dropped_total", &[]) >= 2);
+    }
+    // The loss is over (the drop program detached): a later retransmission
+    // gets through.
+    server.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+    let mut received = vec![0u8; message.len()];
+    server.read_exact(&mut received).unwrap();
+    assert_eq!(received, message);
+    // The server sent no data, so it had nothing to retransmit.
+    assert_eq!(counter(&reader.read(), TCP_RETRANSMITS, &reverse), 0, "{addr}");
+}
+
+/// tests/bpf/xdp_drop.bpf.c on this thread's `lo`: total loss while loaded.
+fn xdp_drop_source() -> bpf_exporter::config::Source {
+    bpf_exporter::config::Source {
+        name: "xdp_drop".into(),
+        origin: "test:xdp_drop.yaml".into(),
+        text: "metrics:\n  counters:\n    - name: xdp_dropped_total\n      help: Packets dropped.\n\
+               attach:\n  - program: drop_packets\n    xdp:\n      interface: lo\n      mode: generic\n"
+            .into(),
+    }
+}
