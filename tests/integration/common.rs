@@ -1,5 +1,5 @@
 //! Shared test plumbing: BPF availability, assembling configs, reading
-//! counters, histograms and gauges out of snapshots.
+//! counters, histograms and gauges out of snapshots, a private loopback.
 
 use std::collections::BTreeMap;
 
@@ -122,4 +122,31 @@ pub fn counter_sum(snapshot: &Snapshot, name: &str) -> u64 {
             _ => 0,
         })
         .sum()
+}
+
+/// Moves this test's thread into a new network namespace with `lo` up, so
+/// the only packets on `lo` are the ones the test sends.
+pub fn private_loopback() {
+    // SAFETY: unshare affects only the calling thread's network namespace.
+    assert_eq!(
+        unsafe { libc::unshare(libc::CLONE_NEWNET) },
+        0,
+        "unshare: {}",
+        std::io::Error::last_os_error()
+    );
+    let sock = std::net::UdpSocket::bind("0.0.0.0:0");
+    drop(sock);
+    // SAFETY: plain ioctls on a socket fd with a zeroed, named ifreq.
+    unsafe {
+        let fd = libc::socket(libc::AF_INET, libc::SOCK_DGRAM, 0);
+        assert!(fd >= 0);
+        let mut req: libc::ifreq = std::mem::zeroed();
+        for (dst, src) in req.ifr_name.iter_mut().zip(b"lo\0") {
+            *dst = *src as libc::c_char;
+        }
+        assert_eq!(libc::ioctl(fd, libc::SIOCGIFFLAGS, &mut req), 0);
+        req.ifr_ifru.ifru_flags |= libc::IFF_UP as libc::c_short;
+        assert_eq!(libc::ioctl(fd, libc::SIOCSIFFLAGS, &req), 0);
+        libc::close(fd);
+    }
 }

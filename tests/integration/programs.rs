@@ -1,13 +1,14 @@
-//! The shipped histogram programs on the real kernel: drive a known number
-//! of events and check the exported histograms moved by exactly that much
-//! (or, for scheduler events that the whole machine makes, at least that
-//! much).
+//! The shipped histogram programs, and the counters whose events take some
+//! setting up (timers, OOM kills, TCP retransmissions), on the real kernel:
+//! drive a known number of events and check the exported series moved by
+//! exactly that much (or, where the kernel or the whole machine adds events
+//! of its own, at least that much).
 
 use std::fs::File;
 use std::io::{Read, Write};
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 use std::os::unix::fs::{FileExt, OpenOptionsExt};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use bpf_exporter::metrics::{Histogram, Snapshot};
 
@@ -347,5 +348,286 @@ impl Drop for LoopDevice {
         // SAFETY: LOOP_CLR_FD takes no argument. With autoclear set, closing
         // fd would detach it too; this does it now.
         unsafe { libc::ioctl(self.fd.as_raw_fd(), LOOP_CLR_FD) };
+    }
+}
+
+const TIMER_STARTS: &str = "ebpf_timer_starts_total";
+
+#[test]
+fn timers_counts_one_reassembly_timer_per_fragmented_datagram_exactly() {
+    if !bpf_available() {
+        return;
+    }
+    const DATAGRAMS: u64 = 100;
+    std::thread::spawn(|| {
+        private_loopback();
+        set_loopback_mtu(1500);
+        let mut reader = start(&["timers"]);
+        let labels = [("function", "ip_expire")];
+        let before = counter(&reader.read(), TIMER_STARTS, &labels);
+        // Each datagram leaves in fragments. The receiver's reassembly queue
+        // for it starts its expiry timer, ip_expire, once, when the first
+        // fragment arrives (net/ipv4/inet_fragment.c inet_frag_create()),
+        // and stops it when the datagram is whole. Nothing else on a test
+        // machine reassembles IPv4 fragments.
+        send_fragmented_datagrams(DATAGRAMS);
+        let after = counter(&reader.read(), TIMER_STARTS, &labels);
+        assert_eq!(after - before, DATAGRAMS);
+    })
+    .join()
+    .unwrap();
+}
+
+/// Sets the MTU of this thread's `lo`: loopback's own (64 KiB) is larger
+/// than any UDP datagram, which would then never be fragmented.
+fn set_loopback_mtu(mtu: i32) {
+    // SAFETY: plain ioctls on a socket fd with a zeroed, named ifreq.
+    unsafe {
+        let fd = libc::socket(libc::AF_INET, libc::SOCK_DGRAM, 0);
+        assert!(fd >= 0);
+        let mut req: libc::ifreq = std::mem::zeroed();
+        for (dst, src) in req.ifr_name.iter_mut().zip(b"lo\0") {
+            *dst = *src as libc::c_char;
+        }
+        req.ifr_ifru.ifru_mtu = mtu;
+        assert_eq!(
+            libc::ioctl(fd, libc::SIOCSIFMTU, &req),
+            0,
+            "SIOCSIFMTU: {}",
+            std::io::Error::last_os_error()
+        );
+        libc::close(fd);
+    }
+}
+
+/// Sends `n` datagrams of 4000 bytes over 127.0.0.1 and receives each whole.
+fn send_fragmented_datagrams(n: u64) {
+    let receiver = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    let sender = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    receiver.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    // Fragment rather than refuse datagrams over the path MTU.
+    let dont = libc::IP_PMTUDISC_DONT;
+    // SAFETY: an int option, passed with its size.
+    let ret = unsafe {
+        libc::setsockopt(
+            sender.as_raw_fd(),
+            libc::IPPROTO_IP,
+            libc::IP_MTU_DISCOVER,
+            (&dont as *const libc::c_int).cast(),
+            std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+        )
+    };
+    assert_eq!(ret, 0, "IP_MTU_DISCOVER: {}", std::io::Error::last_os_error());
+    let datagram = [0x5a; 4000];
+    let mut buf = [0u8; 8192];
+    for _ in 0..n {
+        sender.send_to(&datagram, receiver.local_addr().unwrap()).unwrap();
+        assert_eq!(receiver.recv(&mut buf).unwrap(), datagram.len());
+    }
+}
+
+const OOM_KILLS: &str = "ebpf_oom_kills_total";
+
+#[test]
+fn oomkills_counts_the_one_task_killed_in_a_memory_limited_cgroup() {
+    use std::os::unix::process::ExitStatusExt;
+    if !bpf_available() {
+        return;
+    }
+    let mut reader = start(&["oomkills"]);
+    let cgroup = OomCgroup::create(32 << 20);
+    let labels = [("cgroup", cgroup.path.as_str())];
+    let before = counter(&reader.read(), OOM_KILLS, &labels);
+    // tail looks for the last line of an endless file without a newline, so
+    // it keeps all it read: the only task of its cgroup, it is the victim.
+    let status = cgroup.run("exec tail /dev/zero");
+    assert_eq!(status.signal(), Some(libc::SIGKILL), "{status}");
+    let after = counter(&reader.read(), OOM_KILLS, &labels);
+    assert_eq!(after - before, 1);
+}
+
+/// A cgroup for one process to run out of memory in: a cgroup v2 directory,
+/// which names it (oomkills counts by the v2 cgroup), and a memory limit, on
+/// v2 where the memory controller is there and on its v1 hierarchy
+/// otherwise (hybrid hosts). Both directories are removed on drop.
+struct OomCgroup {
+    /// The v2 directory, as the cgroup decoder names it.
+    path: String,
+    /// The v1 memory cgroup, on hybrid hosts.
+    memory_v1: Option<String>,
+}
+
+impl OomCgroup {
+    fn create(limit: u64) -> OomCgroup {
+        let name = format!("bpf-exporter-oom-{}", std::process::id());
+        let unified = cgroup_mount(|fstype, _| fstype == "cgroup2").expect("no cgroup2 mount");
+        let path = format!("{unified}/{name}");
+        std::fs::create_dir(&path).unwrap();
+        let mut cgroup = OomCgroup {
+            path,
+            memory_v1: None,
+        };
+        let controllers = std::fs::read_to_string(format!("{unified}/cgroup.controllers")).unwrap();
+        let write = |dir: &str, file: &str, value: &str| {
+            std::fs::write(format!("{dir}/{file}"), value).unwrap_or_else(|e| panic!("{dir}/{file}: {e}"))
+        };
+        if controllers.split_whitespace().any(|c| c == "memory") {
+            write(&unified, "cgroup.subtree_control", "+memory");
+            write(&cgroup.path, "memory.max", &limit.to_string());
+            if std::path::Path::new(&format!("{}/memory.swap.max", cgroup.path)).exists() {
+                write(&cgroup.path, "memory.swap.max", "0");
+            }
+        } else {
+            let memory = cgroup_mount(|fstype, options| {
+                fstype == "cgroup" && options.split(',').any(|o| o == "memory")
+            })
+            .expect("no memory controller on cgroup v2 nor v1");
+            let dir = format!("{memory}/{name}");
+            std::fs::create_dir(&dir).unwrap();
+            cgroup.memory_v1 = Some(dir.clone());
+            write(&dir, "memory.limit_in_bytes", &limit.to_string());
+            // Memory plus swap, where swap is accounted: no way out to swap.
+            if std::path::Path::new(&format!("{dir}/memory.memsw.limit_in_bytes")).exists() {
+                write(&dir, "memory.memsw.limit_in_bytes", &limit.to_string());
+            }
+        }
+        cgroup
+    }
+
+    /// Runs the shell `script` inside the cgroup; its exit status. Kills it
+    /// if the OOM killer has not within a minute.
+    fn run(&self, script: &str) -> std::process::ExitStatus {
+        let procs: Vec<String> = std::iter::once(&self.path)
+            .chain(&self.memory_v1)
+            .map(|dir| format!("{dir}/cgroup.procs"))
+            .collect();
+        let mut child = std::process::Command::new("/bin/sh")
+            .arg("-c")
+            .arg(format!("for f; do echo $$ > \"$f\" || exit 100; done; {script}"))
+            .arg("sh")
+            .args(&procs)
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            if let Some(status) = child.try_wait().unwrap() {
+                return status;
+            }
+            if Instant::now() > deadline {
+                child.kill().unwrap();
+                child.wait().unwrap();
+                panic!("not OOM-killed within a minute");
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
+
+impl Drop for OomCgroup {
+    fn drop(&mut self) {
+        // Empty by now: the one process in it has been reaped.
+        let _ = std::fs::remove_dir(&self.path);
+        if let Some(dir) = &self.memory_v1 {
+            let _ = std::fs::remove_dir(dir);
+        }
+    }
+}
+
+/// The mount point of the first cgroup filesystem that `wanted(fstype,
+/// super options)` accepts, from /proc/self/mountinfo.
+fn cgroup_mount(wanted: impl Fn(&str, &str) -> bool) -> Option<String> {
+    let mountinfo = std::fs::read_to_string("/proc/self/mountinfo").unwrap();
+    mountinfo.lines().find_map(|line| {
+        // "<id> <parent> <dev> <root> <mount point> <options> [optional…] -
+        // <fstype> <source> <super options>"
+        let (mount, fs) = line.split_once(" - ")?;
+        let mut fs = fs.split(' ');
+        let (fstype, _source, options) = (fs.next()?, fs.next()?, fs.next()?);
+        wanted(fstype, options).then(|| mount.split(' ').nth(4).map(str::to_string))?
+    })
+}
+
+const TCP_RETRANSMITS: &str = "ebpf_tcp_retransmits_total";
+
+#[test]
+fn tcp_retransmits_counts_a_lost_segment_under_its_connection_for_ipv4_and_ipv6() {
+    if !bpf_available() {
+        return;
+    }
+    std::thread::spawn(|| {
+        private_loopback();
+        let mut reader = start(&["tcp_retransmits"]);
+        lose_and_recover(&mut reader, "127.0.0.1:0", "127.0.0.1");
+        lose_and_recover(&mut reader, "[::1]:0", "::1");
+    })
+    .join()
+    .unwrap();
+}
+
+/// Connects over `listen`, loses everything on `lo` while the client sends,
+/// and checks the client's retransmissions are counted under the
+/// connection's addresses (printed `addr`) and ports. The count is at least
+/// one, not exact: how many retransmissions go out (tail loss probe, then
+/// timeouts backing off) depends on timing.
+fn lose_and_recover(reader: &mut bpf_exporter::reader::Reader, listen: &str, addr: &str) {
+    use std::net::{TcpListener, TcpStream};
+    let listener = TcpListener::bind(listen).unwrap();
+    let mut client = TcpStream::connect(listener.local_addr().unwrap()).unwrap();
+    let (mut server, _) = listener.accept().unwrap();
+    let client_port = client.local_addr().unwrap().port().to_string();
+    let server_port = listener.local_addr().unwrap().port().to_string();
+    let sent = [
+        ("saddr", addr),
+        ("daddr", addr),
+        ("sport", &client_port),
+        ("dport", &server_port),
+    ];
+    let reverse = [
+        ("saddr", addr),
+        ("daddr", addr),
+        ("sport", &server_port),
+        ("dport", &client_port),
+    ];
+    assert_eq!(
+        counter(&reader.read(), TCP_RETRANSMITS, &sent),
+        0,
+        "{addr}: a new connection"
+    );
+
+    let message = b"lost, then retransmitted";
+    {
+        let mut loss = start_sources(&[xdp_drop_source()]);
+        client.write_all(message).unwrap();
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while counter(&reader.read(), TCP_RETRANSMITS, &sent) == 0 {
+            assert!(
+                Instant::now() < deadline,
+                "{addr}: no retransmission counted in 10 s"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        // The first transmission and at least one retransmission were lost.
+        assert!(counter(&loss.read(), "ebpf_xdp_dropped_total", &[]) >= 2);
+    }
+    // The loss is over (the drop program detached): a later retransmission
+    // gets through.
+    server.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+    let mut received = vec![0u8; message.len()];
+    server.read_exact(&mut received).unwrap();
+    assert_eq!(received, message);
+    // The server sent no data, so it had nothing to retransmit.
+    assert_eq!(counter(&reader.read(), TCP_RETRANSMITS, &reverse), 0, "{addr}");
+}
+
+/// tests/bpf/xdp_drop.bpf.c on this thread's `lo`: total loss while loaded.
+fn xdp_drop_source() -> bpf_exporter::config::Source {
+    bpf_exporter::config::Source {
+        name: "xdp_drop".into(),
+        origin: "test:xdp_drop.yaml".into(),
+        text: "metrics:\n  counters:\n    - name: xdp_dropped_total\n      help: Packets dropped.\n\
+               attach:\n  - program: drop_packets\n    xdp:\n      interface: lo\n      mode: generic\n"
+            .into(),
     }
 }
