@@ -12,6 +12,11 @@ mod errno;
 mod errno_table;
 mod hex;
 mod majorminor;
+mod pci_class;
+mod pci_device;
+mod pci_ids;
+mod pci_subclass;
+mod pci_vendor;
 mod regexp;
 mod static_map;
 mod string;
@@ -95,6 +100,10 @@ pub const REGISTRY: &[(&str, Builder)] = &[
     ("errno", errno::build),
     ("hex", hex::build),
     ("majorminor", majorminor::build),
+    ("pci_class", pci_class::build),
+    ("pci_device", pci_device::build),
+    ("pci_subclass", pci_subclass::build),
+    ("pci_vendor", pci_vendor::build),
     ("regexp", regexp::build),
     ("static_map", static_map::build),
     ("string", string::build),
@@ -156,7 +165,7 @@ mod tests {
         let err = build("nope", &DecoderOptions::default()).unwrap_err();
         assert_eq!(
             err,
-            "unknown decoder \"nope\" (known: errno, hex, majorminor, regexp, static_map, string, syscall, uint)"
+            "unknown decoder \"nope\" (known: errno, hex, majorminor, pci_class, pci_device, pci_subclass, pci_vendor, regexp, static_map, string, syscall, uint)"
         );
     }
 
@@ -174,6 +183,10 @@ mod tests {
             ("errno", with_every_option()),
             ("hex", with_every_option()),
             ("majorminor", with_every_option()),
+            ("pci_class", with_every_option()),
+            ("pci_device", with_every_option()),
+            ("pci_subclass", with_every_option()),
+            ("pci_vendor", with_every_option()),
             ("regexp", with_every_option()),
             ("static_map", with_regexps()),
             ("string", with_every_option()),
