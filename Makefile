@@ -34,7 +34,8 @@ test: deps
 
 # Not part of `test`: it needs the nightly toolchain and takes FUZZ_SECONDS
 # per target. Each target keeps its corpus in fuzz/corpus/<target> (not
-# committed); `config` also starts from the files of configs/. A crash stops
+# committed); `config` also starts from the files of configs/. A target's
+# libFuzzer dictionary, if any, is fuzz/dict/<target>.dict. A crash stops
 # the run and leaves the input in fuzz/artifacts/<target>/.
 fuzz: deps
 	@command -v cargo-fuzz >/dev/null 2>&1 || $(CARGO) install cargo-fuzz --locked
@@ -42,7 +43,8 @@ fuzz: deps
 	@set -e; for target in $$($(CARGO) +nightly fuzz list); do \
 		mkdir -p fuzz/corpus/$$target; \
 		seeds=""; if [ $$target = config ]; then seeds=configs; fi; \
+		dict=""; if [ -f fuzz/dict/$$target.dict ]; then dict=-dict=fuzz/dict/$$target.dict; fi; \
 		echo "fuzzing $$target for $(FUZZ_SECONDS)s"; \
 		$(CARGO) +nightly fuzz run $$target fuzz/corpus/$$target $$seeds -- \
-			-max_total_time=$(FUZZ_SECONDS) -print_final_stats=1; \
+			-max_total_time=$(FUZZ_SECONDS) -print_final_stats=1 $$dict; \
 	done
