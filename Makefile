@@ -1,15 +1,18 @@
 # bpf-exporter: the two commands of the README, and what they need.
 #   sudo make run    install build dependencies, build, run on the embedded configs
 #   sudo make test   install build dependencies, run every test (real kernel)
+#   make fuzz        run every cargo-fuzz target for FUZZ_SECONDS each (nightly)
 
 CARGO ?= cargo
 ARGS ?=
+FUZZ_SECONDS ?= 60
 # Debian/Ubuntu packages the build and the tests need: clang compiles the BPF
 # programs, libelf/zlib/pkg-config build libbpf, bpftool regenerates
-# vmlinux.h, prometheus provides promtool for exposition checks.
-PACKAGES := clang llvm libelf-dev zlib1g-dev pkg-config make bpftool prometheus
+# vmlinux.h, prometheus provides promtool for exposition checks, pci.ids is
+# the database the pci_* decoders read.
+PACKAGES := clang llvm libelf-dev zlib1g-dev pkg-config make bpftool prometheus pci.ids
 
-.PHONY: deps build run test lint
+.PHONY: deps build run test lint fuzz
 
 deps:
 	@missing=""; for p in $(PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
@@ -28,3 +31,20 @@ test: deps
 	$(CARGO) fmt --check
 	$(CARGO) clippy --locked --all-targets -- -D warnings
 	$(CARGO) test --locked -- --test-threads=2
+
+# Not part of `test`: it needs the nightly toolchain and takes FUZZ_SECONDS
+# per target. Each target keeps its corpus in fuzz/corpus/<target> (not
+# committed); `config` also starts from the files of configs/. A target's
+# libFuzzer dictionary, if any, is fuzz/dict/<target>.dict. A crash stops
+# the run and leaves the input in fuzz/artifacts/<target>/.
+fuzz: deps
+	@command -v cargo-fuzz >/dev/null 2>&1 || $(CARGO) install cargo-fuzz --locked
+	@rustup toolchain list | grep -q '^nightly' || rustup toolchain install nightly --profile minimal
+	@set -e; for target in $$($(CARGO) +nightly fuzz list); do \
+		mkdir -p fuzz/corpus/$$target; \
+		seeds=""; if [ $$target = config ]; then seeds=configs; fi; \
+		dict=""; if [ -f fuzz/dict/$$target.dict ]; then dict=-dict=fuzz/dict/$$target.dict; fi; \
+		echo "fuzzing $$target for $(FUZZ_SECONDS)s"; \
+		$(CARGO) +nightly fuzz run $$target fuzz/corpus/$$target $$seeds -- \
+			-max_total_time=$(FUZZ_SECONDS) -print_final_stats=1 $$dict; \
+	done

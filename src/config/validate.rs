@@ -614,7 +614,8 @@ impl Validator<'_> {
         let top = match bucket_type {
             "exp2" => 64,
             "exp2zero" => 65,
-            _ => min + MAX_BUCKETS as i64 - 1,
+            // Saturating: bucket_min may be anything up to i64::MAX.
+            _ => min.saturating_add(MAX_BUCKETS as i64 - 1),
         };
         if max.value > top {
             self.error(
@@ -1617,6 +1618,30 @@ attach:
             no_labels,
             &format!("{place}:3:7: metrics.histograms[0].labels:"),
             "needs its bucket index as the last key label",
+        );
+    }
+
+    #[test]
+    fn linear_bucket_min_near_i64_max_does_not_overflow() {
+        let top = i64::MAX;
+        let linear = |min: i64, max: i64| {
+            HISTOGRAM
+                .replace("exp2", "linear")
+                .replace("bucket_min: 2", &format!("bucket_min: {min}"))
+                .replace("bucket_max: 4", &format!("bucket_max: {max}"))
+        };
+        let h = histogram(&linear(top - 1, top));
+        assert_eq!(
+            h.buckets.iter().map(|b| b.0).collect::<Vec<_>>(),
+            [top as u64 - 1, top as u64]
+        );
+        assert_eq!(h.sum_key, top as u64 + 1);
+        // A range wider than MAX_BUCKETS up there is still refused.
+        assert_error(
+            "syscalls",
+            &linear(top - 5000, top),
+            "configs/syscalls.yaml:7:19: metrics.histograms[0].bucket_max:",
+            "gives more than 4096 buckets",
         );
     }
 

@@ -18,6 +18,11 @@ mod inet_ip;
 mod kstack;
 mod ksym;
 mod majorminor;
+mod pci_class;
+mod pci_device;
+mod pci_ids;
+mod pci_subclass;
+mod pci_vendor;
 mod regexp;
 mod static_map;
 mod string;
@@ -111,6 +116,10 @@ pub const REGISTRY: &[(&str, Builder)] = &[
     ("kstack", kstack::build),
     ("ksym", ksym::build),
     ("majorminor", majorminor::build),
+    ("pci_class", pci_class::build),
+    ("pci_device", pci_device::build),
+    ("pci_subclass", pci_subclass::build),
+    ("pci_vendor", pci_vendor::build),
     ("regexp", regexp::build),
     ("static_map", static_map::build),
     ("string", string::build),
@@ -192,7 +201,7 @@ mod tests {
         let err = build("nope", &DecoderOptions::default()).unwrap_err();
         assert_eq!(
             err,
-            "unknown decoder \"nope\" (known: cgroup, dname, errno, hex, ifname, inet_ip, kstack, ksym, majorminor, regexp, static_map, string, syscall, uint)"
+            "unknown decoder \"nope\" (known: cgroup, dname, errno, hex, ifname, inet_ip, kstack, ksym, majorminor, pci_class, pci_device, pci_subclass, pci_vendor, regexp, static_map, string, syscall, uint)"
         );
     }
 
@@ -216,6 +225,10 @@ mod tests {
             ("kstack", with_every_option()),
             ("ksym", with_every_option()),
             ("majorminor", with_every_option()),
+            ("pci_class", with_every_option()),
+            ("pci_device", with_every_option()),
+            ("pci_subclass", with_every_option()),
+            ("pci_vendor", with_every_option()),
             ("regexp", with_every_option()),
             ("static_map", with_regexps()),
             ("string", with_every_option()),
