@@ -168,6 +168,10 @@ fn clean_path(path: &str) -> String {
     cleaned.join(".")
 }
 
+/// Bytes a label or its padding may span: far more than any key has, and
+/// small enough that offsets never overflow.
+const MAX_LABEL_BYTES: u64 = 4096;
+
 /// More buckets than any histogram needs; a bound keeps a typo like
 /// `bucket_max: 1000000` from exporting a million series.
 const MAX_BUCKETS: usize = 4096;
@@ -696,6 +700,37 @@ impl Validator<'_> {
         layout: Option<&KeyLayout>,
     ) -> Option<Place> {
         let l = &label.value;
+        // Out-of-range numbers stop here, before any offset arithmetic.
+        let mut in_range = true;
+        if let Some(size) = l
+            .size
+            .as_ref()
+            .filter(|s| s.value == 0 || s.value > MAX_LABEL_BYTES)
+        {
+            self.error(
+                size.referenced,
+                &format!("{path}.size"),
+                format!(
+                    "size {} is out of range: give the label's byte count in the key (1 to {MAX_LABEL_BYTES})",
+                    size.value
+                ),
+            );
+            in_range = false;
+        }
+        if let Some(padding) = l.padding.as_ref().filter(|p| p.value > MAX_LABEL_BYTES) {
+            self.error(
+                padding.referenced,
+                &format!("{path}.padding"),
+                format!(
+                    "padding {} is out of range (0 to {MAX_LABEL_BYTES})",
+                    padding.value
+                ),
+            );
+            in_range = false;
+        }
+        if !in_range {
+            return None;
+        }
         let padding = l.padding.as_ref().map(|p| p.value as usize);
         let place = match (&l.size, layout) {
             (Some(size), _) => Place {
@@ -769,7 +804,7 @@ impl Validator<'_> {
                     ),
                 );
             } else if !layout.fields.iter().any(|f| f.offset + f.size == end) {
-                let inside = layout.field_containing(end - 1);
+                let inside = layout.field_containing(end.saturating_sub(1));
                 self.error(
                     at,
                     &format!("{path}.size"),
@@ -811,22 +846,6 @@ impl Validator<'_> {
                     l.name.value
                 ),
             );
-        }
-        if size == 0 || size > 4096 {
-            self.error(
-                l.size.as_ref().map_or(label.referenced, |s| s.referenced),
-                &format!("{path}.size"),
-                format!("size {size} is out of range: give the label's byte count in the key (1 to 4096)"),
-            );
-        }
-        if let Some(padding) = &l.padding {
-            if padding.value > 4096 {
-                self.error(
-                    padding.referenced,
-                    &format!("{path}.padding"),
-                    format!("padding {} is out of range (0 to 4096)", padding.value),
-                );
-            }
         }
         if l.decoders.is_empty() {
             self.error(
@@ -1739,6 +1758,26 @@ attach:
             &text,
             "configs/syscall_latency.yaml:12:17: metrics.histograms[0].labels[1].size:",
             "label \"bucket\" starts at byte 2 of the key, inside field `syscall` (bytes 0..4)",
+        );
+    }
+
+    #[test]
+    fn zero_and_huge_label_sizes_are_refused_without_overflow() {
+        // Found by the config fuzz target: size 0 against a BTF-typed key
+        // underflowed while naming the field the label ends in.
+        for size in ["0", "18446744073709551615"] {
+            assert_error(
+                "syscalls",
+                &SYSCALLS.replace("size: 8", &format!("size: {size}")),
+                "configs/syscalls.yaml:7:17: metrics.counters[0].labels[0].size:",
+                &format!("size {size} is out of range"),
+            );
+        }
+        assert_error(
+            "syscalls",
+            &SYSCALLS.replace("size: 8", "size: 8\n          padding: 18446744073709551615"),
+            "configs/syscalls.yaml:8:20: metrics.counters[0].labels[0].padding:",
+            "padding 18446744073709551615 is out of range",
         );
     }
 }
