@@ -13,7 +13,7 @@
 use std::collections::BTreeMap;
 use std::sync::OnceLock;
 
-use bpf_exporter::decoders::{self, decode_chain, Decoder, DecoderOptions, REGISTRY};
+use bpf_exporter::decoders::{self, decode_chain, Configured, Decoder, DecoderOptions, REGISTRY};
 use libfuzzer_sys::fuzz_target;
 
 fn options() -> Vec<DecoderOptions> {
@@ -59,15 +59,15 @@ fn built() -> &'static [Box<dyn Decoder>] {
 }
 
 /// `uint` followed by each of [`built`].
-fn chains() -> &'static [Vec<Box<dyn Decoder>>] {
-    static CHAINS: OnceLock<Vec<Vec<Box<dyn Decoder>>>> = OnceLock::new();
+fn chains() -> &'static [Vec<Configured>] {
+    static CHAINS: OnceLock<Vec<Vec<Configured>>> = OnceLock::new();
     CHAINS.get_or_init(|| {
         let options = options();
         REGISTRY
             .iter()
-            .flat_map(|(_, build)| options.iter().filter_map(|o| build(o).ok()))
+            .flat_map(|(name, _)| options.iter().filter_map(|o| decoders::configure(name, o).ok()))
             .map(|decoder| {
-                let uint = decoders::build("uint", &DecoderOptions::default()).expect("uint builds");
+                let uint = decoders::configure("uint", &DecoderOptions::default()).expect("uint builds");
                 vec![uint, decoder]
             })
             .collect()
