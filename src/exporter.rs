@@ -25,40 +25,51 @@ impl Outcome {
 /// outcomes and in the reader's statuses, never fatal here.
 pub fn assemble(sources: &[Source], prefix: &str, method: ReadMethod) -> (Reader, Vec<Outcome>) {
     let mut reader = Reader::new();
-    let mut outcomes = Vec::new();
-    for source in sources {
-        let failed = |state, program: String, error: String| ConfigStatus {
-            name: source.name.clone(),
-            source: source.origin.clone(),
-            program,
-            state,
-            error: Some(error),
-            programs: Vec::new(),
-        };
-        let mut added = false;
-        let status = match config::parse(source, prefix) {
-            Err(errors) => failed(ConfigState::Invalid, String::new(), errors.to_string()),
-            Ok(config) => match loader::load(&config) {
-                Err(error) => failed(ConfigState::Failed, config.program.clone(), error),
-                Ok(loaded) => {
-                    let status = loaded.status(&config);
-                    let program = config.program.clone();
+    let outcomes = sources
+        .iter()
+        .map(|source| {
+            let outcome = apply(&mut reader, source, prefix, method);
+            if outcome.status.state != ConfigState::Running {
+                reader.add_failed(outcome.status.clone(), &source.text);
+            }
+            outcome
+        })
+        .collect();
+    (reader, outcomes)
+}
+
+/// Parses, loads and attaches one source and hands it to `reader`, where it
+/// replaces a running config of the same name only once it is attached. On
+/// failure the reader is left as it was and the status says why.
+pub fn apply(reader: &mut Reader, source: &Source, prefix: &str, method: ReadMethod) -> Outcome {
+    let failed = |state, program: String, error: String| ConfigStatus {
+        name: source.name.clone(),
+        source: source.origin.clone(),
+        program,
+        state,
+        error: Some(error),
+        programs: Vec::new(),
+    };
+    let status = match config::parse(source, prefix) {
+        Err(errors) => failed(ConfigState::Invalid, String::new(), errors.to_string()),
+        Ok(config) => match loader::load(&config) {
+            Err(error) => failed(ConfigState::Failed, config.program.clone(), error),
+            Ok(loaded) => {
+                let status = loaded.status(&config);
+                let program = config.program.clone();
+                if status.state != ConfigState::Running {
+                    // Nothing attached: not worth replacing anything with.
+                    status
+                } else {
                     match reader.add(config, loaded, method) {
-                        Ok(()) => {
-                            added = true;
-                            status
-                        }
+                        Ok(()) => status,
                         Err(error) => failed(ConfigState::Failed, program, error),
                     }
                 }
-            },
-        };
-        if !added {
-            reader.add_failed(status.clone());
-        }
-        outcomes.push(Outcome { status });
-    }
-    (reader, outcomes)
+            }
+        },
+    };
+    Outcome { status }
 }
 
 /// The `--config.check` report: one block per config.

@@ -11,4 +11,5 @@ pub mod exporter;
 pub mod metrics;
 pub mod programs;
 pub mod reader;
+pub mod reload;
 pub mod server;

@@ -107,6 +107,9 @@ fn read_dir(dir: &Path) -> anyhow::Result<Vec<Source>> {
 pub struct Config {
     pub name: String,
     pub origin: String,
+    /// The YAML it was parsed from: a reload with the same text leaves the
+    /// running config alone.
+    pub text: String,
     /// Embedded program to load.
     pub program: String,
     pub metrics: Vec<MetricSpec>,

@@ -127,6 +127,7 @@ pub fn parse(source: &Source, prefix: &str) -> Result<Config, ConfigErrors> {
         Ok(Config {
             name: source.name.clone(),
             origin: source.origin.clone(),
+            text: source.text.clone(),
             program,
             metrics,
             attach,

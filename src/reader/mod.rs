@@ -60,6 +60,32 @@ pub struct Reader {
     run_stats: bool,
     cache: LabelCache,
     next_id: u64,
+    reloads: ReloadStats,
+    /// The text of each config in `others`, so an unchanged broken config
+    /// is not retried (and reported) on every reload.
+    failed_texts: BTreeMap<String, String>,
+}
+
+/// Reload results, exported as Prometheus itself exports its own.
+#[derive(Debug, Default)]
+struct ReloadStats {
+    /// `None` until the first reload: the start counts as successful.
+    last_successful: Option<bool>,
+    last_success: Option<SystemTime>,
+    successes: u64,
+    failures: u64,
+}
+
+impl ReloadStats {
+    fn record(&mut self, successful: bool) {
+        self.last_successful = Some(successful);
+        if successful {
+            self.successes += 1;
+            self.last_success = Some(SystemTime::now());
+        } else {
+            self.failures += 1;
+        }
+    }
 }
 
 impl Default for Reader {
@@ -71,6 +97,11 @@ impl Default for Reader {
             run_stats: false,
             cache: LabelCache::new(DEFAULT_CACHE_SIZE, DEFAULT_REFRESH),
             next_id: 0,
+            failed_texts: BTreeMap::new(),
+            reloads: ReloadStats {
+                last_success: Some(SystemTime::now()),
+                ..ReloadStats::default()
+            },
         }
     }
 }
@@ -97,12 +128,60 @@ impl Reader {
             metrics.push(MetricState::new(i, self.next_id, source));
             self.next_id += 1;
         }
-        self.targets.push(Target {
+        self.others.retain(|o| o.name != config.name);
+        self.failed_texts.remove(&config.name);
+        let target = Target {
             config,
             loaded,
             metrics,
-        });
+        };
+        // Replacing drops the old target only now, after the new one is
+        // loaded and attached: make before break.
+        match self
+            .targets
+            .iter_mut()
+            .find(|t| t.config.name == target.config.name)
+        {
+            Some(old) => *old = target,
+            None => self.targets.push(target),
+        }
         Ok(())
+    }
+
+    /// The YAML text of running config `name`.
+    pub fn running_text(&self, name: &str) -> Option<&str> {
+        self.targets
+            .iter()
+            .find(|t| t.config.name == name)
+            .map(|t| t.config.text.as_str())
+    }
+
+    /// The YAML text config `name` was last tried with, running or not.
+    pub fn known_text(&self, name: &str) -> Option<&str> {
+        self.running_text(name)
+            .or_else(|| self.failed_texts.get(name).map(String::as_str))
+    }
+
+    /// Names of every config the reader knows, running or not.
+    pub fn config_names(&self) -> Vec<String> {
+        self.targets
+            .iter()
+            .map(|t| t.config.name.clone())
+            .chain(self.others.iter().map(|o| o.name.clone()))
+            .collect()
+    }
+
+    /// Detaches config `name` and forgets it: its series leave the next
+    /// snapshot and its maps are freed.
+    pub fn remove(&mut self, name: &str) {
+        self.targets.retain(|t| t.config.name != name);
+        self.others.retain(|o| o.name != name);
+        self.failed_texts.remove(name);
+    }
+
+    /// Records the result of a reload for the reload self-metrics.
+    pub fn record_reload(&mut self, successful: bool) {
+        self.reloads.record(successful);
     }
 
     /// Replaces the label cache (and forgets what it held).
@@ -117,8 +196,11 @@ impl Reader {
         self.run_stats = true;
     }
 
-    /// Records a config that could not be loaded.
-    pub fn add_failed(&mut self, status: ConfigStatus) {
+    /// Records a config that could not be loaded from `text` (replacing
+    /// what was known under its name).
+    pub fn add_failed(&mut self, status: ConfigStatus, text: &str) {
+        self.remove(&status.name);
+        self.failed_texts.insert(status.name.clone(), text.to_string());
         self.others.push(status);
     }
 
@@ -213,6 +295,12 @@ impl Reader {
             }
         }
         let cache = self.cache.stats;
+        let unix = |t: SystemTime| {
+            t.duration_since(SystemTime::UNIX_EPOCH)
+                .unwrap_or_default()
+                .as_secs_f64()
+        };
+        let reloads = &self.reloads;
         let timestamp = now
             .duration_since(SystemTime::UNIX_EPOCH)
             .unwrap_or_default()
@@ -232,6 +320,9 @@ impl Reader {
             family("label_cache_refreshes_total", "Label sets decoded again because their decoders' answers can change (cgroup, ifname, ksym) and they were older than the refresh interval.", MetricKind::Counter, &[], vec![counter(&[], cache.refreshes)]),
             family("program_runs_total", "Times each BPF program ran, from kernel statistics (--bpf.stats).", MetricKind::Counter, &["config", "program"], runs),
             family("program_run_time_seconds_total", "Time each BPF program spent running, from kernel statistics (--bpf.stats); divided by program_runs_total it is the cost per event.", MetricKind::Counter, &["config", "program"], run_time),
+            family("config_last_reload_successful", "Whether the last config reload applied every change (1) or rejected some (0).", MetricKind::Gauge, &[], vec![gauge(&[], f64::from(u8::from(reloads.last_successful.unwrap_or(true))))]),
+            family("config_last_reload_success_timestamp_seconds", "Unix time of the last reload that applied every change (or of the start).", MetricKind::Gauge, &[], vec![gauge(&[], reloads.last_success.map_or(0.0, unix))]),
+            family("config_reloads_total", "Config reloads, by result: success (every change applied) or failure (some rejected; the previous versions keep running).", MetricKind::Counter, &["result"], vec![counter(&["success"], reloads.successes), counter(&["failure"], reloads.failures)]),
             family("read_cycle_duration_seconds", "Time the last read of all maps took.", MetricKind::Gauge, &[], vec![gauge(&[], self.last_cycle.as_secs_f64())]),
             family("last_read_timestamp_seconds", "Unix time of the last completed read cycle.", MetricKind::Gauge, &[], vec![gauge(&[], timestamp)]),
         ]

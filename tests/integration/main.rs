@@ -9,4 +9,5 @@ mod common;
 mod kernel;
 mod maps;
 mod programs;
+mod reload;
 mod truth;

@@ -1,0 +1,156 @@
+//! Reloads applied to running programs: what is unchanged keeps counting,
+//! what changed is swapped, what is broken is refused and the running
+//! version kept, what is gone is detached.
+
+use bpf_exporter::config::{self, Source};
+use bpf_exporter::metrics::Snapshot;
+use bpf_exporter::reader::maps::ReadMethod;
+use bpf_exporter::reader::Reader;
+use bpf_exporter::reload::{self, ReloadOutcome};
+
+use crate::common::*;
+
+/// Each test counts its own syscall, one nothing else on a test machine
+/// makes, so tests running at the same time cannot move each other's
+/// counts. Queries about this process, harmless to repeat.
+const UNCHANGED: (i64, &str) = (libc::SYS_sched_rr_get_interval, "sched_rr_get_interval");
+const BROKEN: (i64, &str) = (libc::SYS_sched_getscheduler, "sched_getscheduler");
+const CHANGED: (i64, &str) = (libc::SYS_getsid, "getsid");
+
+fn embedded(name: &str) -> Source {
+    config::sources(None, Some(&[name.to_string()]))
+        .unwrap()
+        .remove(0)
+}
+
+fn reload(reader: &mut Reader, sources: &[Source]) -> ReloadOutcome {
+    reload::reconcile(reader, sources, "ebpf_", ReadMethod::Batch)
+}
+
+fn calls((nr, _): (i64, &str), n: u64) {
+    let mut interval = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    for _ in 0..n {
+        // SAFETY: each of these takes a pid (0: this process) and at most
+        // one pointer, to a timespec that outlives the call.
+        unsafe { libc::syscall(nr, 0, &mut interval) };
+    }
+}
+
+fn syscalls(snapshot: &Snapshot, (_, name): (i64, &str)) -> u64 {
+    counter(snapshot, "ebpf_syscalls_total", &[("syscall", name)])
+}
+
+fn reloads(snapshot: &Snapshot, result: &str) -> u64 {
+    counter(
+        snapshot,
+        "bpf_exporter_config_reloads_total",
+        &[("result", result)],
+    )
+}
+
+#[test]
+fn an_unchanged_config_keeps_counting_through_a_reload() {
+    if !bpf_available() {
+        return;
+    }
+    let source = embedded("syscalls");
+    let mut reader = start_sources(std::slice::from_ref(&source));
+    let before = syscalls(&reader.read(), UNCHANGED);
+    calls(UNCHANGED, 300);
+    let outcome = reload(&mut reader, std::slice::from_ref(&source));
+    assert_eq!(outcome.unchanged, ["syscalls"]);
+    calls(UNCHANGED, 200);
+    // The same maps, never reset: every call before and after the reload.
+    let snapshot = reader.read();
+    assert_eq!(syscalls(&snapshot, UNCHANGED) - before, 500);
+    assert_eq!(
+        gauge(&snapshot, "bpf_exporter_config_last_reload_successful", &[]),
+        1.0
+    );
+    assert_eq!(reloads(&snapshot, "success"), 1);
+}
+
+#[test]
+fn a_broken_change_is_refused_and_the_running_version_keeps_counting() {
+    if !bpf_available() {
+        return;
+    }
+    let source = embedded("syscalls");
+    let mut reader = start_sources(std::slice::from_ref(&source));
+    let before = syscalls(&reader.read(), BROKEN);
+    let broken = Source {
+        text: source.text.replace("size: 8", "size: eight"),
+        ..source.clone()
+    };
+    let outcome = reload(&mut reader, &[broken]);
+    assert!(
+        outcome.changed.is_empty() && outcome.unchanged.is_empty(),
+        "{outcome:?}"
+    );
+    let (name, reason) = &outcome.rejected[0];
+    assert_eq!(name, "syscalls");
+    assert!(
+        reason.contains("embedded:configs/syscalls.yaml:") && reason.contains("labels[0].size"),
+        "{reason}"
+    );
+    calls(BROKEN, 250);
+    let snapshot = reader.read();
+    assert_eq!(syscalls(&snapshot, BROKEN) - before, 250);
+    assert_eq!(
+        gauge(&snapshot, "bpf_exporter_config_last_reload_successful", &[]),
+        0.0
+    );
+    assert_eq!(reloads(&snapshot, "failure"), 1);
+    let state = gauge(
+        &snapshot,
+        "bpf_exporter_config_state",
+        &[("config", "syscalls"), ("state", "running")],
+    );
+    assert_eq!(state, 1.0);
+}
+
+#[test]
+fn a_changed_config_is_swapped_and_a_removed_one_detached() {
+    if !bpf_available() {
+        return;
+    }
+    let source = embedded("syscalls");
+    let mut reader = start_sources(std::slice::from_ref(&source));
+    calls(CHANGED, 100);
+    assert_eq!(syscalls(&reader.read(), CHANGED), 100);
+    let changed = Source {
+        text: source.text.replace(
+            "help: System calls entered, by syscall name.",
+            "help: Syscalls entered (reloaded).",
+        ),
+        ..source.clone()
+    };
+    assert_ne!(changed.text, source.text);
+    let outcome = reload(&mut reader, &[changed, embedded("execs")]);
+    assert_eq!(
+        (outcome.changed.as_slice(), outcome.added.as_slice()),
+        (&["syscalls".to_string()][..], &["execs".to_string()][..])
+    );
+    calls(CHANGED, 40);
+    let snapshot = reader.read();
+    let family = snapshot
+        .families
+        .iter()
+        .find(|f| f.name == "ebpf_syscalls_total")
+        .unwrap();
+    assert_eq!(family.help, "Syscalls entered (reloaded).");
+    // New maps: only the calls since the swap.
+    assert_eq!(syscalls(&snapshot, CHANGED), 40);
+
+    let outcome = reload(&mut reader, &[]);
+    assert_eq!(outcome.removed.len(), 2, "{outcome:?}");
+    let snapshot = reader.read();
+    assert!(
+        !snapshot.families.iter().any(|f| f.name.starts_with("ebpf_")),
+        "series of removed configs are still exported"
+    );
+    assert!(snapshot.configs.is_empty(), "{:?}", snapshot.configs);
+}
