@@ -29,6 +29,12 @@ pub struct Args {
     #[arg(long = "config.strict")]
     pub config_strict: bool,
 
+    /// How often `--config.dir` is checked for changes even without file
+    /// events (network filesystems send none); changes also apply on
+    /// SIGHUP and `POST /-/reload`.
+    #[arg(long = "config.check-interval", value_name = "DURATION", default_value = "30s", value_parser = parse_duration)]
+    pub config_check_interval: Duration,
+
     /// Address to listen on for HTTP (`:9435` means every interface).
     #[arg(long = "web.listen-address", value_name = "ADDR", default_value = ":9435")]
     pub listen_address: String,

@@ -10,6 +10,7 @@ use clap::Parser;
 use bpf_exporter::cli::Args;
 use bpf_exporter::metrics::SnapshotCell;
 use bpf_exporter::reader::cache::LabelCache;
+use bpf_exporter::reload::trigger::{self, Reloader};
 use bpf_exporter::{config, exporter, programs, reader, server};
 
 fn main() -> ExitCode {
@@ -78,13 +79,54 @@ fn run(args: Args) -> anyhow::Result<ExitCode> {
         };
         let listener = server::bind(&options).await?;
         tracing::info!(address = %listener.local_addr()?, path = %options.telemetry_path, "serving metrics");
-        let _reader =
-            reader::spawn(reader, cell.clone(), args.read_interval).context("starting the map reader")?;
-        server::serve(listener, options, cell, shutdown_signal()).await;
+        let running = Arc::new(
+            reader::spawn(reader, cell.clone(), args.read_interval).context("starting the map reader")?,
+        );
+        let reloader = Arc::new(Reloader::new(
+            Arc::clone(&running),
+            args.config_dir.clone(),
+            args.config_names.clone(),
+            args.metrics_prefix.clone(),
+            args.read_method,
+            &sources,
+        ));
+        let _watch = match &args.config_dir {
+            Some(dir) => Some(
+                trigger::watch(dir, Arc::clone(&reloader), args.config_check_interval)
+                    .with_context(|| format!("watching --config.dir {} for changes", dir.display()))?,
+            ),
+            None => None,
+        };
+        tokio::spawn(reload_on_sighup(Arc::clone(&reloader)));
+        let hook: server::ReloadHook = {
+            let reloader = Arc::clone(&reloader);
+            Arc::new(move || match reloader.reload() {
+                Ok(outcome) if outcome.is_successful() => Ok(outcome.to_string()),
+                Ok(outcome) => Err(outcome.to_string()),
+                Err(e) => Err(e),
+            })
+        };
+        server::serve(listener, options, cell, Some(hook), shutdown_signal()).await;
         tracing::info!("shutting down; detaching programs");
         anyhow::Ok(())
     })?;
     Ok(ExitCode::SUCCESS)
+}
+
+/// Reloads the configs on every SIGHUP, as Prometheus does.
+async fn reload_on_sighup(reloader: Arc<Reloader>) {
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut hangups = match signal(SignalKind::hangup()) {
+        Ok(s) => s,
+        Err(e) => {
+            tracing::warn!("cannot listen for SIGHUP, reload with POST /-/reload instead: {e}");
+            return;
+        }
+    };
+    while hangups.recv().await.is_some() {
+        let reloader = Arc::clone(&reloader);
+        let _ = tokio::task::spawn_blocking(move || reloader.reload()).await;
+    }
 }
 
 /// Resolves on SIGINT or SIGTERM (systemd and Kubernetes stop with SIGTERM).

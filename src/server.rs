@@ -180,11 +180,16 @@ fn bind_error(listen: &str, addr: SocketAddr, err: io::Error) -> anyhow::Error {
     anyhow!("cannot listen on {addr} (--web.listen-address {listen:?}): {err}; {hint}")
 }
 
+/// Runs a config reload for `POST /-/reload`: `Ok` with a summary when
+/// every change applied, `Err` with the reasons when some were refused.
+/// Blocking; the server calls it off the async threads.
+pub type ReloadHook = Arc<dyn Fn() -> Result<String, String> + Send + Sync>;
+
 /// What every connection task needs.
-#[derive(Debug)]
 struct Context {
     telemetry_path: String,
     cell: Arc<SnapshotCell>,
+    reload: Option<ReloadHook>,
 }
 
 /// Serves HTTP/1.1 on `listener` until `shutdown` resolves, then stops
@@ -194,11 +199,13 @@ pub async fn serve(
     listener: TcpListener,
     opts: ServerOptions,
     cell: Arc<SnapshotCell>,
+    reload: Option<ReloadHook>,
     shutdown: impl Future<Output = ()>,
 ) {
     let ctx = Arc::new(Context {
         telemetry_path: opts.telemetry_path,
         cell,
+        reload,
     });
     let graceful = GracefulShutdown::new();
     let mut builder = http1::Builder::new();
@@ -221,7 +228,12 @@ pub async fn serve(
                 let ctx = Arc::clone(&ctx);
                 let service = service_fn(move |req| {
                     let ctx = Arc::clone(&ctx);
-                    async move { Ok::<_, Infallible>(handle(&req, &ctx)) }
+                    async move {
+                        if req.uri().path() == RELOAD_PATH {
+                            return Ok::<_, Infallible>(handle_reload(req.method(), &ctx).await);
+                        }
+                        Ok::<_, Infallible>(handle(&req, &ctx))
+                    }
                 });
                 let conn = graceful.watch(builder.serve_connection(TokioIo::new(stream), service));
                 tokio::spawn(async move {
@@ -243,6 +255,36 @@ pub async fn serve(
 }
 
 type Resp = Response<Full<Bytes>>;
+
+/// Prometheus's own reload endpoint, so the same tooling works.
+const RELOAD_PATH: &str = "/-/reload";
+
+/// `POST /-/reload`: 200 when every change applied, 500 with the reasons
+/// when some were refused (the previous versions keep running).
+async fn handle_reload(method: &Method, ctx: &Context) -> Resp {
+    if method != Method::POST && method != Method::PUT {
+        let mut resp = plain(StatusCode::METHOD_NOT_ALLOWED, "Method Not Allowed: use POST\n");
+        resp.headers_mut()
+            .insert(header::ALLOW, HeaderValue::from_static("POST, PUT"));
+        return resp;
+    }
+    let Some(hook) = ctx.reload.clone() else {
+        return plain(StatusCode::NOT_FOUND, "Reloading is not enabled\n");
+    };
+    match tokio::task::spawn_blocking(move || hook()).await {
+        Ok(Ok(summary)) => response(
+            StatusCode::OK,
+            "text/plain; charset=utf-8",
+            format!("{summary}\n").into(),
+        ),
+        Ok(Err(reasons)) => response(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "text/plain; charset=utf-8",
+            format!("{reasons}\n").into(),
+        ),
+        Err(_) => plain(StatusCode::INTERNAL_SERVER_ERROR, "the reload did not finish\n"),
+    }
+}
 
 enum Route {
     Metrics,
@@ -523,7 +565,7 @@ mod tests {
                 cell.publish(snapshot());
             }
             let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-            let task = tokio::spawn(serve(listener, opts, Arc::clone(&cell), async {
+            let task = tokio::spawn(serve(listener, opts, Arc::clone(&cell), None, async {
                 let _ = stopped.await;
             }));
             TestServer {

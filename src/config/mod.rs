@@ -29,7 +29,7 @@ pub struct EmbeddedConfig {
 include!(concat!(env!("OUT_DIR"), "/configs.rs"));
 
 /// The text of one config and where it came from.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct Source {
     /// File stem; also the default program name.
     pub name: String,

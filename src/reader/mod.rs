@@ -371,32 +371,66 @@ fn counter(labels: &[&str], value: u64) -> Sample {
 /// A reader running on its own thread; dropping the handle stops it and
 /// detaches the programs.
 pub struct Running {
-    stop: mpsc::Sender<()>,
+    commands: mpsc::Sender<Command>,
     thread: Option<JoinHandle<()>>,
+}
+
+type Job = Box<dyn FnOnce(&mut Reader) + Send>;
+
+enum Command {
+    /// Runs on the reader thread between two reads; a snapshot follows at
+    /// once so its effect is served without waiting for the next interval.
+    Apply(Job),
+    Stop,
 }
 
 /// Publishes a first snapshot at once, then one per `interval`.
 pub fn spawn(mut reader: Reader, cell: Arc<SnapshotCell>, interval: Duration) -> std::io::Result<Running> {
-    let (stop, stopped) = mpsc::channel::<()>();
+    let (commands, received) = mpsc::channel::<Command>();
     let thread = std::thread::Builder::new()
         .name("map-reader".into())
-        .spawn(move || loop {
-            let started = Instant::now();
-            cell.publish(reader.read());
-            match stopped.recv_timeout(interval.saturating_sub(started.elapsed())) {
-                Err(RecvTimeoutError::Timeout) => {}
-                Ok(()) | Err(RecvTimeoutError::Disconnected) => break,
+        .spawn(move || {
+            let mut next = Instant::now();
+            loop {
+                if Instant::now() >= next {
+                    cell.publish(reader.read());
+                    next = Instant::now() + interval;
+                }
+                match received.recv_timeout(next.saturating_duration_since(Instant::now())) {
+                    Err(RecvTimeoutError::Timeout) => {}
+                    Ok(Command::Apply(job)) => {
+                        job(&mut reader);
+                        next = Instant::now();
+                    }
+                    Ok(Command::Stop) | Err(RecvTimeoutError::Disconnected) => break,
+                }
             }
         })?;
     Ok(Running {
-        stop,
+        commands,
         thread: Some(thread),
     })
 }
 
+impl Running {
+    /// Runs `job` on the reader thread, between reads, and waits for its
+    /// result; `None` if the thread has stopped.
+    pub fn with_reader<T: Send + 'static>(
+        &self,
+        job: impl FnOnce(&mut Reader) -> T + Send + 'static,
+    ) -> Option<T> {
+        let (reply, result) = mpsc::channel();
+        let job: Job = Box::new(move |reader| {
+            let _ = reply.send(job(reader));
+        });
+        self.commands.send(Command::Apply(job)).ok()?;
+        result.recv().ok()
+    }
+}
+
 impl Drop for Running {
     fn drop(&mut self) {
-        let _ = self.stop.send(());
+        let _ = self.commands.send(Command::Stop);
         if let Some(thread) = self.thread.take() {
             let _ = thread.join();
         }

@@ -5,6 +5,10 @@
 //! fails to parse, load or attach is rejected and the running version of
 //! that config stays; the other changes still apply.
 
+pub mod trigger;
+
+use std::fmt;
+
 use crate::config::Source;
 use crate::exporter;
 use crate::metrics::ConfigState;
@@ -21,6 +25,30 @@ pub struct ReloadOutcome {
     /// Changes refused, with the reason; the previous version (if any)
     /// keeps running.
     pub rejected: Vec<(String, String)>,
+}
+
+impl fmt::Display for ReloadOutcome {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let list = |names: &[String]| {
+            if names.is_empty() {
+                "none".to_string()
+            } else {
+                names.join(", ")
+            }
+        };
+        write!(
+            f,
+            "added: {}; changed: {}; removed: {}; unchanged: {}",
+            list(&self.added),
+            list(&self.changed),
+            list(&self.removed),
+            list(&self.unchanged)
+        )?;
+        for (name, reason) in &self.rejected {
+            write!(f, "\nrejected {name}, previous version kept: {reason}")?;
+        }
+        Ok(())
+    }
 }
 
 impl ReloadOutcome {

@@ -43,10 +43,14 @@ impl Exporter {
     }
 
     fn try_get(&self, path: &str, headers: &str) -> Option<(u16, String, String)> {
+        self.request("GET", path, headers)
+    }
+
+    fn request(&self, method: &str, path: &str, headers: &str) -> Option<(u16, String, String)> {
         let mut stream = TcpStream::connect(("127.0.0.1", self.port)).ok()?;
         write!(
             stream,
-            "GET {path} HTTP/1.1\r\nHost: localhost\r\n{headers}Connection: close\r\n\r\n"
+            "{method} {path} HTTP/1.1\r\nHost: localhost\r\n{headers}Content-Length: 0\r\nConnection: close\r\n\r\n"
         )
         .ok()?;
         let mut response = String::new();
@@ -209,4 +213,97 @@ fn unknown_config_name_is_an_error_listing_the_known_ones() {
         stderr.contains("no config named \"sycalls\"") && stderr.contains(&known.join(", ")),
         "{stderr}"
     );
+}
+
+/// Polls /metrics until `check` holds; returns how long that took.
+fn until(exporter: &Exporter, what: &str, check: impl Fn(&str) -> bool) -> Duration {
+    let started = Instant::now();
+    loop {
+        if check(&exporter.get("/metrics", "").2) {
+            return started.elapsed();
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(20),
+            "gave up waiting for {what}"
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
+#[test]
+fn config_changes_apply_while_running() {
+    if !bpf_available() {
+        return;
+    }
+    let dir = std::env::temp_dir().join(format!("bpf-exporter-reload-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let embedded = |name: &str| {
+        bpf_exporter::config::EMBEDDED_CONFIGS
+            .iter()
+            .find(|c| c.name == name)
+            .unwrap()
+            .text
+    };
+    let syscalls = embedded("syscalls");
+    let path = dir.join("syscalls.yaml");
+    std::fs::write(&path, syscalls).unwrap();
+    // A long safety-net interval: only file events may trigger here.
+    let exporter = Exporter::start(&[
+        "--config.dir",
+        dir.to_str().unwrap(),
+        "--config.check-interval",
+        "1h",
+    ]);
+    assert!(exporter
+        .get("/metrics", "")
+        .2
+        .contains("# TYPE ebpf_syscalls_total counter"));
+
+    // An editor's save: a new file renamed over the old one.
+    let edited = syscalls.replace("help: System calls entered, by syscall name.", "help: Reloaded.");
+    std::fs::write(dir.join(".syscalls.yaml.swp"), &edited).unwrap();
+    std::fs::rename(dir.join(".syscalls.yaml.swp"), &path).unwrap();
+    let applied = until(&exporter, "the edited help", |m| {
+        m.contains("# HELP ebpf_syscalls_total Reloaded.")
+    });
+    eprintln!("edit applied after {applied:?}");
+
+    // A broken change is refused; the running version stays.
+    std::fs::write(&path, edited.replace("size: 8", "size: eight")).unwrap();
+    let (status, _, body) = exporter.request("POST", "/-/reload", "").unwrap();
+    assert_eq!(status, 500, "{body}");
+    assert!(
+        body.contains("syscalls.yaml:") && body.contains("labels[0].size"),
+        "{body}"
+    );
+    let metrics = exporter.get("/metrics", "").2;
+    assert!(
+        metrics.contains("# HELP ebpf_syscalls_total Reloaded."),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains("bpf_exporter_config_last_reload_successful 0"),
+        "{metrics}"
+    );
+
+    // Added and removed files.
+    std::fs::write(&path, &edited).unwrap();
+    std::fs::write(dir.join("execs.yaml"), embedded("execs")).unwrap();
+    until(&exporter, "execs", |m| {
+        m.contains("bpf_exporter_config_state{config=\"execs\",state=\"running\"} 1")
+    });
+    std::fs::remove_file(&path).unwrap();
+    until(&exporter, "syscalls gone", |m| !m.contains("ebpf_syscalls_total"));
+
+    // SIGHUP reloads (and does not end the process).
+    let before = exporter.sample("bpf_exporter_config_reloads_total{result=\"success\"}");
+    // SAFETY: signalling our own child.
+    unsafe { libc::kill(exporter.child.id() as i32, libc::SIGHUP) };
+    until(&exporter, "a SIGHUP reload", |m| {
+        m.lines()
+            .find_map(|l| l.strip_prefix("bpf_exporter_config_reloads_total{result=\"success\"} "))
+            .is_some_and(|v| v.parse::<u64>().unwrap() > before)
+    });
+    exporter.stop();
+    std::fs::remove_dir_all(&dir).unwrap();
 }
