@@ -3,7 +3,9 @@
 //! counters keep counting), changed and added ones are loaded and attached
 //! before they replace anything, removed ones are detached. A change that
 //! fails to parse, load or attach is rejected and the running version of
-//! that config stays; the other changes still apply.
+//! that config stays; the other changes still apply. Where the new version
+//! cannot attach beside the old one (an interface takes one XDP program),
+//! the old one is detached first and restored if the new one still fails.
 
 pub mod trigger;
 
@@ -75,8 +77,25 @@ pub fn reconcile(reader: &mut Reader, sources: &[Source], prefix: &str, method: 
             continue;
         }
         let running = reader.running_text(&source.name).map(str::to_owned);
-        let applied = exporter::apply(reader, source, prefix, method);
-        let status = applied.status;
+        let mut status = exporter::apply(reader, source, prefix, method).status;
+        if status.state == ConfigState::Failed && running.is_some() {
+            // Some attachments are exclusive (one XDP program per interface
+            // and mode): the new version cannot attach beside the old one.
+            // Break before make instead, and roll back if it still fails.
+            reader.remove(&source.name);
+            status = exporter::apply(reader, source, prefix, method).status;
+            if status.state != ConfigState::Running {
+                let old = Source {
+                    text: running.clone().unwrap_or_default(),
+                    ..source.clone()
+                };
+                let restored = exporter::apply(reader, &old, prefix, method).status;
+                if restored.state != ConfigState::Running {
+                    tracing::error!(config = %source.name, "rolling back failed too; the config is down");
+                    reader.add_failed(restored, &old.text);
+                }
+            }
+        }
         if status.state == ConfigState::Running {
             match running {
                 Some(_) => outcome.changed.push(source.name.clone()),

@@ -154,3 +154,54 @@ fn a_changed_config_is_swapped_and_a_removed_one_detached() {
     );
     assert!(snapshot.configs.is_empty(), "{:?}", snapshot.configs);
 }
+
+#[test]
+fn a_changed_xdp_config_takes_over_the_interface() {
+    if !bpf_available() {
+        return;
+    }
+    // lo of a private network namespace, so the host's is left alone.
+    private_loopback();
+    let source = embedded("xdp_packets");
+    let mut reader = start_sources(std::slice::from_ref(&source));
+    let changed = Source {
+        text: source
+            .text
+            .replace("help: Packets received on", "help: Reloaded, packets received on"),
+        ..source.clone()
+    };
+    assert_ne!(changed.text, source.text);
+    // One XDP program per interface and mode: the new one cannot attach
+    // beside the old one, so the old one makes way.
+    let outcome = reload(&mut reader, &[changed]);
+    assert_eq!(outcome.changed, ["xdp_packets"], "{outcome:?}");
+    let snapshot = reader.read();
+    let family = snapshot
+        .families
+        .iter()
+        .find(|f| f.name == "ebpf_xdp_packets_total")
+        .unwrap();
+    assert!(family.help.starts_with("Reloaded,"), "{}", family.help);
+    let attached = gauge(
+        &snapshot,
+        "bpf_exporter_program_attached",
+        &[("config", "xdp_packets"), ("program", "count_packets")],
+    );
+    assert_eq!(attached, 1.0);
+
+    // A change that cannot attach at all is rolled back to the old version.
+    let broken = Source {
+        text: source.text.replace("interface: lo", "interface: nosuchif0"),
+        ..source.clone()
+    };
+    let outcome = reload(&mut reader, &[broken]);
+    assert_eq!(outcome.rejected.len(), 1, "{outcome:?}");
+    assert!(outcome.rejected[0].1.contains("nosuchif0"), "{outcome:?}");
+    let snapshot = reader.read();
+    let attached = gauge(
+        &snapshot,
+        "bpf_exporter_program_attached",
+        &[("config", "xdp_packets"), ("program", "count_packets")],
+    );
+    assert_eq!(attached, 1.0, "the previous version must be attached again");
+}
