@@ -124,6 +124,18 @@ impl LabelCache {
         decoded
     }
 
+    /// Drops every entry of these metrics (their config was replaced or
+    /// removed), so reloads do not fill the cache with dead entries.
+    pub fn forget(&mut self, metrics: &[u64]) {
+        let dead = |key: &Vec<u8>| {
+            key.get(..8)
+                .and_then(|id| id.try_into().ok())
+                .is_some_and(|id| metrics.contains(&u64::from_ne_bytes(id)))
+        };
+        self.current.retain(|key, _| !dead(key));
+        self.previous.retain(|key, _| !dead(key));
+    }
+
     fn insert(&mut self, key: Vec<u8>, entry: Entry) {
         if self.current.len() >= self.generation && !self.current.contains_key(&key) {
             self.stats.evictions += self.previous.len() as u64;
@@ -187,6 +199,19 @@ mod tests {
         assert_eq!(
             cache.get_or_decode(1, b"s", false, Instant::now(), || decoded("other")),
             decoded("stable")
+        );
+    }
+
+    #[test]
+    fn forgotten_metrics_leave_the_cache() {
+        let mut cache = LabelCache::new(8, Duration::from_secs(60));
+        let _ = cache.get_or_decode(1, b"a", false, Instant::now(), || decoded("a"));
+        let _ = cache.get_or_decode(2, b"a", false, Instant::now(), || decoded("b"));
+        cache.forget(&[1]);
+        assert_eq!(cache.len(), 1);
+        assert_eq!(
+            cache.get_or_decode(2, b"a", false, Instant::now(), || decoded("x")),
+            decoded("b")
         );
     }
 

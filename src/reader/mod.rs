@@ -43,6 +43,12 @@ struct Target {
     metrics: Vec<MetricState>,
 }
 
+impl Target {
+    fn metric_ids(&self) -> Vec<u64> {
+        self.metrics.iter().map(|m| m.id).collect()
+    }
+}
+
 /// Label sets kept by default, and how long a label set whose decoders'
 /// answers can change is trusted (`--labels.cache-size`,
 /// `--labels.refresh-interval`).
@@ -142,7 +148,10 @@ impl Reader {
             .iter_mut()
             .find(|t| t.config.name == target.config.name)
         {
-            Some(old) => *old = target,
+            Some(old) => {
+                let old = std::mem::replace(old, target);
+                self.cache.forget(&old.metric_ids());
+            }
             None => self.targets.push(target),
         }
         Ok(())
@@ -174,6 +183,13 @@ impl Reader {
     /// Detaches config `name` and forgets it: its series leave the next
     /// snapshot and its maps are freed.
     pub fn remove(&mut self, name: &str) {
+        let ids: Vec<u64> = self
+            .targets
+            .iter()
+            .filter(|t| t.config.name == name)
+            .flat_map(Target::metric_ids)
+            .collect();
+        self.cache.forget(&ids);
         self.targets.retain(|t| t.config.name != name);
         self.others.retain(|o| o.name != name);
         self.failed_texts.remove(name);

@@ -205,3 +205,35 @@ fn a_changed_xdp_config_takes_over_the_interface() {
     );
     assert_eq!(attached, 1.0, "the previous version must be attached again");
 }
+
+#[test]
+fn replaced_configs_leave_nothing_in_the_label_cache() {
+    if !bpf_available() {
+        return;
+    }
+    let source = embedded("syscalls");
+    let other = Source {
+        text: source
+            .text
+            .replace("help: System calls entered", "help: Syscalls entered"),
+        ..source.clone()
+    };
+    let mut reader = start_sources(std::slice::from_ref(&source));
+    for i in 0..200 {
+        let next = if i % 2 == 0 { &other } else { &source };
+        assert_eq!(
+            reload(&mut reader, std::slice::from_ref(next)).changed,
+            ["syscalls"]
+        );
+        reader.read();
+    }
+    let snapshot = reader.read();
+    let entries = gauge(&snapshot, "bpf_exporter_label_cache_entries", &[]);
+    let keys = gauge(
+        &snapshot,
+        "bpf_exporter_map_entries",
+        &[("config", "syscalls"), ("map", "syscalls_total")],
+    );
+    // Only the running version's keys: none of the 200 replaced versions'.
+    assert!(entries <= keys, "{entries} cached label sets for {keys} map keys");
+}
