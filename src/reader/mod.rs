@@ -391,7 +391,9 @@ pub struct Running {
     thread: Option<JoinHandle<()>>,
 }
 
-type Job = Box<dyn FnOnce(&mut Reader) + Send>;
+/// Work for the reader thread; what it returns runs after the snapshot that
+/// follows is published (so a caller told "done" is served the result).
+type Job = Box<dyn FnOnce(&mut Reader) -> Box<dyn FnOnce() + Send> + Send>;
 
 enum Command {
     /// Runs on the reader thread between two reads; a snapshot follows at
@@ -415,8 +417,10 @@ pub fn spawn(mut reader: Reader, cell: Arc<SnapshotCell>, interval: Duration) ->
                 match received.recv_timeout(next.saturating_duration_since(Instant::now())) {
                     Err(RecvTimeoutError::Timeout) => {}
                     Ok(Command::Apply(job)) => {
-                        job(&mut reader);
-                        next = Instant::now();
+                        let done = job(&mut reader);
+                        cell.publish(reader.read());
+                        next = Instant::now() + interval;
+                        done();
                     }
                     Ok(Command::Stop) | Err(RecvTimeoutError::Disconnected) => break,
                 }
@@ -430,14 +434,18 @@ pub fn spawn(mut reader: Reader, cell: Arc<SnapshotCell>, interval: Duration) ->
 
 impl Running {
     /// Runs `job` on the reader thread, between reads, and waits for its
-    /// result; `None` if the thread has stopped.
+    /// result, which comes once a snapshot taken after `job` is published;
+    /// `None` if the thread has stopped.
     pub fn with_reader<T: Send + 'static>(
         &self,
         job: impl FnOnce(&mut Reader) -> T + Send + 'static,
     ) -> Option<T> {
         let (reply, result) = mpsc::channel();
         let job: Job = Box::new(move |reader| {
-            let _ = reply.send(job(reader));
+            let result = job(reader);
+            Box::new(move || {
+                let _ = reply.send(result);
+            })
         });
         self.commands.send(Command::Apply(job)).ok()?;
         result.recv().ok()
