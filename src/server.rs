@@ -1,5 +1,5 @@
 //! HTTP: the telemetry path (default `/metrics`), a landing page at `/`,
-//! and `/-/healthy` and `/-/ready` for orchestrators.
+//! `/-/healthy` and `/-/ready` for orchestrators, and `POST /-/reload`.
 //!
 //! Requests only ever read the newest published [`Snapshot`]; nothing here
 //! touches BPF maps, so a burst of scrapes cannot slow down or race with the
