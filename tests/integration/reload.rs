@@ -237,3 +237,52 @@ fn replaced_configs_leave_nothing_in_the_label_cache() {
     // Only the running version's keys: none of the 200 replaced versions'.
     assert!(entries <= keys, "{entries} cached label sets for {keys} map keys");
 }
+
+#[test]
+fn the_periodic_check_reloads_only_when_the_directory_changed() {
+    use bpf_exporter::metrics::SnapshotCell;
+    use bpf_exporter::reload::trigger::Reloader;
+    use std::sync::Arc;
+    if !bpf_available() {
+        return;
+    }
+    let dir = std::env::temp_dir().join(format!("bpf-exporter-poll-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join("syscalls.yaml");
+    std::fs::write(&path, embedded("syscalls").text).unwrap();
+    let sources = config::sources(Some(&dir), None).unwrap();
+    let reader = start_sources(&sources);
+    let cell = Arc::new(SnapshotCell::default());
+    let running = Arc::new(
+        bpf_exporter::reader::spawn(reader, Arc::clone(&cell), std::time::Duration::from_secs(3600)).unwrap(),
+    );
+    let reloader = Reloader::new(
+        running,
+        Some(dir.clone()),
+        None,
+        "ebpf_".into(),
+        ReadMethod::Batch,
+        &sources,
+    );
+    // What the periodic check (and the watcher) call: nothing changed yet.
+    assert!(reloader.reload_if_changed().is_none());
+    std::fs::write(
+        &path,
+        embedded("syscalls")
+            .text
+            .replace("help: System calls entered", "help: Polled"),
+    )
+    .unwrap();
+    let outcome = reloader.reload_if_changed().expect("a change on disk").unwrap();
+    assert_eq!(outcome.changed, ["syscalls"]);
+    // The answer comes once a snapshot with the change is published.
+    let snapshot = cell.load();
+    let family = snapshot
+        .families
+        .iter()
+        .find(|f| f.name == "ebpf_syscalls_total")
+        .unwrap();
+    assert!(family.help.starts_with("Polled"), "{}", family.help);
+    assert!(reloader.reload_if_changed().is_none(), "the same files twice");
+    std::fs::remove_dir_all(&dir).unwrap();
+}
