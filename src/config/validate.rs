@@ -13,7 +13,7 @@ use super::{
     MetricType, Source, XdpMode,
 };
 use crate::decoders::{self, DecoderOptions};
-use crate::programs::{self, GlobalMeta, Hook, KeyLayout, MapMeta, ObjectInfo};
+use crate::programs::{self, GlobalMeta, Hook, KeyField, KeyLayout, MapMeta, ObjectInfo};
 
 /// Name of the label that splits per-CPU values by CPU, as in ebpf_exporter.
 pub const CPU_LABEL: &str = "cpu";
@@ -188,6 +188,19 @@ struct Place {
     padding: usize,
     /// Picked by field name rather than by position.
     by_name: bool,
+}
+
+/// Where in the key a byte falls, for messages: inside which field, or past
+/// the last one.
+fn whereabouts(field: Option<&KeyField>) -> String {
+    field.map_or("past its last field".to_string(), |f| {
+        format!(
+            "inside field `{}` (bytes {}..{})",
+            f.name,
+            f.offset,
+            f.offset + f.size
+        )
+    })
 }
 
 /// `struct key_t { pid: 0..4, comm: 4..20 }`, for messages.
@@ -795,12 +808,7 @@ impl Validator<'_> {
                          before it match the key ({})",
                         l.name.value,
                         place.offset,
-                        inside.map_or("past its last field".to_string(), |f| format!(
-                            "inside field `{}` (bytes {}..{})",
-                            f.name,
-                            f.offset,
-                            f.offset + f.size
-                        )),
+                        whereabouts(inside),
                         describe(layout)
                     ),
                 );
@@ -814,12 +822,7 @@ impl Validator<'_> {
                          the key ({})",
                         l.name.value,
                         place.offset,
-                        inside.map_or("past its last field".to_string(), |f| format!(
-                            "inside field `{}` (bytes {}..{})",
-                            f.name,
-                            f.offset,
-                            f.offset + f.size
-                        )),
+                        whereabouts(inside),
                         describe(layout)
                     ),
                 );

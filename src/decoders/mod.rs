@@ -135,26 +135,24 @@ pub struct Configured {
     pub decoder: Box<dyn Decoder>,
 }
 
-/// Like [`build`], keeping the name.
+/// The decoder named `name` with its registry name, or an error listing the
+/// known ones.
 pub fn configure(name: &str, options: &DecoderOptions) -> Result<Configured, String> {
-    let decoder = build(name, options)?;
-    let name = REGISTRY
-        .iter()
-        .map(|(n, _)| *n)
-        .find(|n| *n == name)
-        .unwrap_or("unknown");
-    Ok(Configured { name, decoder })
-}
-
-/// The decoder named `name`, or an error listing the known ones.
-pub fn build(name: &str, options: &DecoderOptions) -> Result<Box<dyn Decoder>, String> {
     match REGISTRY.iter().find(|(n, _)| *n == name) {
-        Some((_, builder)) => builder(options),
+        Some((name, builder)) => Ok(Configured {
+            name,
+            decoder: builder(options)?,
+        }),
         None => Err(format!(
             "unknown decoder \"{name}\" (known: {})",
             known_names().join(", ")
         )),
     }
+}
+
+/// Like [`configure`], without the name.
+pub fn build(name: &str, options: &DecoderOptions) -> Result<Box<dyn Decoder>, String> {
+    configure(name, options).map(|c| c.decoder)
 }
 
 pub fn known_names() -> Vec<&'static str> {

@@ -56,15 +56,27 @@ impl Reloader {
     /// directory is a failed reload: nothing changes.
     pub fn reload(&self) -> Result<ReloadOutcome, String> {
         let mut applied = self.applied.lock().unwrap_or_else(|e| e.into_inner());
-        let sources = match config::sources(self.dir.as_deref(), self.names.as_deref()) {
-            Ok(sources) => sources,
+        match config::sources(self.dir.as_deref(), self.names.as_deref()) {
+            Ok(sources) => self.apply(&mut applied, sources),
             Err(e) => {
                 let message = format!("{e:#}");
                 tracing::error!("reload failed, every config keeps running: {message}");
                 self.running.with_reader(|reader| reader.record_reload(false));
-                return Err(message);
+                Err(message)
             }
-        };
+        }
+    }
+
+    /// Reloads only if the configs on disk differ from the ones last
+    /// applied: what the watcher and the periodic check call.
+    pub fn reload_if_changed(&self) -> Option<Result<ReloadOutcome, String>> {
+        let mut applied = self.applied.lock().unwrap_or_else(|e| e.into_inner());
+        let sources = config::sources(self.dir.as_deref(), self.names.as_deref()).ok()?;
+        (*applied != fingerprint(&sources)).then(|| self.apply(&mut applied, sources))
+    }
+
+    /// Applies `sources` on the reader thread; `applied` is the held lock.
+    fn apply(&self, applied: &mut u64, sources: Vec<Source>) -> Result<ReloadOutcome, String> {
         *applied = fingerprint(&sources);
         let (prefix, method) = (self.prefix.clone(), self.method);
         let outcome = self
@@ -79,14 +91,6 @@ impl Reloader {
             "configs reloaded"
         );
         Ok(outcome)
-    }
-
-    /// Reloads only if the configs on disk differ from the ones last
-    /// applied: what the watcher and the periodic check call.
-    pub fn reload_if_changed(&self) -> Option<Result<ReloadOutcome, String>> {
-        let current = config::sources(self.dir.as_deref(), self.names.as_deref()).ok()?;
-        let unchanged = *self.applied.lock().unwrap_or_else(|e| e.into_inner()) == fingerprint(&current);
-        (!unchanged).then(|| self.reload())
     }
 }
 
