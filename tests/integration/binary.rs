@@ -25,6 +25,15 @@ impl Drop for Exporter {
     }
 }
 
+/// The text of embedded config `name`.
+fn embedded(name: &str) -> &'static str {
+    bpf_exporter::config::EMBEDDED_CONFIGS
+        .iter()
+        .find(|c| c.name == name)
+        .unwrap()
+        .text
+}
+
 /// HTTP to an exporter another handle owns.
 struct Client {
     port: u16,
@@ -51,6 +60,17 @@ fn http(port: u16, method: &str, path: &str, headers: &str) -> Option<(u16, Stri
 }
 
 impl Exporter {
+    /// Runs on the configs of `dir`, with a periodic check so rare that
+    /// only file events and explicit reloads can apply a change.
+    fn watching(dir: &std::path::Path) -> Exporter {
+        Exporter::start(&[
+            "--config.dir",
+            dir.to_str().unwrap(),
+            "--config.check-interval",
+            "1h",
+        ])
+    }
+
     fn start(args: &[&str]) -> Exporter {
         let port = std::net::TcpListener::bind("127.0.0.1:0")
             .unwrap()
@@ -266,23 +286,10 @@ fn config_changes_apply_while_running() {
     }
     let dir = std::env::temp_dir().join(format!("bpf-exporter-reload-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
-    let embedded = |name: &str| {
-        bpf_exporter::config::EMBEDDED_CONFIGS
-            .iter()
-            .find(|c| c.name == name)
-            .unwrap()
-            .text
-    };
     let syscalls = embedded("syscalls");
     let path = dir.join("syscalls.yaml");
     std::fs::write(&path, syscalls).unwrap();
-    // A long safety-net interval: only file events may trigger here.
-    let exporter = Exporter::start(&[
-        "--config.dir",
-        dir.to_str().unwrap(),
-        "--config.check-interval",
-        "1h",
-    ]);
+    let exporter = Exporter::watching(&dir);
     assert!(exporter
         .get("/metrics", "")
         .2
@@ -371,23 +378,14 @@ fn hundreds_of_reloads_under_scrapes_leak_nothing() {
     const RELOADS: usize = 300;
     let dir = std::env::temp_dir().join(format!("bpf-exporter-soak-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
-    let text = bpf_exporter::config::EMBEDDED_CONFIGS
-        .iter()
-        .find(|c| c.name == "syscalls")
-        .unwrap()
-        .text;
+    let text = embedded("syscalls");
     let versions = [
         text.to_string(),
         text.replace("help: System calls entered", "help: Syscalls entered"),
     ];
     let path = dir.join("syscalls.yaml");
     std::fs::write(&path, &versions[0]).unwrap();
-    let exporter = Exporter::start(&[
-        "--config.dir",
-        dir.to_str().unwrap(),
-        "--config.check-interval",
-        "1h",
-    ]);
+    let exporter = Exporter::watching(&dir);
     let pid = exporter.child.id();
     // One reload cycle first, so buffers that live for good are allocated.
     for version in versions.iter().rev() {
@@ -460,11 +458,7 @@ fn a_configmap_style_symlink_swap_applies() {
     use std::os::unix::fs::symlink;
     let dir = std::env::temp_dir().join(format!("bpf-exporter-configmap-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
-    let text = bpf_exporter::config::EMBEDDED_CONFIGS
-        .iter()
-        .find(|c| c.name == "syscalls")
-        .unwrap()
-        .text;
+    let text = embedded("syscalls");
     // Kubernetes' layout: <name> -> ..data/<name>, ..data -> ..<timestamp>/.
     let publish = |generation: usize, help: &str| {
         let data = dir.join(format!("..gen_{generation}"));
@@ -482,12 +476,7 @@ fn a_configmap_style_symlink_swap_applies() {
     };
     publish(0, "Generation 0.");
     symlink("..data/syscalls.yaml", dir.join("syscalls.yaml")).unwrap();
-    let exporter = Exporter::start(&[
-        "--config.dir",
-        dir.to_str().unwrap(),
-        "--config.check-interval",
-        "1h",
-    ]);
+    let exporter = Exporter::watching(&dir);
     assert!(exporter
         .get("/metrics", "")
         .2

@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 
 use bpf_exporter::config::{self, Source};
 use bpf_exporter::exporter::{self, Outcome};
-use bpf_exporter::metrics::{Histogram, Snapshot, Value};
+use bpf_exporter::metrics::{Family, Histogram, Snapshot, Value};
 use bpf_exporter::reader::maps::ReadMethod;
 use bpf_exporter::reader::Reader;
 
@@ -63,6 +63,15 @@ fn value<'a>(snapshot: &'a Snapshot, name: &str, labels: &[(&str, &str)]) -> Opt
                 })
         })
         .map(|s| &s.value)
+}
+
+/// Family `name`; panics when the snapshot has none.
+pub fn family<'a>(snapshot: &'a Snapshot, name: &str) -> &'a Family {
+    snapshot
+        .families
+        .iter()
+        .find(|f| f.name == name)
+        .unwrap_or_else(|| panic!("no family {name}"))
 }
 
 /// Every series of family `name` (none when absent), by label values in the

@@ -80,15 +80,11 @@ fn xdp_packets_counts_each_packet_per_cpu_and_summed() {
         let mut reader = start(&["xdp_packets"]);
         send_udp_packets(300);
         let snapshot = reader.read();
-        let family = snapshot
-            .families
-            .iter()
-            .find(|f| f.name == "ebpf_xdp_packets_total")
-            .unwrap();
-        assert_eq!(family.label_names, ["cpu"]);
+        let split = family(&snapshot, "ebpf_xdp_packets_total");
+        assert_eq!(split.label_names, ["cpu"]);
         let cpus = libbpf_rs::num_possible_cpus().unwrap();
-        assert_eq!(family.samples.len(), cpus, "one series per possible CPU");
-        for (i, s) in family.samples.iter().enumerate() {
+        assert_eq!(split.samples.len(), cpus, "one series per possible CPU");
+        for (i, s) in split.samples.iter().enumerate() {
             assert_eq!(s.label_values, [i.to_string()]);
         }
         assert_eq!(counter_sum(&snapshot, "ebpf_xdp_packets_total"), 300);
@@ -99,12 +95,7 @@ fn xdp_packets_counts_each_packet_per_cpu_and_summed() {
         send_udp_packets(120);
         let snapshot = reader.read();
         assert_eq!(counter(&snapshot, "ebpf_xdp_packets_total", &[]), 120);
-        let family = snapshot
-            .families
-            .iter()
-            .find(|f| f.name == "ebpf_xdp_packets_total")
-            .unwrap();
-        assert_eq!(family.samples.len(), 1);
+        assert_eq!(family(&snapshot, "ebpf_xdp_packets_total").samples.len(), 1);
     })
     .join()
     .unwrap();

@@ -136,11 +136,7 @@ fn a_changed_config_is_swapped_and_a_removed_one_detached() {
     );
     calls(CHANGED, 40);
     let snapshot = reader.read();
-    let family = snapshot
-        .families
-        .iter()
-        .find(|f| f.name == "ebpf_syscalls_total")
-        .unwrap();
+    let family = family(&snapshot, "ebpf_syscalls_total");
     assert_eq!(family.help, "Syscalls entered (reloaded).");
     // New maps: only the calls since the swap.
     assert_eq!(syscalls(&snapshot, CHANGED), 40);
@@ -176,11 +172,7 @@ fn a_changed_xdp_config_takes_over_the_interface() {
     let outcome = reload(&mut reader, &[changed]);
     assert_eq!(outcome.changed, ["xdp_packets"], "{outcome:?}");
     let snapshot = reader.read();
-    let family = snapshot
-        .families
-        .iter()
-        .find(|f| f.name == "ebpf_xdp_packets_total")
-        .unwrap();
+    let family = family(&snapshot, "ebpf_xdp_packets_total");
     assert!(family.help.starts_with("Reloaded,"), "{}", family.help);
     let attached = gauge(
         &snapshot,
@@ -277,11 +269,7 @@ fn the_periodic_check_reloads_only_when_the_directory_changed() {
     assert_eq!(outcome.changed, ["syscalls"]);
     // The answer comes once a snapshot with the change is published.
     let snapshot = cell.load();
-    let family = snapshot
-        .families
-        .iter()
-        .find(|f| f.name == "ebpf_syscalls_total")
-        .unwrap();
+    let family = family(&snapshot, "ebpf_syscalls_total");
     assert!(family.help.starts_with("Polled"), "{}", family.help);
     assert!(reloader.reload_if_changed().is_none(), "the same files twice");
     std::fs::remove_dir_all(&dir).unwrap();

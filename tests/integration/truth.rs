@@ -196,12 +196,7 @@ fn family_names(snapshot: &Snapshot) -> Vec<&str> {
 }
 
 fn label_names<'a>(snapshot: &'a Snapshot, name: &str) -> &'a [String] {
-    &snapshot
-        .families
-        .iter()
-        .find(|f| f.name == name)
-        .unwrap_or_else(|| panic!("no family {name}"))
-        .label_names
+    &family(snapshot, name).label_names
 }
 
 const CALLS: &str = "metrics:
