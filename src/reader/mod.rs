@@ -304,10 +304,10 @@ impl Reader {
             for (program, stats) in target.loaded.run_stats() {
                 let labels = [target.config.name.as_str(), program.as_str()];
                 runs.push(counter(&labels, stats.run_count));
-                run_time.push(Sample {
-                    label_values: labels.iter().map(|l| l.to_string()).collect(),
-                    value: Value::FloatCounter(stats.run_time_ns as f64 / 1e9),
-                });
+                run_time.push(sample(
+                    &labels,
+                    Value::FloatCounter(stats.run_time_ns as f64 / 1e9),
+                ));
             }
         }
         let cache = self.cache.stats;
@@ -317,10 +317,7 @@ impl Reader {
                 .as_secs_f64()
         };
         let reloads = &self.reloads;
-        let timestamp = now
-            .duration_since(SystemTime::UNIX_EPOCH)
-            .unwrap_or_default()
-            .as_secs_f64();
+        let timestamp = unix(now);
         vec![
             family("build_info", "Build information; always 1.", MetricKind::Gauge, &["version"], vec![gauge(&[env!("CARGO_PKG_VERSION")], 1.0)]),
             family("config_state", "State of each config: running, invalid (the YAML was refused) or failed (its program did not load or attach); 1 for the current state.", MetricKind::Gauge, &["config", "state"], state),
@@ -370,18 +367,19 @@ fn family(name: &str, help: &str, kind: MetricKind, labels: &[&str], samples: Ve
     }
 }
 
-fn gauge(labels: &[&str], value: f64) -> Sample {
+fn sample(labels: &[&str], value: Value) -> Sample {
     Sample {
         label_values: labels.iter().map(|l| l.to_string()).collect(),
-        value: Value::Gauge(value),
+        value,
     }
 }
 
+fn gauge(labels: &[&str], value: f64) -> Sample {
+    sample(labels, Value::Gauge(value))
+}
+
 fn counter(labels: &[&str], value: u64) -> Sample {
-    Sample {
-        label_values: labels.iter().map(|l| l.to_string()).collect(),
-        value: Value::Counter(value),
-    }
+    sample(labels, Value::Counter(value))
 }
 
 /// A reader running on its own thread; dropping the handle stops it and
