@@ -3,7 +3,8 @@
 //!
 //! - `programs.rs`: the compiled BPF objects (ELF bytes, BTF included),
 //!   from `bpf/` and, marked test-only, from `tests/bpf/`;
-//! - `configs.rs`: the YAML files of `configs/`, the embedded default set.
+//! - `configs.rs`: the YAML files of `configs/` (the default set) and of
+//!   `configs/opt-in/` (shipped, run only when named).
 //!
 //! It also builds `tests/target/truth_target.c`, the process the truth tests
 //! probe, and hands its path to them as `BPF_EXPORTER_TRUTH_TARGET`.
@@ -64,14 +65,24 @@ fn main() {
     programs.push_str("];\n");
     fs::write(out.join("programs.rs"), programs).expect("writing programs.rs");
 
+    // configs/ is the default set; configs/opt-in/ ships too, but runs only
+    // when named (--config.names).
     let mut configs = String::from("pub static EMBEDDED_CONFIGS: &[EmbeddedConfig] = &[\n");
-    for path in files_with_suffix(&root.join("configs"), ".yaml") {
-        let name = stem(&path, ".yaml");
-        writeln!(
-            configs,
-            "    EmbeddedConfig {{ name: {name:?}, path: \"configs/{name}.yaml\", text: include_str!({path:?}) }},"
-        )
-        .unwrap();
+    let mut names = std::collections::BTreeSet::new();
+    for (dir, default) in [("configs", true), ("configs/opt-in", false)] {
+        for path in files_with_suffix(&root.join(dir), ".yaml") {
+            let name = stem(&path, ".yaml");
+            assert!(
+                names.insert(name.clone()),
+                "{}: a config named {name} is already in configs/ or configs/opt-in/",
+                path.display()
+            );
+            writeln!(
+                configs,
+                "    EmbeddedConfig {{ name: {name:?}, path: \"{dir}/{name}.yaml\", text: include_str!({path:?}), default: {default} }},"
+            )
+            .unwrap();
+        }
     }
     configs.push_str("];\n");
     fs::write(out.join("configs.rs"), configs).expect("writing configs.rs");

@@ -1,5 +1,5 @@
 //! Per-event cost of every embedded program, from the kernel's BPF run-time
-//! statistics: loads the default configs, drives a mixed workload (syscalls,
+//! statistics: loads every embedded config (opt-in ones too), drives a mixed workload (syscalls,
 //! execs, file writes with fsync, sleeps, UDP on loopback) for a few seconds
 //! and prints run time per program run. Whatever else the machine does in
 //! that time counts too, so the figure is an average over a real mix. Needs
@@ -17,7 +17,12 @@ const WORKLOAD: Duration = Duration::from_secs(5);
 
 fn main() {
     let _stats = programs::stats::enable().expect("enabling BPF statistics (run as root)");
-    let sources = config::sources(None, None).expect("embedded configs");
+    // The opt-in configs too: their cost is what decides they are opt-in.
+    let every: Vec<String> = config::EMBEDDED_CONFIGS
+        .iter()
+        .map(|c| c.name.to_string())
+        .collect();
+    let sources = config::sources(None, Some(&every)).expect("embedded configs");
     let (mut reader, outcomes) = exporter::assemble(&sources, "ebpf_", ReadMethod::Batch);
     print!("{}", exporter::report(&outcomes));
     reader.export_run_stats();

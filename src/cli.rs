@@ -15,7 +15,9 @@ pub struct Args {
     #[arg(long = "config.dir", value_name = "DIR")]
     pub config_dir: Option<PathBuf>,
 
-    /// Comma-separated config names to run (default: all).
+    /// Comma-separated config names to run; `default` stands for the default
+    /// set (configs/ when embedded, every config of --config.dir), so
+    /// `default,syscall_latency` adds an opt-in config to it.
     #[arg(long = "config.names", value_name = "NAMES", value_delimiter = ',')]
     pub config_names: Option<Vec<String>>,
 

@@ -24,7 +24,14 @@ pub struct EmbeddedConfig {
     pub name: &'static str,
     pub path: &'static str,
     pub text: &'static str,
+    /// In the set that runs when no `--config.names` are given (`configs/`);
+    /// the others (`configs/opt-in/`) run only when named.
+    pub default: bool,
 }
+
+/// The `--config.names` entry that stands for the default set, so opt-in
+/// configs can be added to it (`default,syscall_latency`).
+pub const DEFAULT_SET: &str = "default";
 
 include!(concat!(env!("OUT_DIR"), "/configs.rs"));
 
@@ -38,29 +45,50 @@ pub struct Source {
     pub text: String,
 }
 
-/// The configs to run: all of `dir` (or the embedded set), narrowed to
-/// `names` when given. An unknown name is an error that lists the known ones.
+/// The configs to run: the embedded default set, or all of `dir`; when
+/// `names` are given, exactly those, where [`DEFAULT_SET`] stands for the
+/// whole default set (every config of `dir`). An unknown name is an error
+/// that lists the known ones.
 pub fn sources(dir: Option<&Path>, names: Option<&[String]>) -> anyhow::Result<Vec<Source>> {
-    let all = match dir {
+    let all: Vec<(Source, bool)> = match dir {
         None => EMBEDDED_CONFIGS
             .iter()
-            .map(|c| Source {
-                name: c.name.to_string(),
-                origin: format!("embedded:{}", c.path),
-                text: c.text.to_string(),
+            .map(|c| {
+                let source = Source {
+                    name: c.name.to_string(),
+                    origin: format!("embedded:{}", c.path),
+                    text: c.text.to_string(),
+                };
+                (source, c.default)
             })
             .collect(),
-        Some(dir) => read_dir(dir)?,
+        Some(dir) => read_dir(dir)?.into_iter().map(|s| (s, true)).collect(),
     };
-    let Some(names) = names else { return Ok(all) };
-    let mut selected = Vec::new();
+    let default_set = || all.iter().filter(|(_, default)| *default).map(|(s, _)| s);
+    let Some(names) = names else {
+        return Ok(default_set().cloned().collect());
+    };
+    let mut selected: Vec<Source> = Vec::new();
+    let mut select = |source: &Source| {
+        if !selected.iter().any(|s| s.name == source.name) {
+            selected.push(source.clone());
+        }
+    };
     for name in names {
-        match all.iter().find(|s| &s.name == name) {
-            Some(source) => selected.push(source.clone()),
+        if name == DEFAULT_SET {
+            default_set().for_each(&mut select);
+            continue;
+        }
+        match all.iter().find(|(s, _)| &s.name == name) {
+            Some((source, _)) => select(source),
             None => bail!(
-                "--config.names: no config named {name:?} in {} (known: {})",
+                "--config.names: no config named {name:?} in {} (known: {}; {DEFAULT_SET} \
+                 stands for the default set)",
                 dir.map_or("the embedded set".to_string(), |d| d.display().to_string()),
-                all.iter().map(|s| s.name.as_str()).collect::<Vec<_>>().join(", ")
+                all.iter()
+                    .map(|(s, _)| s.name.as_str())
+                    .collect::<Vec<_>>()
+                    .join(", ")
             ),
         }
     }
@@ -271,5 +299,66 @@ impl fmt::Display for XdpMode {
             XdpMode::Native => "native",
             XdpMode::Offload => "offload",
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn names(sources: &[Source]) -> Vec<&str> {
+        sources.iter().map(|s| s.name.as_str()).collect()
+    }
+
+    fn embedded(default: bool) -> Vec<&'static str> {
+        EMBEDDED_CONFIGS
+            .iter()
+            .filter(|c| c.default == default)
+            .map(|c| c.name)
+            .collect()
+    }
+
+    #[test]
+    fn without_names_the_default_set_runs_and_opt_in_configs_do_not() {
+        let opt_in = embedded(false);
+        assert!(opt_in.contains(&"syscall_latency"), "{opt_in:?}");
+        assert_eq!(names(&sources(None, None).unwrap()), embedded(true));
+    }
+
+    #[test]
+    fn default_in_names_stands_for_the_default_set_once() {
+        let wanted: Vec<String> = ["syscalls", "default", "syscall_latency", "syscalls"]
+            .map(String::from)
+            .into();
+        let mut expected = vec!["syscalls"];
+        expected.extend(embedded(true).into_iter().filter(|n| *n != "syscalls"));
+        expected.push("syscall_latency");
+        assert_eq!(names(&sources(None, Some(&wanted)).unwrap()), expected);
+    }
+
+    #[test]
+    fn an_unknown_name_lists_every_embedded_config() {
+        let err = sources(None, Some(&["sycalls".to_string()]))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("no config named \"sycalls\""), "{err}");
+        assert!(
+            err.contains("syscall_latency") && err.contains("default stands for"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn every_config_of_a_directory_is_in_its_default_set() {
+        let dir = std::env::temp_dir().join(format!("bpf-exporter-sources-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        for name in ["a", "b"] {
+            std::fs::write(dir.join(format!("{name}.yaml")), "metrics: {}\n").unwrap();
+        }
+        let all = sources(Some(&dir), None).unwrap();
+        let named = sources(Some(&dir), Some(&["default".to_string()])).unwrap();
+        std::fs::remove_dir_all(&dir).unwrap();
+        assert_eq!(names(&all), ["a", "b"]);
+        assert_eq!(all, named);
     }
 }
