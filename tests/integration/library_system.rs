@@ -210,3 +210,217 @@ fn softirqs_times_the_net_rx_and_timer_runs_the_test_causes() {
     .join()
     .unwrap();
 }
+
+/// The tests of configs/page_faults.yaml, whose tracepoints are x86's.
+#[cfg(target_arch = "x86_64")]
+mod page_faults {
+    use std::io::{Read, Write};
+    use std::os::fd::{AsRawFd, FromRawFd};
+
+    use crate::common::*;
+
+    const PAGE_FAULTS: &str = "ebpf_page_faults_total";
+    /// Pages touched per try, each faulting once.
+    const PAGES: usize = 4096;
+    /// Other processes fault too, during a try: they may add this many and
+    /// the try still passes. Counting the test's faults twice would not.
+    const SLACK: u64 = PAGES as u64 / 2;
+    /// Tries for one quiet enough to pass the upper bound; each must pass
+    /// the lower one.
+    const TRIES: usize = 5;
+
+    /// Origin and access labels, and what faults once per page that way.
+    type FaultCase = (&'static str, &'static str, fn(usize));
+
+    #[test]
+    fn page_faults_counts_each_first_touch_under_its_origin_and_access() {
+        if !bpf_available() {
+            return;
+        }
+        let mut reader = start(&["page_faults"]);
+        let cases: [FaultCase; 5] = [
+            ("user", "write", user_writes),
+            ("user", "read", user_reads),
+            ("user", "exec", user_execs),
+            ("kernel", "write", kernel_writes),
+            ("kernel", "read", kernel_reads),
+        ];
+        let kernel_exec = [("origin", "kernel"), ("access", "exec")];
+        let kernel_exec_before = counter(&reader.read(), PAGE_FAULTS, &kernel_exec);
+        for (origin, access, fault) in cases {
+            let labels = [("origin", origin), ("access", access)];
+            let mut counted = Vec::new();
+            for _ in 0..TRIES {
+                let before = counter(&reader.read(), PAGE_FAULTS, &labels);
+                fault(PAGES);
+                let grown = counter(&reader.read(), PAGE_FAULTS, &labels) - before;
+                counted.push(grown);
+                assert!(
+                    grown >= PAGES as u64,
+                    "{origin}/{access}: {counted:?} for {PAGES} pages"
+                );
+                if grown < PAGES as u64 + SLACK {
+                    break;
+                }
+            }
+            assert!(
+                counted.iter().any(|&n| n < PAGES as u64 + SLACK),
+                "{origin}/{access}: {counted:?} for {PAGES} pages, never below {PAGES} + {SLACK}"
+            );
+        }
+        // The kernel never fetches instructions from a page that is not
+        // there; none of the faults above may land here.
+        assert_eq!(
+            counter(&reader.read(), PAGE_FAULTS, &kernel_exec),
+            kernel_exec_before
+        );
+    }
+
+    fn page_size() -> usize {
+        // SAFETY: sysconf has no preconditions.
+        unsafe { libc::sysconf(libc::_SC_PAGESIZE) as usize }
+    }
+
+    /// Fresh anonymous memory, never touched; unmapped on drop.
+    struct Mapping {
+        addr: *mut u8,
+        len: usize,
+    }
+
+    impl Mapping {
+        /// `pages` pages with protection `prot`, in small pages only: a
+        /// huge or large folio would serve many pages with one fault.
+        fn anonymous(pages: usize, prot: i32) -> Mapping {
+            let len = pages * page_size();
+            // SAFETY: a new private mapping at an address the kernel picks.
+            let addr = unsafe {
+                libc::mmap(
+                    std::ptr::null_mut(),
+                    len,
+                    prot,
+                    libc::MAP_PRIVATE | libc::MAP_ANONYMOUS,
+                    -1,
+                    0,
+                )
+            };
+            assert_ne!(
+                addr,
+                libc::MAP_FAILED,
+                "mmap: {}",
+                std::io::Error::last_os_error()
+            );
+            let mapping = Mapping {
+                addr: addr.cast(),
+                len,
+            };
+            // SAFETY: advice on the mapping just made.
+            let ret = unsafe { libc::madvise(addr, len, libc::MADV_NOHUGEPAGE) };
+            assert_eq!(ret, 0, "madvise: {}", std::io::Error::last_os_error());
+            mapping
+        }
+
+        fn page(&self, i: usize) -> *mut u8 {
+            assert!(i * page_size() < self.len);
+            // SAFETY: inside the mapping, checked above.
+            unsafe { self.addr.add(i * page_size()) }
+        }
+
+        /// The whole mapping as bytes, for the kernel to read or write
+        /// through a syscall.
+        fn bytes(&mut self) -> &mut [u8] {
+            // SAFETY: the mapping is `len` bytes, readable (for the kernel
+            // too) as zeros until written, and borrowed mutably here.
+            unsafe { std::slice::from_raw_parts_mut(self.addr, self.len) }
+        }
+    }
+
+    impl Drop for Mapping {
+        fn drop(&mut self) {
+            // SAFETY: the mapping made in `anonymous`, no longer used.
+            unsafe { libc::munmap(self.addr.cast(), self.len) };
+        }
+    }
+
+    /// A write to a page not yet there allocates it.
+    fn user_writes(pages: usize) {
+        let memory = Mapping::anonymous(pages, libc::PROT_READ | libc::PROT_WRITE);
+        for i in 0..pages {
+            // SAFETY: a byte inside the writable mapping.
+            unsafe { memory.page(i).write_volatile(1) };
+        }
+    }
+
+    /// A read of an anonymous page not yet there maps the shared zero page.
+    fn user_reads(pages: usize) {
+        let memory = Mapping::anonymous(pages, libc::PROT_READ);
+        for i in 0..pages {
+            // SAFETY: a byte inside the readable mapping.
+            unsafe { memory.page(i).read_volatile() };
+        }
+    }
+
+    /// The kernel writes every page of a fresh buffer (read_zero(),
+    /// drivers/char/mem.c, clears it in user space page by page).
+    fn kernel_writes(pages: usize) {
+        let mut memory = Mapping::anonymous(pages, libc::PROT_READ | libc::PROT_WRITE);
+        std::fs::File::open("/dev/zero")
+            .unwrap()
+            .read_exact(memory.bytes())
+            .unwrap();
+    }
+
+    /// The kernel reads every page of a fresh buffer, copying it into a
+    /// pipe (pipe_write(), fs/pipe.c) that a thread drains. Not a write to
+    /// a file: that first tries each copy with page faults disabled, and
+    /// the fault refused there counts too, before the one that maps the
+    /// page (generic_perform_write(), mm/filemap.c).
+    fn kernel_reads(pages: usize) {
+        let mut memory = Mapping::anonymous(pages, libc::PROT_READ);
+        let (mut rx, mut tx) = pipe();
+        let drain = std::thread::spawn(move || std::io::copy(&mut rx, &mut std::io::sink()).unwrap());
+        tx.write_all(memory.bytes()).unwrap();
+        drop(tx);
+        assert_eq!(drain.join().unwrap(), (pages * page_size()) as u64);
+    }
+
+    /// Calls into pages of a file that are cached but not mapped yet: one
+    /// instruction fetch fault each. Each page is a mapping of its own,
+    /// apart from the next: on a fault the kernel also maps the file's
+    /// cached neighbours (fault-around, mm/memory.c), but never beyond the
+    /// mapping.
+    fn user_execs(pages: usize) {
+        const RET: u8 = 0xc3;
+        let page = page_size();
+        let mut code = memfd();
+        code.write_all(&vec![RET; pages * page]).unwrap();
+        let area = Mapping::anonymous(2 * pages, libc::PROT_NONE);
+        for i in 0..pages {
+            let at = area.page(2 * i);
+            // SAFETY: replaces one page of `area`, which owns that range.
+            let addr = unsafe {
+                libc::mmap(
+                    at.cast(),
+                    page,
+                    libc::PROT_READ | libc::PROT_EXEC,
+                    libc::MAP_SHARED | libc::MAP_FIXED,
+                    code.as_raw_fd(),
+                    (i * page) as libc::off_t,
+                )
+            };
+            assert_eq!(addr, at.cast(), "mmap: {}", std::io::Error::last_os_error());
+        }
+        for i in 0..pages {
+            // SAFETY: the page holds `ret` instructions, executable.
+            let function: extern "C" fn() = unsafe { std::mem::transmute(area.page(2 * i)) };
+            function();
+        }
+    }
+
+    fn memfd() -> std::fs::File {
+        // SAFETY: a new anonymous file; the name is NUL-terminated.
+        let fd = unsafe { libc::memfd_create(c"bpf-exporter-page-faults".as_ptr(), libc::MFD_CLOEXEC) };
+        assert!(fd >= 0, "memfd_create: {}", std::io::Error::last_os_error());
+        // SAFETY: a fresh descriptor nothing else owns.
+        unsafe { std::fs::File::from_raw_fd(fd) }
+    }
+}
