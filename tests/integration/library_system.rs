@@ -8,7 +8,10 @@
 use std::collections::BTreeMap;
 use std::os::fd::AsRawFd;
 
-use bpf_exporter::metrics::{Snapshot, Value};
+use bpf_exporter::config::{self, Source};
+use bpf_exporter::exporter;
+use bpf_exporter::metrics::{ConfigState, Snapshot, Value};
+use bpf_exporter::reader::maps::ReadMethod;
 
 use crate::common::*;
 
@@ -423,4 +426,51 @@ mod page_faults {
         // SAFETY: a fresh descriptor nothing else owns.
         unsafe { std::fs::File::from_raw_fd(fd) }
     }
+}
+
+/// tests/bpf/missing_hooks.bpf.c: every program on a hook this kernel
+/// lacks, as page_faults' are on a kernel that is not x86.
+fn missing_hooks_source() -> Source {
+    Source {
+        name: "missing_hooks".into(),
+        origin: "test:missing_hooks.yaml".into(),
+        text: "metrics:\n  counters:\n    - name: missing_hooks_total\n      help: Never counted.\n".into(),
+    }
+}
+
+#[test]
+fn a_config_on_tracepoints_the_kernel_lacks_fails_alone_and_says_so() {
+    if !bpf_available() {
+        return;
+    }
+    let mut sources = config::sources(None, Some(&["syscall_errors".to_string()])).unwrap();
+    sources.push(missing_hooks_source());
+    let (mut reader, outcomes) = exporter::assemble(&sources, "ebpf_", ReadMethod::Batch);
+    let report = exporter::report(&outcomes);
+    let status = |name: &str| {
+        &outcomes
+            .iter()
+            .find(|o| o.status.name == name)
+            .unwrap_or_else(|| panic!("no outcome for {name}:\n{report}"))
+            .status
+    };
+    assert_eq!(status("syscall_errors").state, ConfigState::Running, "{report}");
+    let missing = status("missing_hooks");
+    assert_eq!(missing.state, ConfigState::Failed, "{report}");
+    assert_eq!(missing.programs.len(), 3, "{report}");
+    for program in &missing.programs {
+        let error = program.error.as_deref().unwrap_or_default();
+        assert!(!program.attached, "{report}");
+        assert!(
+            error.contains("this kernel has no such tracepoint or function")
+                && error.contains("no_such_tracepoint"),
+            "{}: {error}",
+            program.name
+        );
+    }
+
+    let labels = [("syscall", "sched_get_priority_max"), ("errno", "EINVAL")];
+    let before = counter(&reader.read(), SYSCALL_ERRORS, &labels);
+    invalid_priority_queries(10);
+    assert_eq!(counter(&reader.read(), SYSCALL_ERRORS, &labels) - before, 10);
 }
