@@ -1,9 +1,10 @@
 //! Per-event cost of every embedded program, from the kernel's BPF run-time
-//! statistics: loads every embedded config (opt-in ones too), drives a mixed workload (syscalls,
-//! execs, file writes with fsync, sleeps, UDP on loopback) for a few seconds
-//! and prints run time per program run. Whatever else the machine does in
-//! that time counts too, so the figure is an average over a real mix. Needs
-//! root: `sudo cargo bench --bench program_cost`.
+//! statistics: loads every embedded config (opt-in ones too), drives a
+//! mixed workload (syscalls, failing syscalls, execs, page faults, file
+//! writes with fsync, sleeps, UDP on loopback) for a few seconds and prints
+//! run time per program run. Whatever else the machine does in that time
+//! counts too, so the figure is an average over a real mix. Needs root:
+//! `sudo cargo bench --bench program_cost`.
 
 use std::collections::BTreeMap;
 use std::io::Write;
@@ -76,6 +77,16 @@ fn workload() {
             // SAFETY: a query with no memory arguments.
             unsafe { libc::getppid() };
         }
+        for _ in 0..100 {
+            // Fails with EINVAL: the error path of syscall_errors.
+            // SAFETY: a query with no memory arguments.
+            unsafe { libc::sched_get_priority_max(-1) };
+        }
+        // Fresh zeroed memory is mapped on first touch: a page fault per
+        // page written.
+        let mut fresh = vec![0u8; 1 << 20];
+        fresh.iter_mut().step_by(4096).for_each(|b| *b = 1);
+        std::hint::black_box(&fresh);
         let _ = std::process::Command::new("/bin/true").status();
         file.write_all(&[7u8; 4096]).expect("write");
         file.sync_all().expect("fsync");

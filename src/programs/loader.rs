@@ -207,6 +207,11 @@ fn load_error(name: &str, section: &str, kind: ErrorKind, error: &str, log: &[St
     let verifier_said = log.iter().any(|l| l.contains("BEGIN PROG LOAD LOG"));
     let hint = if verifier_said {
         ": the verifier rejected it; the end of its log below says why"
+    } else if log
+        .iter()
+        .any(|l| l.contains("failed to find kernel BTF type ID"))
+    {
+        MISSING_HOOK_HINT
     } else if kind == ErrorKind::PermissionDenied && is_trampoline(section) {
         ": this kernel refuses fentry/fexit/LSM programs (no BTF trampolines, or a lockdown or LSM \
          policy); use a tracepoint or tp_btf hook instead"
@@ -219,6 +224,21 @@ fn load_error(name: &str, section: &str, kind: ErrorKind, error: &str, log: &[St
         "program {name:?} (SEC \"{section}\") was refused by the kernel: {error}{hint}{}",
         log_tail(log)
     )
+}
+
+/// Why a hook named in a section can be missing: tracepoints and kernel
+/// functions come and go with the architecture, version and configuration
+/// (exceptions/page_fault_user is x86's own, for one).
+const MISSING_HOOK_HINT: &str = ": this kernel has no such tracepoint or function (its tracepoints are \
+     listed in /sys/kernel/tracing/available_events); some exist only on some architectures, versions \
+     or configurations";
+
+/// Sections that attach to a tracepoint by name and fail to attach, not to
+/// load, when the kernel lacks it.
+fn is_tracepoint(section: &str) -> bool {
+    ["tracepoint/", "tp/", "raw_tp/", "raw_tracepoint/"]
+        .iter()
+        .any(|p| section.starts_with(p))
 }
 
 fn is_trampoline(section: &str) -> bool {
@@ -242,6 +262,8 @@ fn attach_from_section(prog: &libbpf_rs::ProgramMut<'_>, section: &str) -> Resul
              is inlined (see /sys/kernel/tracing/available_filter_functions); prefer a tracepoint"
         } else if section.starts_with("uprobe") || section.starts_with("uretprobe") || section == "xdp" {
             ": this section does not say where to attach; add an `attach:` entry for the program"
+        } else if e.kind() == ErrorKind::NotFound && is_tracepoint(section) {
+            MISSING_HOOK_HINT
         } else {
             ""
         };

@@ -1,7 +1,11 @@
 //! Shared test plumbing: BPF availability, assembling configs, reading
-//! counters, histograms and gauges out of snapshots, a private loopback.
+//! counters, histograms and gauges out of snapshots, histogram deltas and
+//! shape checks, pipes, a private loopback.
 
 use std::collections::BTreeMap;
+use std::fs::File;
+use std::ops::RangeInclusive;
+use std::os::fd::FromRawFd;
 
 use bpf_exporter::config::{self, Source};
 use bpf_exporter::exporter::{self, Outcome};
@@ -110,6 +114,42 @@ pub fn find_histogram(snapshot: &Snapshot, name: &str, labels: &[(&str, &str)]) 
     })
 }
 
+/// `after - before` bucket by bucket; an absent `before` counts as zeros.
+pub fn delta(after: &Histogram, before: Option<&Histogram>) -> Histogram {
+    let Some(before) = before else {
+        return after.clone();
+    };
+    assert_eq!(
+        after.buckets.iter().map(|b| b.0).collect::<Vec<_>>(),
+        before.buckets.iter().map(|b| b.0).collect::<Vec<_>>(),
+        "bucket bounds changed between reads"
+    );
+    Histogram {
+        buckets: after
+            .buckets
+            .iter()
+            .zip(&before.buckets)
+            .map(|(a, b)| (a.0, a.1 - b.1))
+            .collect(),
+        count: after.count - before.count,
+        sum: after.sum - before.sum,
+    }
+}
+
+/// Cumulative buckets never decrease, `+Inf` (the count) is at least the
+/// top bucket, and the bounds are 2^i × `unit` for each i in `buckets`
+/// (`bucket_min..=bucket_max` of the config).
+pub fn assert_consistent_exp2(h: &Histogram, unit: f64, buckets: RangeInclusive<i32>) {
+    assert_eq!(h.buckets.len(), buckets.clone().count(), "{h:?}");
+    for ((le, _), i) in h.buckets.iter().zip(buckets) {
+        let want = unit * 2f64.powi(i);
+        assert!((le / want - 1.0).abs() < 1e-9, "bucket {i}: le {le}, want {want}");
+    }
+    assert!(h.buckets.windows(2).all(|w| w[0].1 <= w[1].1), "{h:?}");
+    assert!(h.count >= h.buckets.last().unwrap().1, "{h:?}");
+    assert!(h.sum >= 0.0, "{h:?}");
+}
+
 /// Gauge `name` with exactly these labels; panics when absent.
 pub fn gauge(snapshot: &Snapshot, name: &str, labels: &[(&str, &str)]) -> f64 {
     match value(snapshot, name, labels) {
@@ -131,6 +171,15 @@ pub fn counter_sum(snapshot: &Snapshot, name: &str) -> u64 {
             _ => 0,
         })
         .sum()
+}
+
+/// A pipe: (read end, write end).
+pub fn pipe() -> (File, File) {
+    let mut fds = [0; 2];
+    // SAFETY: fds has room for the two descriptors pipe() writes.
+    assert_eq!(unsafe { libc::pipe(fds.as_mut_ptr()) }, 0);
+    // SAFETY: both descriptors are fresh and owned by nobody else.
+    unsafe { (File::from_raw_fd(fds[0]), File::from_raw_fd(fds[1])) }
 }
 
 /// Moves this test's thread into a new network namespace with `lo` up, so
