@@ -1,6 +1,7 @@
 //! Real programs, real kernel, exact numbers.
 
 use crate::common::*;
+use crate::workload::udp_round_trips;
 
 /// Calls of this syscall come only from this test: nothing else on a test
 /// machine asks for the minimum SCHED_OTHER priority.
@@ -47,17 +48,6 @@ fn execs_counts_each_exec_under_its_uid_exactly() {
     assert_eq!(after - before, 25);
 }
 
-fn send_udp_packets(n: u64) {
-    let receiver = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
-    let sender = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
-    let mut buf = [0u8; 16];
-    for _ in 0..n {
-        sender.send_to(b"ping", receiver.local_addr().unwrap()).unwrap();
-        // Received means it went through lo, and through XDP before that.
-        receiver.recv(&mut buf).unwrap();
-    }
-}
-
 fn xdp_source(labels: &str) -> bpf_exporter::config::Source {
     bpf_exporter::config::Source {
         name: "xdp_packets".into(),
@@ -78,7 +68,7 @@ fn xdp_packets_counts_each_packet_per_cpu_and_summed() {
         private_loopback();
         // Split by CPU: the shipped config.
         let mut reader = start(&["xdp_packets"]);
-        send_udp_packets(300);
+        udp_round_trips(300);
         let snapshot = reader.read();
         let split = family(&snapshot, "ebpf_xdp_packets_total");
         assert_eq!(split.label_names, ["cpu"]);
@@ -92,7 +82,7 @@ fn xdp_packets_counts_each_packet_per_cpu_and_summed() {
 
         // Summed: no labels.
         let mut reader = start_sources(&[xdp_source("")]);
-        send_udp_packets(120);
+        udp_round_trips(120);
         let snapshot = reader.read();
         assert_eq!(counter(&snapshot, "ebpf_xdp_packets_total", &[]), 120);
         assert_eq!(family(&snapshot, "ebpf_xdp_packets_total").samples.len(), 1);
@@ -117,7 +107,7 @@ fn a_second_xdp_program_on_the_same_interface_fails_alone_and_says_why() {
         let error = program.error.as_deref().unwrap();
         assert!(error.contains("another XDP program is attached to lo"), "{error}");
         // The first one still counts.
-        send_udp_packets(7);
+        udp_round_trips(7);
         drop(second.read());
     })
     .join()

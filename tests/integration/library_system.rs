@@ -14,6 +14,7 @@ use bpf_exporter::metrics::{ConfigState, Snapshot, Value};
 use bpf_exporter::reader::maps::ReadMethod;
 
 use crate::common::*;
+use crate::workload::*;
 
 const SYSCALL_ERRORS: &str = "ebpf_syscall_errors_total";
 
@@ -152,28 +153,9 @@ fn softirqs_times_the_net_rx_and_timer_runs_the_test_causes() {
         // The next one leaves only once this one arrived, so runs can
         // share datagrams only when a run is still going as the next
         // arrives: at least half of them get their own, with room to spare.
-        let receiver = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
-        let sender = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
-        receiver
-            .set_read_timeout(Some(std::time::Duration::from_secs(5)))
-            .unwrap();
-        let mut buf = [0u8; 64];
-        for _ in 0..DATAGRAMS {
-            sender
-                .send_to(b"softirq", receiver.local_addr().unwrap())
-                .unwrap();
-            assert_eq!(receiver.recv(&mut buf).unwrap(), 7);
-        }
-        // A receive timeout sleeps on a timer_list timer (schedule_timeout(),
-        // kernel/time/sleep_timeout.c), which expires in a timer softirq
-        // run. Each is started after the last expired: one run each.
-        receiver
-            .set_read_timeout(Some(std::time::Duration::from_millis(1)))
-            .unwrap();
-        for _ in 0..TIMEOUTS {
-            let err = receiver.recv(&mut buf).unwrap_err();
-            assert_eq!(err.kind(), std::io::ErrorKind::WouldBlock, "{err}");
-        }
+        udp_round_trips(DATAGRAMS);
+        // Each timeout expires in a timer softirq run of its own.
+        receive_timeouts(TIMEOUTS);
 
         let after = reader.read();
         let kinds: Vec<String> = series(&after, SOFTIRQ_SERVICE)

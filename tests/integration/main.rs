@@ -12,3 +12,4 @@ mod maps;
 mod programs;
 mod reload;
 mod truth;
+mod workload;

@@ -1,0 +1,373 @@
+//! Workloads that make the shipped programs fire, shared by the tests that
+//! count one program's events and by the end-to-end test that drives them
+//! all against a real Prometheus: block I/O on a loop device, an OOM kill in
+//! a memory-limited cgroup, TCP retransmissions through total loss on a
+//! private loopback, UDP round trips and receive timeouts.
+
+use std::fs::File;
+use std::io::{Read, Write};
+use std::net::{TcpStream, UdpSocket};
+use std::os::fd::{AsRawFd, OwnedFd};
+use std::os::unix::fs::{FileExt, OpenOptionsExt};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+use bpf_exporter::config::Source;
+use bpf_exporter::metrics::{Snapshot, Value};
+use bpf_exporter::reader::Reader;
+
+use crate::common::{counter, start_sources};
+
+pub const BIO_LATENCY: &str = "ebpf_bio_latency_seconds";
+
+/// `prefix-<pid>-<n>`: a name no other test of this process (they run in
+/// parallel) nor another test process uses.
+fn unique(prefix: &str) -> String {
+    static NEXT: AtomicUsize = AtomicUsize::new(0);
+    format!(
+        "{prefix}-{}-{}",
+        std::process::id(),
+        NEXT.fetch_add(1, Ordering::Relaxed)
+    )
+}
+
+/// A block of memory aligned for O_DIRECT.
+#[repr(C, align(4096))]
+struct Block([u8; 4096]);
+
+/// A loop device over a sparse, already unlinked file; detached on drop, and
+/// by the kernel (autoclear) if the process dies first.
+pub struct LoopDevice {
+    /// `loop<N>`, as in /proc/partitions.
+    pub name: String,
+    pub path: String,
+    /// Holds the device open; closing the last descriptor detaches it.
+    fd: OwnedFd,
+}
+
+// include/uapi/linux/loop.h
+const LOOP_CLR_FD: libc::c_ulong = 0x4C01;
+const LOOP_CONFIGURE: libc::c_ulong = 0x4C0A;
+const LOOP_CTL_GET_FREE: libc::c_ulong = 0x4C82;
+const LO_FLAGS_AUTOCLEAR: u32 = 4;
+
+/// struct loop_info64, include/uapi/linux/loop.h
+#[repr(C)]
+#[allow(dead_code)] // written by the kernel's layout, not read here
+struct LoopInfo64 {
+    lo_device: u64,
+    lo_inode: u64,
+    lo_rdevice: u64,
+    lo_offset: u64,
+    lo_sizelimit: u64,
+    lo_number: u32,
+    lo_encrypt_type: u32,
+    lo_encrypt_key_size: u32,
+    lo_flags: u32,
+    lo_file_name: [u8; 64],
+    lo_crypt_name: [u8; 64],
+    lo_encrypt_key: [u8; 32],
+    lo_init: [u64; 2],
+}
+
+/// struct loop_config, include/uapi/linux/loop.h
+#[repr(C)]
+#[allow(dead_code)] // read by the kernel only
+struct LoopConfig {
+    fd: u32,
+    block_size: u32,
+    info: LoopInfo64,
+    reserved: [u64; 8],
+}
+
+impl LoopDevice {
+    pub fn attach(size: u64) -> LoopDevice {
+        let backing_path = std::env::temp_dir().join(format!("{}.img", unique("bpf-exporter-loop")));
+        let backing = File::options()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .open(&backing_path)
+            .unwrap();
+        backing.set_len(size).unwrap();
+        // The device keeps the file alive; nothing is left behind.
+        std::fs::remove_file(&backing_path).unwrap();
+
+        let control = File::open("/dev/loop-control").unwrap();
+        // Another process may take the free device first: try again.
+        for _ in 0..10 {
+            // SAFETY: LOOP_CTL_GET_FREE takes no argument.
+            let n = unsafe { libc::ioctl(control.as_raw_fd(), LOOP_CTL_GET_FREE) };
+            assert!(n >= 0, "LOOP_CTL_GET_FREE: {}", std::io::Error::last_os_error());
+            let path = format!("/dev/loop{n}");
+            let device = File::options().read(true).write(true).open(&path).unwrap();
+            // SAFETY: an all-zero loop_config is valid; fields are set below.
+            let mut config: LoopConfig = unsafe { std::mem::zeroed() };
+            config.fd = backing.as_raw_fd() as u32;
+            config.info.lo_flags = LO_FLAGS_AUTOCLEAR;
+            // SAFETY: config is a loop_config that outlives the call.
+            if unsafe { libc::ioctl(device.as_raw_fd(), LOOP_CONFIGURE, &config) } == 0 {
+                return LoopDevice {
+                    name: format!("loop{n}"),
+                    path,
+                    fd: device.into(),
+                };
+            }
+            let err = std::io::Error::last_os_error();
+            assert_eq!(
+                err.raw_os_error(),
+                Some(libc::EBUSY),
+                "LOOP_CONFIGURE {path}: {err}"
+            );
+        }
+        panic!("no free loop device after 10 tries");
+    }
+
+    /// Waits for whatever a new disk sets off (udev probing it, where udev
+    /// runs) to finish: until the device's requests stop changing.
+    pub fn settle(&self, reader: &mut Reader) {
+        let _ = std::process::Command::new("udevadm")
+            .args(["settle", "--timeout=10"])
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .status();
+        let requests = |s: &Snapshot| -> u64 {
+            s.families
+                .iter()
+                .filter(|f| f.name == BIO_LATENCY)
+                .flat_map(|f| {
+                    let i = f.label_names.iter().position(|n| n == "device").unwrap();
+                    f.samples.iter().filter(move |s| s.label_values[i] == self.name)
+                })
+                .map(|s| match &s.value {
+                    Value::Histogram(h) => h.count,
+                    _ => 0,
+                })
+                .sum()
+        };
+        let mut last = requests(&reader.read());
+        let mut quiet = 0;
+        for _ in 0..50 {
+            std::thread::sleep(Duration::from_millis(100));
+            let now = requests(&reader.read());
+            quiet = if now == last { quiet + 1 } else { 0 };
+            last = now;
+            if quiet == 5 {
+                return;
+            }
+        }
+        panic!("{} is still busy after 5 s", self.name);
+    }
+}
+
+impl LoopDevice {
+    /// The device opened for O_DIRECT reads and writes, which bypass the
+    /// page cache: each one is a request of its own.
+    pub fn open_direct(&self) -> File {
+        File::options()
+            .read(true)
+            .write(true)
+            .custom_flags(libc::O_DIRECT)
+            .open(&self.path)
+            .unwrap()
+    }
+}
+
+/// `writes` block writes, an fsync, then `reads` block reads on `disk`
+/// (opened with [`LoopDevice::open_direct`]): one request each, none merged
+/// or served from a cache (block-aligned, one block at a time, distinct
+/// offsets), plus the fsync's one flush request if the disk has a
+/// write-back cache.
+pub fn direct_io(disk: &File, writes: u64, reads: u64) {
+    let mut block = Box::new(Block([0x5a; 4096]));
+    for i in 0..writes {
+        disk.write_all_at(&block.0, (1 << 20) + i * 8192).unwrap();
+    }
+    disk.sync_all().unwrap();
+    for i in 0..reads {
+        disk.read_exact_at(&mut block.0, i * 8192).unwrap();
+    }
+}
+
+impl Drop for LoopDevice {
+    fn drop(&mut self) {
+        // SAFETY: LOOP_CLR_FD takes no argument. With autoclear set, closing
+        // fd would detach it too; this does it now.
+        unsafe { libc::ioctl(self.fd.as_raw_fd(), LOOP_CLR_FD) };
+    }
+}
+
+/// A cgroup for one process to run out of memory in: a cgroup v2 directory,
+/// which names it (oomkills counts by the v2 cgroup), and a memory limit, on
+/// v2 where the memory controller is there and on its v1 hierarchy
+/// otherwise (hybrid hosts). Both directories are removed on drop.
+pub struct OomCgroup {
+    /// The v2 directory, as the cgroup decoder names it.
+    pub path: String,
+    /// The v1 memory cgroup, on hybrid hosts.
+    memory_v1: Option<String>,
+}
+
+impl OomCgroup {
+    pub fn create(limit: u64) -> OomCgroup {
+        let name = unique("bpf-exporter-oom");
+        let unified = cgroup_mount(|fstype, _| fstype == "cgroup2").expect("no cgroup2 mount");
+        let path = format!("{unified}/{name}");
+        std::fs::create_dir(&path).unwrap();
+        let mut cgroup = OomCgroup {
+            path,
+            memory_v1: None,
+        };
+        let controllers = std::fs::read_to_string(format!("{unified}/cgroup.controllers")).unwrap();
+        let write = |dir: &str, file: &str, value: &str| {
+            std::fs::write(format!("{dir}/{file}"), value).unwrap_or_else(|e| panic!("{dir}/{file}: {e}"))
+        };
+        if controllers.split_whitespace().any(|c| c == "memory") {
+            write(&unified, "cgroup.subtree_control", "+memory");
+            write(&cgroup.path, "memory.max", &limit.to_string());
+            if std::path::Path::new(&format!("{}/memory.swap.max", cgroup.path)).exists() {
+                write(&cgroup.path, "memory.swap.max", "0");
+            }
+        } else {
+            let memory = cgroup_mount(|fstype, options| {
+                fstype == "cgroup" && options.split(',').any(|o| o == "memory")
+            })
+            .expect("no memory controller on cgroup v2 nor v1");
+            let dir = format!("{memory}/{name}");
+            std::fs::create_dir(&dir).unwrap();
+            cgroup.memory_v1 = Some(dir.clone());
+            write(&dir, "memory.limit_in_bytes", &limit.to_string());
+            // Memory plus swap, where swap is accounted: no way out to swap.
+            if std::path::Path::new(&format!("{dir}/memory.memsw.limit_in_bytes")).exists() {
+                write(&dir, "memory.memsw.limit_in_bytes", &limit.to_string());
+            }
+        }
+        cgroup
+    }
+
+    /// Runs a task in the cgroup that allocates until the OOM killer kills
+    /// it: `tail` looks for the last line of an endless file without a
+    /// newline, so it keeps all it read, and as the only task of its cgroup
+    /// it is the victim.
+    pub fn oom_kill_a_task(&self) {
+        use std::os::unix::process::ExitStatusExt;
+        let status = self.run("exec tail /dev/zero");
+        assert_eq!(status.signal(), Some(libc::SIGKILL), "{status}");
+    }
+
+    /// Runs the shell `script` inside the cgroup; its exit status. Kills it
+    /// if the OOM killer has not within a minute.
+    fn run(&self, script: &str) -> std::process::ExitStatus {
+        let procs: Vec<String> = std::iter::once(&self.path)
+            .chain(&self.memory_v1)
+            .map(|dir| format!("{dir}/cgroup.procs"))
+            .collect();
+        let mut child = std::process::Command::new("/bin/sh")
+            .arg("-c")
+            .arg(format!("for f; do echo $$ > \"$f\" || exit 100; done; {script}"))
+            .arg("sh")
+            .args(&procs)
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            if let Some(status) = child.try_wait().unwrap() {
+                return status;
+            }
+            if Instant::now() > deadline {
+                child.kill().unwrap();
+                child.wait().unwrap();
+                panic!("not OOM-killed within a minute");
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
+
+impl Drop for OomCgroup {
+    fn drop(&mut self) {
+        // Empty by now: the one process in it has been reaped.
+        let _ = std::fs::remove_dir(&self.path);
+        if let Some(dir) = &self.memory_v1 {
+            let _ = std::fs::remove_dir(dir);
+        }
+    }
+}
+
+/// The mount point of the first cgroup filesystem that `wanted(fstype,
+/// super options)` accepts, from /proc/self/mountinfo.
+fn cgroup_mount(wanted: impl Fn(&str, &str) -> bool) -> Option<String> {
+    let mountinfo = std::fs::read_to_string("/proc/self/mountinfo").unwrap();
+    mountinfo.lines().find_map(|line| {
+        // "<id> <parent> <dev> <root> <mount point> <options> [optional…] -
+        // <fstype> <source> <super options>"
+        let (mount, fs) = line.split_once(" - ")?;
+        let mut fs = fs.split(' ');
+        let (fstype, _source, options) = (fs.next()?, fs.next()?, fs.next()?);
+        wanted(fstype, options).then(|| mount.split(' ').nth(4).map(str::to_string))?
+    })
+}
+
+/// Writes `message` from `client` to `server` through total loss on this
+/// thread's `lo` (which must be a [`crate::common::private_loopback`]):
+/// the first transmission and at least one retransmission are dropped,
+/// then the loss ends and `server` receives the message from a later
+/// retransmission. Only the client sends, so the second drop is its
+/// retransmission, which the kernel traced before handing it to `lo`.
+pub fn retransmit_through_loss(client: &mut TcpStream, server: &mut TcpStream, message: &[u8]) {
+    {
+        let mut loss = start_sources(&[xdp_drop_source()]);
+        client.write_all(message).unwrap();
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while counter(&loss.read(), "ebpf_xdp_dropped_total", &[]) < 2 {
+            assert!(Instant::now() < deadline, "no retransmission lost in 10 s");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+    server.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+    let mut received = vec![0u8; message.len()];
+    server.read_exact(&mut received).unwrap();
+    assert_eq!(received, message);
+}
+
+/// tests/bpf/xdp_drop.bpf.c on this thread's `lo`: total loss while loaded.
+fn xdp_drop_source() -> Source {
+    Source {
+        name: "xdp_drop".into(),
+        origin: "test:xdp_drop.yaml".into(),
+        text: "metrics:\n  counters:\n    - name: xdp_dropped_total\n      help: Packets dropped.\n\
+               attach:\n  - program: drop_packets\n    xdp:\n      interface: lo\n      mode: generic\n"
+            .into(),
+    }
+}
+
+/// Sends `n` small datagrams over 127.0.0.1, each received before the next
+/// leaves: each goes through `lo` (and through XDP there, if attached) and
+/// is delivered by a net_rx softirq run.
+pub fn udp_round_trips(n: u64) {
+    let receiver = UdpSocket::bind("127.0.0.1:0").unwrap();
+    let sender = UdpSocket::bind("127.0.0.1:0").unwrap();
+    receiver.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    let mut buf = [0u8; 16];
+    for _ in 0..n {
+        sender.send_to(b"ping", receiver.local_addr().unwrap()).unwrap();
+        assert_eq!(receiver.recv(&mut buf).unwrap(), 4);
+    }
+}
+
+/// `n` receives that each time out after 1 ms. A receive timeout sleeps on
+/// a timer_list timer (schedule_timeout(), kernel/time/sleep_timeout.c),
+/// started once per receive, which expires in a timer softirq run; each is
+/// started after the last expired, so each gets a run of its own.
+pub fn receive_timeouts(n: u64) {
+    let socket = UdpSocket::bind("127.0.0.1:0").unwrap();
+    socket.set_read_timeout(Some(Duration::from_millis(1))).unwrap();
+    let mut buf = [0u8; 16];
+    for _ in 0..n {
+        let err = socket.recv(&mut buf).unwrap_err();
+        assert_eq!(err.kind(), std::io::ErrorKind::WouldBlock, "{err}");
+    }
+}
