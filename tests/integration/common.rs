@@ -13,20 +13,47 @@ use bpf_exporter::metrics::{Family, Histogram, Snapshot, Value};
 use bpf_exporter::reader::maps::ReadMethod;
 use bpf_exporter::reader::Reader;
 
+/// Under `CI=true` what a test needs must be there: CI must prove the
+/// kernel paths and the tools' checks, never skip them.
+fn ci() -> bool {
+    std::env::var("CI").is_ok_and(|v| v == "true")
+}
+
 /// True when this process may load BPF programs. Without BPF a test skips
-/// with a note, except under `CI=true`, where it fails: CI must prove the
-/// kernel paths, never skip them.
+/// with a note, except under `CI=true`, where it fails.
 pub fn bpf_available() -> bool {
     // SAFETY: geteuid has no preconditions.
     let root = unsafe { libc::geteuid() } == 0;
     if root {
         return true;
     }
-    if std::env::var("CI").is_ok_and(|v| v == "true") {
+    if ci() {
         panic!("CI=true but these tests cannot load BPF (not root): run them as root");
     }
     eprintln!("skipping: loading BPF needs root");
     false
+}
+
+/// True when the program `name` (promtool, prometheus: Debian's
+/// `prometheus` package, which `make deps` installs) is on the PATH.
+/// Without it a test skips with a note, except under `CI=true`, where it
+/// fails.
+pub fn tool_available(name: &str) -> bool {
+    use std::os::unix::fs::PermissionsExt;
+    let found = std::env::var_os("PATH").is_some_and(|path| {
+        std::env::split_paths(&path).any(|dir| {
+            std::fs::metadata(dir.join(name))
+                .is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
+        })
+    });
+    if !found {
+        assert!(
+            !ci(),
+            "CI=true but {name} is not installed (make deps installs it)"
+        );
+        eprintln!("skipping: {name} is not installed");
+    }
+    found
 }
 
 /// Assembles embedded configs by name; every one must come up fully.
@@ -180,6 +207,16 @@ pub fn pipe() -> (File, File) {
     assert_eq!(unsafe { libc::pipe(fds.as_mut_ptr()) }, 0);
     // SAFETY: both descriptors are fresh and owned by nobody else.
     unsafe { (File::from_raw_fd(fds[0]), File::from_raw_fd(fds[1])) }
+}
+
+/// A TCP port of 127.0.0.1 nothing listens on (in this thread's network
+/// namespace), for a server to take.
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
 }
 
 /// Moves this test's thread into a new network namespace with `lo` up, so

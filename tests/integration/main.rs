@@ -6,10 +6,12 @@
 
 mod binary;
 mod common;
+mod dashboards;
 mod kernel;
 mod library_system;
 mod maps;
 mod programs;
+mod prometheus;
 mod reload;
 mod truth;
 mod workload;

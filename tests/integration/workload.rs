@@ -6,7 +6,7 @@
 
 use std::fs::File;
 use std::io::{Read, Write};
-use std::net::{TcpStream, UdpSocket};
+use std::net::{TcpListener, TcpStream, UdpSocket};
 use std::os::fd::{AsRawFd, OwnedFd};
 use std::os::unix::fs::{FileExt, OpenOptionsExt};
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -309,6 +309,15 @@ fn cgroup_mount(wanted: impl Fn(&str, &str) -> bool) -> Option<String> {
         let (fstype, _source, options) = (fs.next()?, fs.next()?, fs.next()?);
         wanted(fstype, options).then(|| mount.split(' ').nth(4).map(str::to_string))?
     })
+}
+
+/// A TCP connection over `listen` (`127.0.0.1:0`, `[::1]:0`): the client's
+/// end and the server's.
+pub fn connected(listen: &str) -> (TcpStream, TcpStream) {
+    let listener = TcpListener::bind(listen).unwrap();
+    let client = TcpStream::connect(listener.local_addr().unwrap()).unwrap();
+    let (server, _) = listener.accept().unwrap();
+    (client, server)
 }
 
 /// Writes `message` from `client` to `server` through total loss on this

@@ -1,0 +1,600 @@
+//! The example Prometheus setup of `prometheus/` and the dashboards of
+//! `dashboards/` against the real thing. promtool checks the example config
+//! and rules and runs the rules' unit tests (`prometheus/tests/`), which
+//! must cover every rule and fail without it. Then a real Prometheus, on
+//! the example config with 1 s intervals, scrapes real exporters while
+//! workloads make every program fire: every query of every dashboard, every
+//! template variable and every recording rule must return data, and the
+//! example alerts must fire exactly where an exporter is broken.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant, SystemTime};
+
+use serde_json::{json, Value};
+
+use crate::binary::{http, promtool_check, Exporter};
+use crate::common::{bpf_available, free_port, private_loopback, tool_available};
+use crate::dashboards::{self, interpolate, regex_of_all};
+use crate::workload::*;
+
+const EXAMPLES: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/prometheus");
+
+fn yaml(path: &str) -> Value {
+    let text = std::fs::read_to_string(path).unwrap_or_else(|e| panic!("{path}: {e}"));
+    serde_saphyr::from_str(&text).unwrap_or_else(|e| panic!("{path}: {e}"))
+}
+
+fn example_config() -> Value {
+    yaml(&format!("{EXAMPLES}/prometheus.yml"))
+}
+
+/// The rule files the example config loads, relative to `prometheus/`.
+fn rule_files() -> Vec<String> {
+    let files: Vec<String> = example_config()["rule_files"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| f.as_str().unwrap().to_string())
+        .collect();
+    assert!(!files.is_empty());
+    files
+}
+
+/// The unit test files of `prometheus/tests/`, relative to `prometheus/`.
+fn rule_tests() -> Vec<String> {
+    let mut files: Vec<String> = std::fs::read_dir(format!("{EXAMPLES}/tests"))
+        .unwrap()
+        .map(|e| format!("tests/{}", e.unwrap().file_name().to_string_lossy()))
+        .filter(|f| f.ends_with(".yml"))
+        .collect();
+    files.sort();
+    files
+}
+
+/// The distinct names of the example rules of `kind` (`record`, `alert`).
+fn rule_names(kind: &str) -> BTreeSet<String> {
+    rule_files()
+        .into_iter()
+        .flat_map(|file| {
+            let rules = yaml(&format!("{EXAMPLES}/{file}"));
+            rules["groups"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .flat_map(|g| g["rules"].as_array().unwrap())
+                .filter_map(|rule| rule[kind].as_str().map(str::to_string))
+                .collect::<Vec<_>>()
+        })
+        .collect()
+}
+
+/// promtool run in `prometheus/` (where the example files name each other
+/// relative to): whether it succeeded, and all it printed.
+fn promtool(args: &[&str]) -> (bool, String) {
+    let out = Command::new("promtool")
+        .args(args)
+        .current_dir(EXAMPLES)
+        .output()
+        .unwrap();
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    (out.status.success(), text)
+}
+
+#[test]
+fn the_example_config_and_rules_pass_promtool_and_their_unit_tests() {
+    if !tool_available("promtool") {
+        return;
+    }
+    let files = rule_files();
+    let (ok, out) = promtool(&["check", "config", "prometheus.yml"]);
+    assert!(
+        ok && out.contains(&format!("{} rule files found", files.len())),
+        "{out}"
+    );
+    let mut args = vec!["check", "rules"];
+    args.extend(files.iter().map(String::as_str));
+    let (ok, out) = promtool(&args);
+    assert!(ok, "{out}");
+    let tests = rule_tests();
+    assert_eq!(
+        tests.len(),
+        files.len(),
+        "a unit test file per rule file: {tests:?}"
+    );
+    let mut args = vec!["test", "rules"];
+    args.extend(tests.iter().map(String::as_str));
+    let (ok, out) = promtool(&args);
+    assert!(ok && out.matches("SUCCESS").count() == tests.len(), "{out}");
+}
+
+/// The unit tests' cases, from every test file: (alert name, whether
+/// the case expects it to fire) and the expressions of the expression
+/// tests that expect samples.
+fn rule_test_cases() -> (BTreeSet<(String, bool)>, BTreeSet<String>) {
+    let (mut alerts, mut exprs) = (BTreeSet::new(), BTreeSet::new());
+    for file in rule_tests() {
+        let tests = yaml(&format!("{EXAMPLES}/{file}"));
+        for test in tests["tests"].as_array().unwrap() {
+            for case in test["alert_rule_test"].as_array().into_iter().flatten() {
+                let fires = case["exp_alerts"].as_array().is_some_and(|a| !a.is_empty());
+                alerts.insert((case["alertname"].as_str().unwrap().to_string(), fires));
+            }
+            for case in test["promql_expr_test"].as_array().into_iter().flatten() {
+                if case["exp_samples"].as_array().is_some_and(|s| !s.is_empty()) {
+                    exprs.insert(case["expr"].as_str().unwrap().to_string());
+                }
+            }
+        }
+    }
+    (alerts, exprs)
+}
+
+#[test]
+fn the_rule_unit_tests_cover_every_rule_and_fail_without_it() {
+    if !tool_available("promtool") {
+        return;
+    }
+    let (alerts, exprs) = rule_test_cases();
+    for alert in rule_names("alert") {
+        for fires in [true, false] {
+            assert!(
+                alerts.contains(&(alert.clone(), fires)),
+                "no unit test expects {alert} {}",
+                if fires { "to fire" } else { "to stay quiet" }
+            );
+        }
+    }
+    let records = rule_names("record");
+    assert!(records.len() >= 10, "{records:?}");
+    for record in &records {
+        assert!(exprs.contains(record), "no unit test evaluates {record}");
+    }
+
+    // Each rule left out in turn: its tests must notice.
+    let dir = tempfile::tempdir().unwrap();
+    let names = rule_names("alert").into_iter().chain(records.iter().cloned());
+    for name in names {
+        let mut tested_file = None;
+        let mut files = Vec::new();
+        for file in rule_files() {
+            let mut rules = yaml(&format!("{EXAMPLES}/{file}"));
+            for group in rules["groups"].as_array_mut().unwrap() {
+                let list = group["rules"].as_array_mut().unwrap();
+                let before = list.len();
+                list.retain(|r| r["alert"] != name.as_str() && r["record"] != name.as_str());
+                if list.len() != before {
+                    tested_file = Some(file.clone());
+                }
+            }
+            // JSON is YAML: promtool reads the altered rules as written.
+            let path = dir.path().join(file.replace('/', "_"));
+            std::fs::write(&path, serde_json::to_string(&rules).unwrap()).unwrap();
+            files.push(path.to_string_lossy().into_owned());
+        }
+        let tested_file = tested_file.unwrap();
+        let test_file = rule_tests()
+            .into_iter()
+            .find(|t| {
+                yaml(&format!("{EXAMPLES}/{t}"))["rule_files"]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .any(|f| f.as_str().unwrap().ends_with(tested_file.as_str()))
+            })
+            .unwrap_or_else(|| panic!("no unit test file loads {tested_file}"));
+        let mut tests = yaml(&format!("{EXAMPLES}/{test_file}"));
+        tests["rule_files"] = json!(files);
+        let path = dir.path().join("test.yml");
+        std::fs::write(&path, serde_json::to_string(&tests).unwrap()).unwrap();
+        let (ok, out) = promtool(&["test", "rules", path.to_str().unwrap()]);
+        assert!(
+            !ok && out.contains(&name),
+            "{test_file} passes without {name}:\n{out}"
+        );
+    }
+}
+
+/// The example config for a test: every interval 1 s (rate() windows fill
+/// in seconds), the rule files by absolute path, and the job scraping
+/// `targets`.
+fn scrape_config(targets: &[String]) -> Value {
+    let mut config = example_config();
+    config["global"]["scrape_interval"] = json!("1s");
+    config["global"]["evaluation_interval"] = json!("1s");
+    config["rule_files"] = json!(rule_files()
+        .iter()
+        .map(|f| format!("{EXAMPLES}/{f}"))
+        .collect::<Vec<_>>());
+    let job = &mut config["scrape_configs"][0];
+    job["scrape_interval"] = json!("1s");
+    job["scrape_timeout"] = json!("1s");
+    job["static_configs"] = json!([{ "targets": targets }]);
+    config
+}
+
+/// One series of a query's answer: its labels and value.
+type Series = (BTreeMap<String, String>, f64);
+
+/// A Prometheus server with a TSDB of its own; killed, and its files
+/// removed, on drop.
+struct Prometheus {
+    child: Child,
+    port: u16,
+    dir: tempfile::TempDir,
+}
+
+impl Drop for Prometheus {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Prometheus {
+    fn start(config: &Value) -> Prometheus {
+        let dir = tempfile::tempdir().unwrap();
+        let config_file = dir.path().join("prometheus.yml");
+        std::fs::write(&config_file, serde_json::to_string_pretty(config).unwrap()).unwrap();
+        let log = std::fs::File::create(dir.path().join("prometheus.log")).unwrap();
+        let port = free_port();
+        let child = Command::new("prometheus")
+            .arg(format!("--config.file={}", config_file.display()))
+            .arg(format!(
+                "--storage.tsdb.path={}",
+                dir.path().join("data").display()
+            ))
+            .arg(format!("--web.listen-address=127.0.0.1:{port}"))
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .unwrap();
+        let prometheus = Prometheus { child, port, dir };
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while http(port, "GET", "/-/ready", "").map(|r| r.0) != Some(200) {
+            assert!(
+                Instant::now() < deadline,
+                "prometheus not ready after 60s:\n{}",
+                prometheus.log()
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        prometheus
+    }
+
+    fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.path().join("prometheus.log")).unwrap_or_default()
+    }
+
+    /// The instant query `expr`, evaluated now.
+    fn query(&self, expr: &str) -> Result<Vec<Series>, String> {
+        let path = format!("/api/v1/query?query={}", url_encode(expr));
+        let (_, _, body) = http(self.port, "GET", &path, "").ok_or("no answer from prometheus")?;
+        let answer: Value = serde_json::from_str(&body).map_err(|e| format!("{e}: {body}"))?;
+        if answer["status"] != "success" {
+            return Err(format!("{}: {}", answer["errorType"], answer["error"]));
+        }
+        let value = |v: &Value| {
+            v[1].as_str()
+                .and_then(|s| s.parse::<f64>().ok())
+                .unwrap_or(f64::NAN)
+        };
+        let data = &answer["data"];
+        match data["resultType"].as_str() {
+            Some("vector") => Ok(data["result"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|s| {
+                    let labels = s["metric"]
+                        .as_object()
+                        .unwrap()
+                        .iter()
+                        .map(|(k, v)| (k.clone(), v.as_str().unwrap().to_string()))
+                        .collect();
+                    (labels, value(&s["value"]))
+                })
+                .collect()),
+            Some("scalar") => Ok(vec![(BTreeMap::new(), value(&data["result"]))]),
+            other => Err(format!("a {other:?} result, not an instant vector")),
+        }
+    }
+
+    /// Polls `expr` until its answer satisfies `done`; that answer.
+    fn wait_for(&self, what: &str, expr: &str, done: impl Fn(&[Series]) -> bool) -> Vec<Series> {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            let answer = self.query(expr);
+            match answer {
+                Ok(series) if done(&series) => return series,
+                _ if Instant::now() > deadline => {
+                    panic!("gave up waiting for {what}: {expr} is {answer:?}\n{}", self.log())
+                }
+                _ => std::thread::sleep(Duration::from_millis(200)),
+            }
+        }
+    }
+}
+
+/// `text` as a URL query value: everything but RFC 3986's unreserved
+/// characters percent-encoded.
+fn url_encode(text: &str) -> String {
+    text.bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'.' | b'_' | b'~' => (b as char).to_string(),
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
+}
+
+/// What is wrong with the answer to `expr`, if anything: an error, no
+/// series, nothing but NaN (a panel Grafana draws empty), or a legend
+/// naming a label no series has.
+fn problem(prometheus: &Prometheus, expr: &str, legend: &str) -> Option<String> {
+    let series = match prometheus.query(expr) {
+        Ok(series) => series,
+        Err(e) => return Some(format!("error: {e}")),
+    };
+    if series.is_empty() {
+        return Some("no data".into());
+    }
+    if series.iter().all(|(_, v)| v.is_nan()) {
+        return Some(format!("only NaN, in {} series", series.len()));
+    }
+    let legend_labels = regex::Regex::new(r"\{\{\s*(\w+)\s*\}\}").unwrap();
+    for label in legend_labels.captures_iter(legend) {
+        if !series.iter().any(|(labels, _)| labels.contains_key(&label[1])) {
+            return Some(format!("the legend names {}, which no series has", &label[0]));
+        }
+    }
+    None
+}
+
+/// A second exporter with something wrong in each of its configs, for the
+/// alerts to find: rows its decoder cannot decode (a syscall number read
+/// as an IP address), an XDP program that cannot attach (the healthy
+/// exporter holds this thread's `lo`), a config some of whose programs the
+/// kernel refuses (tests/bpf/test_isolation.bpf.c); and its last reload
+/// was refused. Its config directory goes with it.
+struct BrokenExporter {
+    exporter: Exporter,
+    _dir: tempfile::TempDir,
+}
+
+impl BrokenExporter {
+    fn start() -> BrokenExporter {
+        let dir = tempfile::tempdir().unwrap();
+        let write = |name: &str, text: &str| std::fs::write(dir.path().join(name), text).unwrap();
+        write(
+            "undecodable.yaml",
+            "program: syscalls\nmetrics:\n  counters:\n    - name: syscalls_total\n      help: Not addresses.\n      \
+             labels:\n        - name: address\n          size: 8\n          decoders:\n            - name: inet_ip\n",
+        );
+        let xdp_packets = bpf_exporter::config::EMBEDDED_CONFIGS
+            .iter()
+            .find(|c| c.name == "xdp_packets")
+            .unwrap();
+        write(
+            "xdp_conflict.yaml",
+            &format!("program: xdp_packets\n{}", xdp_packets.text),
+        );
+        let partial = "program: test_isolation\nmetrics:\n  counters:\n    - name: isolation_events_total\n      help: getppid calls.\n";
+        write("partial.yaml", partial);
+        let exporter = Exporter::watching(dir.path());
+        write("partial.yaml", &format!("{partial}  gauges: [\n"));
+        let (status, _, body) = exporter.request("POST", "/-/reload", "").unwrap();
+        assert_eq!(status, 500, "{body}");
+        BrokenExporter { exporter, _dir: dir }
+    }
+}
+
+/// Makes every program of the healthy exporter fire, most the way its own
+/// test does. Machine-wide events (syscalls, their latency, run queue
+/// waits, page faults, softirqs) come with the rest. Nothing here adds to
+/// what another test counts exactly: those tests' syscalls, uids,
+/// cgroups, loop devices, ports and fragment timers are their own.
+fn drive_every_program() {
+    std::thread::scope(|s| {
+        s.spawn(|| OomCgroup::create(32 << 20).oom_kill_a_task());
+        s.spawn(|| {
+            let device = LoopDevice::attach(4 << 20);
+            direct_io(&device.open_direct(), 20, 50);
+        });
+        s.spawn(|| {
+            // The healthy exporter's XDP program holds this thread's `lo`;
+            // the loss takes one of its own.
+            private_loopback();
+            let (mut client, mut server) = connected("127.0.0.1:0");
+            retransmit_through_loss(&mut client, &mut server, b"lost, then retransmitted");
+        });
+        for _ in 0..10 {
+            assert!(Command::new("/bin/true").status().unwrap().success());
+        }
+        for _ in 0..100 {
+            // SAFETY: no descriptor is -1; the call only fails (EBADF).
+            assert_eq!(unsafe { libc::close(-1) }, -1);
+        }
+        // Through the XDP program on this thread's `lo`, with net_rx runs,
+        // and timer_list timers started for the timeouts.
+        udp_round_trips(500);
+        receive_timeouts(50);
+    });
+}
+
+fn unix(t: SystemTime) -> f64 {
+    t.duration_since(SystemTime::UNIX_EPOCH).unwrap().as_secs_f64()
+}
+
+#[test]
+fn every_dashboard_query_and_recording_rule_has_data_and_alerts_fire_where_exporters_are_broken() {
+    if !bpf_available() || !tool_available("prometheus") {
+        return;
+    }
+    // A network namespace of its own: the exporters and Prometheus talk
+    // over its `lo`, where the healthy exporter's XDP program counts them.
+    std::thread::spawn(|| {
+        private_loopback();
+        end_to_end();
+    })
+    .join()
+    .unwrap();
+}
+
+fn end_to_end() {
+    let started = Instant::now();
+    let names: Vec<&str> = std::iter::once("default")
+        .chain(
+            bpf_exporter::config::EMBEDDED_CONFIGS
+                .iter()
+                .filter(|c| !c.default)
+                .map(|c| c.name),
+        )
+        .collect();
+    let healthy = Exporter::start(&["--config.names", &names.join(","), "--bpf.stats"]);
+    let broken = BrokenExporter::start();
+    let targets = [healthy.port, broken.exporter.port, free_port()].map(|port| format!("127.0.0.1:{port}"));
+    let [healthy_at, broken_at, down_at] = &targets;
+    let prometheus = Prometheus::start(&scrape_config(&targets));
+    prometheus.wait_for(
+        "every target scraped twice",
+        "count_over_time(up[1h]) >= 2",
+        |s| s.len() == 3,
+    );
+
+    drive_every_program();
+    let driven = unix(SystemTime::now());
+    // Every series the workloads made has two samples after them, as rate()
+    // needs.
+    let last_scrape = format!("timestamp(up{{instance=\"{healthy_at}\"}})");
+    prometheus.wait_for("two scrapes after the workloads", &last_scrape, |s| {
+        s.first().is_some_and(|(_, t)| *t >= driven + 2.0)
+    });
+    let window = format!("{}s", started.elapsed().as_secs() + 1);
+    eprintln!(
+        "workloads done after {:?}; queries over {window}",
+        started.elapsed()
+    );
+    promtool_check(&healthy.get("/metrics", "").2);
+
+    // Grafana's variables as a dashboard opened on the whole test has
+    // them: intervals spanning it, every value of each query variable.
+    let mut failures = Vec::new();
+    let (mut evaluated, mut written) = (0, 0);
+    let mut misspelt = None;
+    let dashboards = dashboards::all();
+    for d in &dashboards {
+        let mut values: BTreeMap<String, String> = [
+            ("DS_PROMETHEUS", "prometheus"),
+            ("__rate_interval", &window),
+            ("__interval", &window),
+            ("__range", &window),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
+        for v in d.variables() {
+            let expr = interpolate(&format!("count by ({}) ({})", v.label, v.selector), &values);
+            let found = expr.clone().and_then(|e| prometheus.query(&e));
+            let options: BTreeSet<String> = found
+                .iter()
+                .flatten()
+                .filter_map(|(labels, _)| labels.get(&v.label).cloned())
+                .collect();
+            if options.is_empty() {
+                failures.push(format!(
+                    "{}: ${}: {expr:?}\n    no values: {found:?}",
+                    d.file, v.name
+                ));
+            }
+            // Down targets are instances too: up says so.
+            if v.name == "instance" {
+                assert_eq!(options, BTreeSet::from(targets.clone()), "{}", d.file);
+            }
+            let options: Vec<String> = options.into_iter().collect();
+            values.insert(v.name.clone(), regex_of_all(&options));
+        }
+        written += d.text.matches("\"expr\":").count();
+        for q in d.queries() {
+            evaluated += 1;
+            let found = interpolate(&q.expr, &values).map(|e| (problem(&prometheus, &e, &q.legend), e));
+            match found {
+                Ok((None, _)) => {}
+                Ok((Some(problem), expr)) => {
+                    failures.push(format!("{}: {}: {expr}\n    {problem}", d.file, q.panel))
+                }
+                Err(e) => failures.push(format!("{}: {}: {}\n    {e}", d.file, q.panel, q.expr)),
+            }
+            // The check catches what it is for: the same query with its
+            // metric misspelt has no data.
+            if misspelt.is_none() && q.expr.contains("ebpf_") {
+                let wrong = interpolate(&q.expr.replacen("ebpf_", "ebpf_misspelt_", 1), &values).unwrap();
+                misspelt = Some((problem(&prometheus, &wrong, &q.legend), wrong));
+            }
+        }
+    }
+    assert!(
+        failures.is_empty(),
+        "{} of {evaluated} queries and variables failed:\n{}",
+        failures.len(),
+        failures.join("\n")
+    );
+    // Every query the files hold was evaluated, and there are plenty.
+    assert_eq!(evaluated, written);
+    assert!(
+        dashboards.len() >= 7 && evaluated >= 80,
+        "{} dashboards, {evaluated} queries",
+        dashboards.len()
+    );
+    let (misspelt, wrong) = misspelt.unwrap();
+    assert_eq!(misspelt.as_deref(), Some("no data"), "{wrong}");
+    eprintln!("{evaluated} queries of {} dashboards have data", dashboards.len());
+
+    for record in rule_names("record") {
+        let expr = format!("{record}{{instance=\"{healthy_at}\"}}");
+        prometheus.wait_for(&format!("data from {record}"), &expr, |s| {
+            s.iter().any(|(_, v)| !v.is_nan())
+        });
+    }
+
+    // The alerts fire (or wait out their for:) where something is broken,
+    // and only there: nothing about the healthy exporter.
+    let expected = BTreeSet::from([
+        ("BpfExporterDown", down_at.as_str(), ""),
+        ("BpfExporterConfigNotRunning", broken_at, "xdp_conflict"),
+        ("BpfExporterProgramNotAttached", broken_at, "partial"),
+        ("BpfExporterReloadFailed", broken_at, ""),
+        ("BpfExporterDecodeErrors", broken_at, "undecodable"),
+    ]);
+    let alerts = prometheus.wait_for("the alerts", "ALERTS", |series| {
+        let found: BTreeSet<(&str, &str, &str)> = series
+            .iter()
+            .map(|(labels, _)| {
+                let label = |name: &str| labels.get(name).map_or("", String::as_str);
+                (label("alertname"), label("instance"), label("config"))
+            })
+            .collect();
+        found == expected
+    });
+    let with = |alert: &str, label: &str, value: &str| {
+        alerts
+            .iter()
+            .any(|(l, _)| l["alertname"] == alert && l.get(label).is_some_and(|v| v == value))
+    };
+    assert!(
+        with("BpfExporterProgramNotAttached", "program", "rejected_by_verifier"),
+        "{alerts:?}"
+    );
+    assert!(
+        with("BpfExporterConfigNotRunning", "state", "failed"),
+        "{alerts:?}"
+    );
+    assert!(
+        with("BpfExporterDecodeErrors", "decoder", "inet_ip"),
+        "{alerts:?}"
+    );
+    eprintln!("done after {:?}", started.elapsed());
+}
