@@ -8,8 +8,9 @@ ARGS ?=
 FUZZ_SECONDS ?= 60
 # Debian/Ubuntu packages the build and the tests need: clang compiles the BPF
 # programs, libelf/zlib/pkg-config build libbpf, bpftool regenerates
-# vmlinux.h, prometheus provides promtool for exposition checks, pci.ids is
-# the database the pci_* decoders read.
+# vmlinux.h, prometheus provides promtool (exposition and rule checks) and
+# the server the end-to-end dashboard test runs, pci.ids is the database the
+# pci_* decoders read.
 PACKAGES := clang llvm libelf-dev zlib1g-dev pkg-config make bpftool prometheus pci.ids
 
 .PHONY: deps build run test lint fuzz
