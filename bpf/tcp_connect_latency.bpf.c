@@ -1,15 +1,17 @@
 // SPDX-License-Identifier: GPL-2.0
 /*
  * tcp_connect_latency: how long TCP active opens (connect()) take, from
- * the SYN going out to the connection being established, machine-wide, as
- * a histogram per address family; and how many never got there.
+ * the start of the handshake to the connection being established,
+ * machine-wide, as a histogram per address family; and how many never got
+ * there.
  *
  * Hook: tracepoint sock/inet_sock_set_state, which fires at every state
  *       change of an inet socket (include/trace/events/sock.h). connect()
- *       moves a TCP socket from CLOSE to SYN_SENT right before it sends the
- *       SYN (tcp_v4_connect(), tcp_v6_connect()); the SYN-ACK moves it on
- *       to ESTABLISHED (tcp_rcv_synsent_state_process(),
- *       net/ipv4/tcp_input.c).
+ *       moves a TCP socket from CLOSE to SYN_SENT, then picks a source
+ *       port and sends the SYN (tcp_v4_connect(), tcp_v6_connect()); the
+ *       SYN-ACK moves it on to ESTABLISHED (tcp_rcv_synsent_state_process(),
+ *       net/ipv4/tcp_input.c). Finding no free source port sends it back
+ *       to CLOSE, a failure.
  * Maps: connect_start (LRU_HASH, u64 socket address -> u64 SYN_SENT time,
  *         ns), the connects in flight
  *       tcp_connect_latency_seconds (HASH, {u32 family, u32 bucket} -> u64)
@@ -17,7 +19,8 @@
  *         2^i ns
  * Globals: tcp_connect_failures_total (.bss, connects that left SYN_SENT
  *          for anything but ESTABLISHED: refused, timed out, unreachable,
- *          aborted by the caller) -> ebpf_tcp_connect_failures_total
+ *          no source port, aborted by the caller)
+ *          -> ebpf_tcp_connect_failures_total
  *
  * A simultaneous open (both ends connect() at once, or a socket connects
  * to its own address) goes from SYN_SENT through SYN_RECV to ESTABLISHED;
