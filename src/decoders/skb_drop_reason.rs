@@ -48,7 +48,7 @@ static KERNEL: LazyLock<Option<Reasons>> = LazyLock::new(|| match Reasons::from_
 });
 
 /// Names by number, as one kernel's BTF gives them.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 struct Reasons {
     /// Core reasons (subsystem 0), sorted by number.
     core: Vec<(u32, String)>,
