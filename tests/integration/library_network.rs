@@ -1,9 +1,10 @@
 //! The machine-wide network programs (packet_drops, tcp_connect_latency)
 //! on the real kernel. Drops are held to exact counts, for a reason
 //! nothing else on a test machine produces. TCP connects and refused ones
-//! are everyday events (this binary's HTTP tests make them too), so those
-//! tests count in short tries: every try must count at least what it did,
-//! and one of a few, a quiet one, exactly that.
+//! are everyday events: this binary's other tests wait while connects are
+//! counted ([`hold_off_tcp_connects`]), other processes cannot be made to,
+//! so connects are counted in short tries: every try must count at least
+//! what it did, and one of a few, a quiet one, exactly that.
 
 use std::io::ErrorKind;
 use std::net::{SocketAddr, TcpListener, TcpStream, UdpSocket};
@@ -149,6 +150,9 @@ fn count_connects(reader: &mut Reader, family: &str, addr: SocketAddr) {
     let refusing = unlistened.local_addr().unwrap().as_socket().unwrap();
     let mut counted = Vec::new();
     for _ in 0..TRIES {
+        // The connects below are the only ones of this binary meanwhile,
+        // and so they do not go through tcp_connect(), which would wait.
+        let _others_wait = hold_off_tcp_connects();
         let before = reader.read();
         for _ in 0..CONNECTS {
             let client = TcpStream::connect(listener.local_addr().unwrap()).unwrap();
