@@ -3,11 +3,10 @@
 
 use std::collections::BTreeMap;
 use std::io::{Read, Write};
-use std::net::TcpStream;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use crate::common::bpf_available;
+use crate::common::{bpf_available, tcp_connect};
 
 const BIN: &str = env!("CARGO_BIN_EXE_bpf-exporter");
 
@@ -46,7 +45,7 @@ impl Client {
 }
 
 fn http(port: u16, method: &str, path: &str, headers: &str) -> Option<(u16, String, String)> {
-    let mut stream = TcpStream::connect(("127.0.0.1", port)).ok()?;
+    let mut stream = tcp_connect(("127.0.0.1", port)).ok()?;
     write!(
         stream,
         "{method} {path} HTTP/1.1\r\nHost: localhost\r\n{headers}Content-Length: 0\r\nConnection: close\r\n\r\n"

@@ -7,6 +7,7 @@
 mod binary;
 mod common;
 mod kernel;
+mod library_network;
 mod library_system;
 mod maps;
 mod programs;

@@ -529,9 +529,9 @@ fn tcp_retransmits_counts_a_lost_segment_under_its_connection_for_ipv4_and_ipv6(
 /// one, not exact: how many retransmissions go out (tail loss probe, then
 /// timeouts backing off) depends on timing.
 fn lose_and_recover(reader: &mut bpf_exporter::reader::Reader, listen: &str, addr: &str) {
-    use std::net::{TcpListener, TcpStream};
+    use std::net::TcpListener;
     let listener = TcpListener::bind(listen).unwrap();
-    let mut client = TcpStream::connect(listener.local_addr().unwrap()).unwrap();
+    let mut client = tcp_connect(listener.local_addr().unwrap()).unwrap();
     let (mut server, _) = listener.accept().unwrap();
     let client_port = client.local_addr().unwrap().port().to_string();
     let server_port = listener.local_addr().unwrap().port().to_string();
