@@ -1,7 +1,8 @@
 //! Per-event cost of every embedded program, from the kernel's BPF run-time
 //! statistics: loads every embedded config (opt-in ones too), drives a
 //! mixed workload (syscalls, failing syscalls, execs, page faults, file
-//! writes with fsync, sleeps, UDP on loopback) for a few seconds and prints
+//! writes with fsync, sleeps, UDP on loopback, a datagram a socket filter
+//! drops, TCP connects accepted and refused) for a few seconds and prints
 //! run time per program run. Whatever else the machine does in that time
 //! counts too, so the figure is an average over a real mix. Needs root:
 //! `sudo cargo bench --bench program_cost`.
@@ -71,6 +72,17 @@ fn workload() {
     let mut file = std::fs::File::create(dir.join("data")).expect("temp file");
     let receiver = std::net::UdpSocket::bind("127.0.0.1:0").expect("udp");
     let sender = std::net::UdpSocket::bind("127.0.0.1:0").expect("udp");
+    // This socket's filter keeps 0 bytes of each datagram, which drops it
+    // (BPF_RET | BPF_K 0, include/uapi/linux/filter.h): for packet_drops.
+    let filtered = loopback_socket(socket2::Type::DGRAM);
+    filtered
+        .attach_filter(&[socket2::SockFilter::new(0x06, 0, 0, 0)])
+        .expect("socket filter");
+    // For tcp_connect_latency: connects to a listener, timed, and to a port
+    // bound without one, refused (nothing else can listen there meanwhile).
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("tcp");
+    let unlistened = loopback_socket(socket2::Type::STREAM);
+    let address = |socket: &socket2::Socket| socket.local_addr().unwrap().as_socket().unwrap();
     let started = Instant::now();
     while started.elapsed() < WORKLOAD {
         for _ in 0..1000 {
@@ -93,7 +105,19 @@ fn workload() {
         sender
             .send_to(b"x", receiver.local_addr().unwrap())
             .expect("send");
+        sender.send_to(b"x", address(&filtered)).expect("send");
+        let client = std::net::TcpStream::connect(listener.local_addr().unwrap()).expect("connect");
+        drop((client, listener.accept().expect("accept")));
+        std::net::TcpStream::connect(address(&unlistened)).expect_err("connect to a port without a listener");
         std::thread::sleep(Duration::from_millis(1));
     }
     let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// A socket of `kind` bound to a free port on 127.0.0.1.
+fn loopback_socket(kind: socket2::Type) -> socket2::Socket {
+    let socket = socket2::Socket::new(socket2::Domain::IPV4, kind, None).expect("socket");
+    let address: std::net::SocketAddr = ([127, 0, 0, 1], 0).into();
+    socket.bind(&address.into()).expect("bind");
+    socket
 }

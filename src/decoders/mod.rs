@@ -24,6 +24,7 @@ mod pci_ids;
 mod pci_subclass;
 mod pci_vendor;
 mod regexp;
+mod skb_drop_reason;
 mod static_map;
 mod string;
 mod syscall;
@@ -121,6 +122,7 @@ pub const REGISTRY: &[(&str, Builder)] = &[
     ("pci_subclass", pci_subclass::build),
     ("pci_vendor", pci_vendor::build),
     ("regexp", regexp::build),
+    ("skb_drop_reason", skb_drop_reason::build),
     ("static_map", static_map::build),
     ("string", string::build),
     ("syscall", syscall::build),
@@ -199,7 +201,7 @@ mod tests {
         let err = build("nope", &DecoderOptions::default()).unwrap_err();
         assert_eq!(
             err,
-            "unknown decoder \"nope\" (known: cgroup, dname, errno, hex, ifname, inet_ip, kstack, ksym, majorminor, pci_class, pci_device, pci_subclass, pci_vendor, regexp, static_map, string, syscall, uint)"
+            "unknown decoder \"nope\" (known: cgroup, dname, errno, hex, ifname, inet_ip, kstack, ksym, majorminor, pci_class, pci_device, pci_subclass, pci_vendor, regexp, skb_drop_reason, static_map, string, syscall, uint)"
         );
     }
 
@@ -228,6 +230,7 @@ mod tests {
             ("pci_subclass", with_every_option()),
             ("pci_vendor", with_every_option()),
             ("regexp", with_every_option()),
+            ("skb_drop_reason", with_every_option()),
             ("static_map", with_regexps()),
             ("string", with_every_option()),
             ("syscall", with_every_option()),

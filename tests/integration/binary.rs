@@ -3,11 +3,10 @@
 
 use std::collections::BTreeMap;
 use std::io::{Read, Write};
-use std::net::TcpStream;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use crate::common::{bpf_available, free_port, tool_available};
+use crate::common::{bpf_available, free_port, tcp_connect, tool_available};
 
 const BIN: &str = env!("CARGO_BIN_EXE_bpf-exporter");
 
@@ -48,7 +47,7 @@ impl Client {
 /// One HTTP/1.1 request to 127.0.0.1:`port`: status, head and body (its
 /// chunks joined, where the server sent it chunked, as Prometheus does).
 pub(crate) fn http(port: u16, method: &str, path: &str, headers: &str) -> Option<(u16, String, String)> {
-    let mut stream = TcpStream::connect(("127.0.0.1", port)).ok()?;
+    let mut stream = tcp_connect(("127.0.0.1", port)).ok()?;
     write!(
         stream,
         "{method} {path} HTTP/1.1\r\nHost: localhost\r\n{headers}Content-Length: 0\r\nConnection: close\r\n\r\n"

@@ -1,11 +1,14 @@
 //! Shared test plumbing: BPF availability, assembling configs, reading
 //! counters, histograms and gauges out of snapshots, histogram deltas and
-//! shape checks, pipes, a private loopback.
+//! shape checks, pipes, a private loopback, TCP connects that keep out of
+//! a connect-counting test's way.
 
 use std::collections::BTreeMap;
 use std::fs::File;
+use std::net::{TcpStream, ToSocketAddrs};
 use std::ops::RangeInclusive;
 use std::os::fd::FromRawFd;
+use std::sync::{PoisonError, RwLock, RwLockWriteGuard};
 
 use bpf_exporter::config::{self, Source};
 use bpf_exporter::exporter::{self, Outcome};
@@ -244,4 +247,21 @@ pub fn private_loopback() {
         assert_eq!(libc::ioctl(fd, libc::SIOCSIFFLAGS, &req), 0);
         libc::close(fd);
     }
+}
+
+/// Taken for reading around every TCP connect the tests of this binary
+/// make, and for writing by a test counting connects machine-wide
+/// (tcp_connect_latency's): their connects then never land in its count.
+/// Other processes' still can, so that test retries as well.
+static TCP_CONNECTS: RwLock<()> = RwLock::new(());
+
+/// `TcpStream::connect`, never while connects are being counted.
+pub fn tcp_connect(addr: impl ToSocketAddrs) -> std::io::Result<TcpStream> {
+    let _counting_waits = TCP_CONNECTS.read().unwrap_or_else(PoisonError::into_inner);
+    TcpStream::connect(addr)
+}
+
+/// Holds off [`tcp_connect`] everywhere until dropped.
+pub fn hold_off_tcp_connects() -> RwLockWriteGuard<'static, ()> {
+    TCP_CONNECTS.write().unwrap_or_else(PoisonError::into_inner)
 }

@@ -8,6 +8,7 @@ mod binary;
 mod common;
 mod dashboards;
 mod kernel;
+mod library_network;
 mod library_system;
 mod maps;
 mod programs;

@@ -396,7 +396,9 @@ impl BrokenExporter {
 /// test does. Machine-wide events (syscalls, their latency, run queue
 /// waits, page faults, softirqs) come with the rest. Nothing here adds to
 /// what another test counts exactly: those tests' syscalls, uids,
-/// cgroups, loop devices, ports and fragment timers are their own.
+/// cgroups, loop devices, ports, fragment timers and drop reason are their
+/// own, and the connects here wait while connects are counted
+/// ([`crate::common::tcp_connect`]).
 fn drive_every_program() {
     std::thread::scope(|s| {
         s.spawn(|| OomCgroup::create(32 << 20).oom_kill_a_task());
@@ -418,9 +420,13 @@ fn drive_every_program() {
             // SAFETY: no descriptor is -1; the call only fails (EBADF).
             assert_eq!(unsafe { libc::close(-1) }, -1);
         }
-        // Through the XDP program on this thread's `lo`, with net_rx runs,
-        // and timer_list timers started for the timeouts.
+        // Connects: the lossy one above, and one refused.
+        refused_connect();
+        // Through the XDP program on this thread's `lo`, with net_rx runs;
+        // drops (NO_SOCKET), not the socket filter drops packet_drops'
+        // test counts; timer_list timers started for the timeouts.
         udp_round_trips(500);
+        datagrams_to_a_closed_port(50);
         receive_timeouts(50);
     });
 }

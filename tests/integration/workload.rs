@@ -2,7 +2,8 @@
 //! count one program's events and by the end-to-end test that drives them
 //! all against a real Prometheus: block I/O on a loop device, an OOM kill in
 //! a memory-limited cgroup, TCP retransmissions through total loss on a
-//! private loopback, UDP round trips and receive timeouts.
+//! private loopback, TCP connects refused, UDP round trips, datagrams to a
+//! closed port and receive timeouts.
 
 use std::fs::File;
 use std::io::{Read, Write};
@@ -16,7 +17,7 @@ use bpf_exporter::config::Source;
 use bpf_exporter::metrics::{Snapshot, Value};
 use bpf_exporter::reader::Reader;
 
-use crate::common::{counter, start_sources};
+use crate::common::{counter, free_port, start_sources, tcp_connect};
 
 pub const BIO_LATENCY: &str = "ebpf_bio_latency_seconds";
 
@@ -315,9 +316,15 @@ fn cgroup_mount(wanted: impl Fn(&str, &str) -> bool) -> Option<String> {
 /// end and the server's.
 pub fn connected(listen: &str) -> (TcpStream, TcpStream) {
     let listener = TcpListener::bind(listen).unwrap();
-    let client = TcpStream::connect(listener.local_addr().unwrap()).unwrap();
+    let client = tcp_connect(listener.local_addr().unwrap()).unwrap();
     let (server, _) = listener.accept().unwrap();
     (client, server)
+}
+
+/// A TCP connect to a port of 127.0.0.1 nothing listens on: refused.
+pub fn refused_connect() {
+    let err = tcp_connect(("127.0.0.1", free_port())).unwrap_err();
+    assert_eq!(err.kind(), std::io::ErrorKind::ConnectionRefused, "{err}");
 }
 
 /// Writes `message` from `client` to `server` through total loss on this
@@ -378,5 +385,17 @@ pub fn receive_timeouts(n: u64) {
     for _ in 0..n {
         let err = socket.recv(&mut buf).unwrap_err();
         assert_eq!(err.kind(), std::io::ErrorKind::WouldBlock, "{err}");
+    }
+}
+
+/// Sends `n` datagrams over 127.0.0.1 to a port nothing listens on: the
+/// kernel drops each (NO_SOCKET, __udp4_lib_rcv(), net/ipv4/udp.c) and
+/// answers with an ICMP port unreachable, which an unconnected sender
+/// never sees.
+pub fn datagrams_to_a_closed_port(n: u64) {
+    let closed = UdpSocket::bind("127.0.0.1:0").unwrap().local_addr().unwrap();
+    let sender = UdpSocket::bind("127.0.0.1:0").unwrap();
+    for _ in 0..n {
+        sender.send_to(b"nobody", closed).unwrap();
     }
 }
