@@ -95,6 +95,16 @@ impl Exporter {
     }
 
     pub(crate) fn start(args: &[&str]) -> Exporter {
+        Exporter::spawn(args, Stdio::inherit())
+    }
+
+    /// Its log kept off the test's output: for an exporter meant to fail,
+    /// whose errors would read as the test's own.
+    pub(crate) fn start_unlogged(args: &[&str]) -> Exporter {
+        Exporter::spawn(args, Stdio::null())
+    }
+
+    fn spawn(args: &[&str], log: Stdio) -> Exporter {
         let port = free_port();
         let child = Command::new(BIN)
             .args([
@@ -105,6 +115,7 @@ impl Exporter {
             ])
             .args(args)
             .stdout(Stdio::null())
+            .stderr(log)
             .spawn()
             .unwrap();
         let exporter = Exporter { child, port };
