@@ -160,9 +160,7 @@ impl LoopDevice {
         }
         panic!("{} is still busy after 5 s", self.name);
     }
-}
 
-impl LoopDevice {
     /// The device opened for O_DIRECT reads and writes, which bypass the
     /// page cache: each one is a request of its own.
     pub fn open_direct(&self) -> File {
