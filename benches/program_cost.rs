@@ -2,7 +2,9 @@
 //! statistics: loads every embedded config (opt-in ones too), drives a
 //! mixed workload (syscalls, failing syscalls, execs, page faults, file
 //! writes with fsync, sleeps, UDP on loopback, a datagram a socket filter
-//! drops, TCP connects accepted and refused) for a few seconds and prints
+//! drops, TCP connects accepted and refused, a SYN retransmitted to a full
+//! listen queue, one OOM kill in a memory-limited cgroup) for a few seconds
+//! and prints
 //! run time per program run. Whatever else the machine does in that time
 //! counts too, so the figure is an average over a real mix. Needs root:
 //! `sudo cargo bench --bench program_cost`.
@@ -14,6 +16,9 @@ use std::time::{Duration, Instant};
 use bpf_exporter::metrics::{Snapshot, Value};
 use bpf_exporter::reader::maps::ReadMethod;
 use bpf_exporter::{config, exporter, programs};
+
+#[path = "../tests/integration/oom.rs"]
+mod oom;
 
 const WORKLOAD: Duration = Duration::from_secs(5);
 
@@ -83,6 +88,9 @@ fn workload() {
     let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("tcp");
     let unlistened = loopback_socket(socket2::Type::STREAM);
     let address = |socket: &socket2::Socket| socket.local_addr().unwrap().as_socket().unwrap();
+    let _unanswered = syn_retransmissions();
+    // For oomkills: one victim.
+    oom::OomCgroup::create(&format!("bpf-exporter-bench-{}", std::process::id()), 32 << 20).oom_kill_a_task();
     let started = Instant::now();
     while started.elapsed() < WORKLOAD {
         for _ in 0..1000 {
@@ -120,4 +128,22 @@ fn loopback_socket(kind: socket2::Type) -> socket2::Socket {
     let address: std::net::SocketAddr = ([127, 0, 0, 1], 0).into();
     socket.bind(&address.into()).expect("bind");
     socket
+}
+
+/// For tcp_retransmits: a connect whose SYN goes unanswered, retransmitted
+/// after 1 s and 3 s, while the returned sockets live. The listener has a
+/// listen queue of 0 and never accepts: the first connect fills it, so the
+/// second's SYNs are dropped (tcp_conn_request(), net/ipv4/tcp_input.c).
+fn syn_retransmissions() -> [socket2::Socket; 3] {
+    let listener = loopback_socket(socket2::Type::STREAM);
+    listener.listen(0).expect("listen");
+    let to = listener.local_addr().expect("address");
+    let queued = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).expect("socket");
+    queued.connect(&to).expect("connect");
+    let unanswered =
+        socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).expect("socket");
+    unanswered.set_nonblocking(true).expect("nonblocking");
+    // EINPROGRESS: the SYN is out and the connect carries on without us.
+    let _ = unanswered.connect(&to);
+    [listener, queued, unanswered]
 }

@@ -11,6 +11,7 @@ mod kernel;
 mod library_network;
 mod library_system;
 mod maps;
+mod oom;
 mod programs;
 mod prometheus;
 mod reload;

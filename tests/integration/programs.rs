@@ -236,7 +236,7 @@ fn oomkills_counts_the_one_task_killed_in_a_memory_limited_cgroup() {
         return;
     }
     let mut reader = start(&["oomkills"]);
-    let cgroup = OomCgroup::create(32 << 20);
+    let cgroup = OomCgroup::create(&unique("bpf-exporter-oom"), 32 << 20);
     let labels = [("cgroup", cgroup.path.as_str())];
     let before = counter(&reader.read(), OOM_KILLS, &labels);
     cgroup.oom_kill_a_task();

@@ -402,7 +402,7 @@ impl BrokenExporter {
 /// ([`crate::common::tcp_connect`]).
 fn drive_every_program() {
     std::thread::scope(|s| {
-        s.spawn(|| OomCgroup::create(32 << 20).oom_kill_a_task());
+        s.spawn(|| OomCgroup::create(&unique("bpf-exporter-oom"), 32 << 20).oom_kill_a_task());
         s.spawn(|| {
             let device = LoopDevice::attach(4 << 20);
             direct_io(&device.open_direct(), 20, 50);
