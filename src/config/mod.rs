@@ -361,4 +361,30 @@ mod tests {
         assert_eq!(names(&all), ["a", "b"]);
         assert_eq!(all, named);
     }
+
+    /// Operators choose programs from their config headers: what each
+    /// measures, its series count, what the kernel must have, what an event
+    /// costs, and for an opt-in config why it is not on by default.
+    #[test]
+    fn every_embedded_config_documents_labels_kernel_and_cost() {
+        for config in EMBEDDED_CONFIGS {
+            let header: Vec<&str> = config.text.lines().take_while(|l| l.starts_with('#')).collect();
+            let mut wanted = vec!["# Labels:", "# Kernel:"];
+            if !config.default {
+                wanted.push("# Opt-in:");
+            }
+            for field in wanted {
+                assert!(
+                    header.iter().any(|l| l.starts_with(field)),
+                    "{}: the header comment has no line starting {field:?}",
+                    config.path
+                );
+            }
+            let measured = header.iter().any(|l| {
+                l.strip_prefix("# Cost: ~")
+                    .is_some_and(|figure| figure.starts_with(|c: char| c.is_ascii_digit()))
+            });
+            assert!(measured, "{}: no \"# Cost: ~<figure>\" line", config.path);
+        }
+    }
 }
