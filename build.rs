@@ -2,7 +2,9 @@
 //! into `OUT_DIR`, both keyed by file stem:
 //!
 //! - `programs.rs`: the compiled BPF objects (ELF bytes, BTF included),
-//!   from `bpf/` and, marked test-only, from `tests/bpf/`;
+//!   from `bpf/` and, marked test-only, from `tests/bpf/` when the
+//!   `test-programs` feature is on (test and bench builds only: the
+//!   shipped binary carries no program that, say, drops every packet);
 //! - `configs.rs`: the YAML files of `configs/` (the default set) and of
 //!   `configs/opt-in/` (shipped, run only when named).
 //!
@@ -31,14 +33,14 @@ fn main() {
     println!("cargo:rerun-if-changed=configs");
     println!("cargo:rerun-if-changed=tests/bpf");
 
+    let test_programs = match env::var_os("CARGO_FEATURE_TEST_PROGRAMS") {
+        Some(_) => files_with_suffix(&root.join("tests/bpf"), ".bpf.c"),
+        None => Vec::new(),
+    };
     let sources = files_with_suffix(&root.join("bpf"), ".bpf.c")
         .into_iter()
         .map(|s| (s, false))
-        .chain(
-            files_with_suffix(&root.join("tests/bpf"), ".bpf.c")
-                .into_iter()
-                .map(|s| (s, true)),
-        );
+        .chain(test_programs.into_iter().map(|s| (s, true)));
     let mut programs = String::from("pub static EMBEDDED_PROGRAMS: &[EmbeddedProgram] = &[\n");
     for (source, test_only) in sources {
         let name = stem(&source, ".bpf.c");
