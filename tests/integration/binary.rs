@@ -25,7 +25,7 @@ impl Drop for Exporter {
 }
 
 /// The text of embedded config `name`.
-fn embedded(name: &str) -> &'static str {
+pub(crate) fn embedded(name: &str) -> &'static str {
     bpf_exporter::config::EMBEDDED_CONFIGS
         .iter()
         .find(|c| c.name == name)

@@ -1,6 +1,7 @@
 //! Shared test plumbing: BPF availability, assembling configs, reading
 //! counters, histograms and gauges out of snapshots, histogram deltas and
-//! shape checks, pipes, a private loopback, TCP connects that keep out of
+//! shape checks, example YAML files, pipes, a private loopback, TCP connects
+//! that keep out of
 //! a connect-counting test's way.
 
 use std::collections::BTreeMap;
@@ -201,6 +202,12 @@ pub fn counter_sum(snapshot: &Snapshot, name: &str) -> u64 {
             _ => 0,
         })
         .sum()
+}
+
+/// The YAML file at `path` (an example config of the repository), parsed.
+pub fn yaml(path: &str) -> serde_json::Value {
+    let text = std::fs::read_to_string(path).unwrap_or_else(|e| panic!("{path}: {e}"));
+    serde_saphyr::from_str(&text).unwrap_or_else(|e| panic!("{path}: {e}"))
 }
 
 /// A pipe: (read end, write end).

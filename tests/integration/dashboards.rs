@@ -11,6 +11,8 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use serde_json::Value;
 
+use crate::common::yaml;
+
 pub const DIR: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/dashboards");
 
 /// Each dashboard and its uid. Links and bookmarks go by uid, so a uid
@@ -539,10 +541,7 @@ fn the_overview_links_to_every_family_dashboard_and_every_link_leads_somewhere()
 
 #[test]
 fn provisioning_examples_name_a_prometheus_data_source_and_a_file_provider() {
-    let read = |file: &str| -> Value {
-        let text = std::fs::read_to_string(format!("{DIR}/provisioning/{file}")).unwrap();
-        serde_saphyr::from_str(&text).unwrap_or_else(|e| panic!("{file}: {e}"))
-    };
+    let read = |file: &str| yaml(&format!("{DIR}/provisioning/{file}"));
     let sources = read("datasource.yaml");
     assert_eq!(sources["apiVersion"], 1);
     let source = &sources["datasources"][0];
@@ -550,10 +549,7 @@ fn provisioning_examples_name_a_prometheus_data_source_and_a_file_provider() {
     assert!(source["url"].as_str().is_some_and(|u| u.starts_with("http")));
     // Grafana works $__rate_interval out from the scrape interval it is
     // told: the example Prometheus config's.
-    let prometheus: Value = serde_saphyr::from_str(
-        &std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/prometheus/prometheus.yml")).unwrap(),
-    )
-    .unwrap();
+    let prometheus = crate::prometheus::example_config();
     assert_eq!(
         source["jsonData"]["timeInterval"],
         prometheus["scrape_configs"][0]["scrape_interval"]

@@ -13,19 +13,15 @@ use std::time::{Duration, Instant, SystemTime};
 
 use serde_json::{json, Value};
 
-use crate::binary::{http, promtool_check, Exporter};
-use crate::common::{bpf_available, free_port, private_loopback, tool_available};
+use crate::binary::{embedded, http, promtool_check, Exporter};
+use crate::common::{bpf_available, free_port, private_loopback, tool_available, yaml};
 use crate::dashboards::{self, interpolate, regex_of_all};
 use crate::workload::*;
 
 const EXAMPLES: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/prometheus");
 
-fn yaml(path: &str) -> Value {
-    let text = std::fs::read_to_string(path).unwrap_or_else(|e| panic!("{path}: {e}"));
-    serde_saphyr::from_str(&text).unwrap_or_else(|e| panic!("{path}: {e}"))
-}
-
-fn example_config() -> Value {
+/// `prometheus/prometheus.yml`, parsed.
+pub(crate) fn example_config() -> Value {
     yaml(&format!("{EXAMPLES}/prometheus.yml"))
 }
 
@@ -374,13 +370,9 @@ impl BrokenExporter {
             "program: syscalls\nmetrics:\n  counters:\n    - name: syscalls_total\n      help: Not addresses.\n      \
              labels:\n        - name: address\n          size: 8\n          decoders:\n            - name: inet_ip\n",
         );
-        let xdp_packets = bpf_exporter::config::EMBEDDED_CONFIGS
-            .iter()
-            .find(|c| c.name == "xdp_packets")
-            .unwrap();
         write(
             "xdp_conflict.yaml",
-            &format!("program: xdp_packets\n{}", xdp_packets.text),
+            &format!("program: xdp_packets\n{}", embedded("xdp_packets")),
         );
         let partial = "program: test_isolation\nmetrics:\n  counters:\n    - name: isolation_events_total\n      help: getppid calls.\n";
         write("partial.yaml", partial);
