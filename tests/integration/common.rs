@@ -1,8 +1,7 @@
 //! Shared test plumbing: BPF availability, assembling configs, reading
 //! counters, histograms and gauges out of snapshots, histogram deltas and
 //! shape checks, example YAML files, pipes, a private loopback, TCP connects
-//! that keep out of
-//! a connect-counting test's way.
+//! that keep out of a connect-counting test's way.
 
 use std::collections::BTreeMap;
 use std::fs::File;
