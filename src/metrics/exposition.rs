@@ -2,8 +2,8 @@
 //!
 //! Two encoders exist because scrapers differ: Prometheus itself prefers
 //! OpenMetrics, while `curl`, older Prometheus servers and many other tools
-//! only speak the classic text format. [`negotiate`] picks one from the
-//! request's `Accept` header the way Prometheus client libraries do.
+//! only speak the classic text format. Which one a request gets is the HTTP
+//! layer's choice (`server::negotiate`).
 //!
 //! * Text 0.0.4 is written by hand so that output matches what Go clients
 //!   produce (float formatting, `le` labels, ordering) and counters stay exact
@@ -48,98 +48,6 @@ impl Format {
             Format::Text004 => "text/plain; version=0.0.4; charset=utf-8",
             Format::OpenMetrics => "application/openmetrics-text; version=1.0.0; charset=utf-8",
         }
-    }
-}
-
-/// One element of a comma-separated, q-weighted header (`Accept`,
-/// `Accept-Encoding`).
-#[derive(Debug, Clone, PartialEq)]
-pub(crate) struct HeaderItem<'a> {
-    /// The element without its parameters, trimmed (`text/plain`, `gzip`).
-    pub value: &'a str,
-    /// Parameters other than `q`, keys as sent, values unquoted.
-    pub params: Vec<(&'a str, &'a str)>,
-    /// Quality in `0.0..=1.0`; `1.0` when absent, `0.0` when malformed so a
-    /// garbled element can never win a negotiation.
-    pub q: f32,
-}
-
-/// Splits a header like `a/b;version=1;q=0.5, c/d` into its elements.
-pub(crate) fn parse_header_list(header: &str) -> impl Iterator<Item = HeaderItem<'_>> {
-    header.split(',').filter_map(|element| {
-        let mut parts = element.split(';');
-        let value = parts.next()?.trim();
-        if value.is_empty() {
-            return None;
-        }
-        let mut params = Vec::new();
-        let mut q = 1.0f32;
-        for param in parts {
-            let Some((key, val)) = param.split_once('=') else {
-                continue;
-            };
-            let key = key.trim();
-            let val = val.trim().trim_matches('"');
-            if key.eq_ignore_ascii_case("q") {
-                q = match val.parse::<f32>() {
-                    Ok(q) if (0.0..=1.0).contains(&q) => q,
-                    _ => 0.0,
-                };
-            } else {
-                params.push((key, val));
-            }
-        }
-        Some(HeaderItem { value, params, q })
-    })
-}
-
-fn param<'a>(item: &HeaderItem<'a>, name: &str) -> Option<&'a str> {
-    item.params
-        .iter()
-        .find(|(k, _)| k.eq_ignore_ascii_case(name))
-        .map(|(_, v)| *v)
-}
-
-/// Picks the format for an `Accept` header.
-///
-/// OpenMetrics is chosen only when `application/openmetrics-text` (version
-/// 1.0.0, 0.0.1 or unspecified: both versions parse the same in Prometheus)
-/// is listed explicitly and its q is at least that of `text/plain`. The
-/// q of `text/plain` is taken from the most specific range that matches it
-/// (`text/plain`, else `text/*`, else `*/*`), as RFC 9110 prescribes. A bare
-/// `*/*` (curl, browsers) or no header at all yields text 0.0.4, like Go
-/// clients do.
-pub fn negotiate(accept: Option<&str>) -> Format {
-    let Some(accept) = accept else {
-        return Format::Text004;
-    };
-    let mut om_q: Option<f32> = None;
-    let mut text_plain_q: Option<f32> = None;
-    let mut text_any_q: Option<f32> = None;
-    let mut any_q: Option<f32> = None;
-    let max = |slot: &mut Option<f32>, q: f32| *slot = Some(slot.map_or(q, |old| old.max(q)));
-    for item in parse_header_list(accept) {
-        let v = item.value;
-        if v.eq_ignore_ascii_case("application/openmetrics-text") {
-            let version_ok = match param(&item, "version") {
-                None => true,
-                Some(ver) => ver == "1.0.0" || ver == "0.0.1",
-            };
-            if version_ok {
-                max(&mut om_q, item.q);
-            }
-        } else if v.eq_ignore_ascii_case("text/plain") {
-            max(&mut text_plain_q, item.q);
-        } else if v.eq_ignore_ascii_case("text/*") {
-            max(&mut text_any_q, item.q);
-        } else if v == "*/*" {
-            max(&mut any_q, item.q);
-        }
-    }
-    let text_q = text_plain_q.or(text_any_q).or(any_q).unwrap_or(0.0);
-    match om_q {
-        Some(q) if q > 0.0 && q >= text_q => Format::OpenMetrics,
-        _ => Format::Text004,
     }
 }
 
@@ -733,49 +641,6 @@ ebpf_test_latency_seconds_bucket{le="+Inf",op="read"} 9
         got.clear();
         format_value(&mut got, -3.0);
         assert_eq!(got, "-3");
-    }
-
-    #[test]
-    fn negotiation() {
-        use Format::*;
-        let cases: &[(Option<&str>, Format)] = &[
-            (None, Text004),
-            (Some(""), Text004),
-            (Some("*/*"), Text004),
-            (Some("text/plain"), Text004),
-            (Some("application/json"), Text004),
-            (Some("application/openmetrics-text"), OpenMetrics),
-            // Prometheus 2.x
-            (
-                Some("application/openmetrics-text;version=1.0.0,application/openmetrics-text;version=0.0.1;q=0.75,text/plain;version=0.0.4;q=0.5,*/*;q=0.1"),
-                OpenMetrics,
-            ),
-            (
-                Some("application/openmetrics-text;version=1.0.0;q=0.5,application/openmetrics-text;version=0.0.1;q=0.4,text/plain;version=0.0.4;q=0.3,*/*;q=0.2"),
-                OpenMetrics,
-            ),
-            // Prometheus 3.x, protobuf first
-            (
-                Some("application/vnd.google.protobuf;proto=io.prometheus.client.MetricFamily;encoding=delimited;q=0.5,application/openmetrics-text;version=1.0.0;q=0.4,application/openmetrics-text;version=0.0.1;q=0.3,text/plain;version=1.0.0;escaping=allow-utf-8;q=0.2,text/plain;version=0.0.4;q=0.1,*/*;q=0.05"),
-                OpenMetrics,
-            ),
-            // Prometheus with scrape_protocols: [PrometheusText0.0.4, OpenMetricsText1.0.0]
-            (
-                Some("text/plain;version=0.0.4;q=0.5,application/openmetrics-text;version=1.0.0;q=0.4,*/*;q=0.1"),
-                Text004,
-            ),
-            (Some("text/plain;q=0.5, application/openmetrics-text;q=0.5"), OpenMetrics),
-            (Some("application/openmetrics-text;q=0.5, */*"), Text004),
-            (Some("application/openmetrics-text;q=0.5, text/*;q=0.4"), OpenMetrics),
-            (Some("application/openmetrics-text;q=0"), Text004),
-            (Some("application/openmetrics-text;q=bogus"), Text004),
-            (Some("application/openmetrics-text;version=2.0.0"), Text004),
-            (Some(" Application/OpenMetrics-Text ; Version=\"1.0.0\" ; Q=0.9 , text/plain;q=0.8"), OpenMetrics),
-            (Some(",,;;=,;q=,"), Text004),
-        ];
-        for (accept, want) in cases {
-            assert_eq!(negotiate(*accept), *want, "Accept: {accept:?}");
-        }
     }
 
     #[test]

@@ -1,0 +1,138 @@
+//! The page a human sees when opening the exporter in a browser: mostly to
+//! answer "why is metric X missing?" via each config's and program's error.
+//!
+//! Config names, paths and error messages end up in HTML here, and some of
+//! them come from files or the kernel, so every one is escaped.
+
+use std::fmt::Write as _;
+use std::time::SystemTime;
+
+use crate::metrics::{ConfigStatus, Snapshot};
+
+/// Escapes text for HTML element content and quoted attribute values.
+fn html_escape(out: &mut String, s: &str) {
+    for c in s.chars() {
+        match c {
+            '&' => out.push_str("&amp;"),
+            '<' => out.push_str("&lt;"),
+            '>' => out.push_str("&gt;"),
+            '"' => out.push_str("&quot;"),
+            '\'' => out.push_str("&#39;"),
+            c => out.push(c),
+        }
+    }
+}
+
+fn esc(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    html_escape(&mut out, s);
+    out
+}
+
+/// The whole page: version, a link to the metrics, the snapshot's age and
+/// one row per config.
+pub(super) fn landing_page(telemetry_path: &str, snapshot: &Snapshot, ready: bool) -> String {
+    let mut html = String::with_capacity(2048);
+    // Relative link, so the page keeps working behind a path-prefixing proxy.
+    let _ = write!(
+        html,
+        "<!DOCTYPE html>\n<html lang=\"en\">\n<head>\n<meta charset=\"utf-8\">\n\
+         <title>bpf-exporter</title>\n<style>\n\
+         body {{ font-family: sans-serif; margin: 2em; }}\n\
+         table {{ border-collapse: collapse; margin-bottom: 1em; }}\n\
+         th, td {{ border: 1px solid #ccc; padding: 0.3em 0.6em; text-align: left; vertical-align: top; }}\n\
+         .running {{ color: #060; }} .failed, .invalid, .error {{ color: #a00; }}\n\
+         </style>\n</head>\n<body>\n<h1>bpf-exporter</h1>\n\
+         <p>Prometheus exporter that turns eBPF maps into metrics. Version {}.</p>\n\
+         <p><a href=\".{}\">Metrics</a></p>\n",
+        esc(env!("CARGO_PKG_VERSION")),
+        esc(telemetry_path),
+    );
+    if ready {
+        let age = SystemTime::now()
+            .duration_since(snapshot.taken_at)
+            .map(|d| format!("{:.1} s ago", d.as_secs_f64()))
+            .unwrap_or_else(|_| "just now".to_string());
+        let _ = writeln!(html, "<p>Last snapshot taken {}.</p>", esc(&age));
+    } else {
+        html.push_str("<p class=\"error\">Not ready: no snapshot published yet.</p>\n");
+    }
+    html.push_str("<h2>Configs</h2>\n");
+    if snapshot.configs.is_empty() {
+        html.push_str("<p>No configs loaded.</p>\n");
+    } else {
+        html.push_str(
+            "<table>\n<thead><tr><th>Name</th><th>Source</th><th>Program</th>\
+             <th>State</th><th>Error</th><th>BPF programs</th></tr></thead>\n<tbody>\n",
+        );
+        for config in &snapshot.configs {
+            config_row(&mut html, config);
+        }
+        html.push_str("</tbody>\n</table>\n");
+    }
+    html.push_str("</body>\n</html>\n");
+    html
+}
+
+fn config_row(html: &mut String, config: &ConfigStatus) {
+    let state = config.state.as_str();
+    let _ = write!(
+        html,
+        "<tr><td>{}</td><td>{}</td><td>{}</td><td class=\"{state}\">{state}</td><td class=\"error\">{}</td><td>",
+        esc(&config.name),
+        esc(&config.source),
+        esc(&config.program),
+        esc(config.error.as_deref().unwrap_or("")),
+    );
+    if config.programs.is_empty() {
+        html.push_str("none");
+    } else {
+        html.push_str(
+            "<table><thead><tr><th>Name</th><th>Section</th><th>Attached</th><th>Error</th></tr></thead><tbody>",
+        );
+        for program in &config.programs {
+            let _ = write!(
+                html,
+                "<tr><td>{}</td><td>{}</td><td>{}</td><td class=\"error\">{}</td></tr>",
+                esc(&program.name),
+                esc(&program.section),
+                if program.attached { "yes" } else { "no" },
+                esc(program.error.as_deref().unwrap_or("")),
+            );
+        }
+        html.push_str("</tbody></table>");
+    }
+    html.push_str("</td></tr>\n");
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::server::testing::snapshot;
+
+    #[test]
+    fn lists_configs_escaped() {
+        let html = landing_page("/metrics", &snapshot(), true);
+        assert!(html.contains("<title>bpf-exporter</title>"));
+        assert!(html.contains("href=\"./metrics\""));
+        assert!(html.contains("Last snapshot taken"));
+        assert!(html.contains("<td>syscalls</td>"));
+        assert!(html.contains("tracepoint/raw_syscalls/sys_enter"));
+        assert!(html.contains("<td>yes</td>"));
+        assert!(html.contains("broken&lt;script&gt;"));
+        assert!(html.contains("/etc/x &amp; y.yaml"));
+        assert!(html.contains("attach failed: &quot;&lt;nope&gt;&quot;"));
+        assert!(html.contains("kprobe_&lt;x&gt;"));
+        assert!(html.contains("ENOENT &lt;missing&gt;"));
+        assert!(!html.contains("<script>"));
+        assert!(!html.contains("<nope>"));
+    }
+
+    #[test]
+    fn says_when_not_ready() {
+        let html = landing_page("/m", &Snapshot::default(), false);
+        assert!(html.contains("Not ready"));
+        assert!(html.contains("No configs loaded."));
+        assert!(html.contains("href=\"./m\""));
+    }
+}

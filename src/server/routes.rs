@@ -1,0 +1,332 @@
+//! Which path does what, and the responses. Every handler answers from the
+//! newest published [`Snapshot`](crate::metrics::Snapshot) in memory;
+//! nothing here touches BPF maps, so a burst of scrapes cannot slow down or
+//! race with the reader. Only `POST /-/reload` does real work, and it runs
+//! off the async threads.
+
+use std::io::{self, Write as _};
+
+use http_body_util::Full;
+use hyper::body::Bytes;
+use hyper::header::{self, HeaderValue};
+use hyper::{Method, Request, Response, StatusCode};
+
+use super::landing::landing_page;
+use super::negotiate::{accepts_gzip, negotiate};
+use super::Context;
+use crate::metrics::exposition;
+
+pub(super) type Resp = Response<Full<Bytes>>;
+
+/// Prometheus's own reload endpoint, so the same tooling works.
+const RELOAD_PATH: &str = "/-/reload";
+
+/// Answers one request.
+pub(super) async fn route<B>(req: Request<B>, ctx: &Context) -> Resp {
+    if req.uri().path() == RELOAD_PATH {
+        return handle_reload(req.method(), ctx).await;
+    }
+    handle(&req, ctx)
+}
+
+/// `POST /-/reload`: 200 when every change applied, 500 with the reasons
+/// when some were refused (the previous versions keep running).
+async fn handle_reload(method: &Method, ctx: &Context) -> Resp {
+    if method != Method::POST && method != Method::PUT {
+        let mut resp = plain(StatusCode::METHOD_NOT_ALLOWED, "Method Not Allowed: use POST\n");
+        resp.headers_mut()
+            .insert(header::ALLOW, HeaderValue::from_static("POST, PUT"));
+        return resp;
+    }
+    let Some(hook) = ctx.reload.clone() else {
+        return plain(StatusCode::NOT_FOUND, "Reloading is not enabled\n");
+    };
+    match tokio::task::spawn_blocking(move || hook()).await {
+        Ok(Ok(summary)) => response(
+            StatusCode::OK,
+            "text/plain; charset=utf-8",
+            format!("{summary}\n").into(),
+        ),
+        Ok(Err(reasons)) => response(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "text/plain; charset=utf-8",
+            format!("{reasons}\n").into(),
+        ),
+        Err(_) => plain(StatusCode::INTERNAL_SERVER_ERROR, "the reload did not finish\n"),
+    }
+}
+
+enum Route {
+    Metrics,
+    Landing,
+    Healthy,
+    Ready,
+}
+
+/// Routes a request. Synchronous: everything it needs is in memory.
+fn handle<B>(req: &Request<B>, ctx: &Context) -> Resp {
+    let path = req.uri().path();
+    let route = if path == ctx.telemetry_path {
+        Route::Metrics
+    } else {
+        match path {
+            "/" => Route::Landing,
+            "/-/healthy" => Route::Healthy,
+            "/-/ready" => Route::Ready,
+            _ => return plain(StatusCode::NOT_FOUND, "Not Found\n"),
+        }
+    };
+    if req.method() != Method::GET && req.method() != Method::HEAD {
+        let mut resp = plain(StatusCode::METHOD_NOT_ALLOWED, "Method Not Allowed\n");
+        resp.headers_mut()
+            .insert(header::ALLOW, HeaderValue::from_static("GET, HEAD"));
+        return resp;
+    }
+    match route {
+        Route::Metrics => metrics(req, ctx),
+        Route::Landing => {
+            let snapshot = ctx.cell.load();
+            let html = landing_page(&ctx.telemetry_path, &snapshot, ctx.cell.is_ready());
+            response(StatusCode::OK, "text/html; charset=utf-8", html.into())
+        }
+        Route::Healthy => plain(StatusCode::OK, "Healthy\n"),
+        Route::Ready if ctx.cell.is_ready() => plain(StatusCode::OK, "Ready\n"),
+        Route::Ready => plain(StatusCode::SERVICE_UNAVAILABLE, "Not ready\n"),
+    }
+}
+
+fn header_str<B>(req: &Request<B>, name: header::HeaderName) -> Option<&str> {
+    // A non-ASCII header value is treated as absent: its meaning is unknown.
+    req.headers().get(name).and_then(|v| v.to_str().ok())
+}
+
+fn metrics<B>(req: &Request<B>, ctx: &Context) -> Resp {
+    let format = negotiate(header_str(req, header::ACCEPT));
+    let body = exposition::encode_snapshot(&ctx.cell.load(), format);
+    let mut resp = if accepts_gzip(header_str(req, header::ACCEPT_ENCODING)) {
+        match gzip(body.as_bytes()) {
+            Ok(compressed) => {
+                let mut resp = response(StatusCode::OK, format.content_type(), compressed.into());
+                resp.headers_mut()
+                    .insert(header::CONTENT_ENCODING, HeaderValue::from_static("gzip"));
+                resp
+            }
+            Err(err) => {
+                tracing::warn!(%err, "gzip failed; answering uncompressed");
+                response(StatusCode::OK, format.content_type(), body.into())
+            }
+        }
+    } else {
+        response(StatusCode::OK, format.content_type(), body.into())
+    };
+    // Caches must not serve one client's format or encoding to another.
+    resp.headers_mut()
+        .insert(header::VARY, HeaderValue::from_static("Accept, Accept-Encoding"));
+    resp
+}
+
+fn gzip(data: &[u8]) -> io::Result<Vec<u8>> {
+    let mut encoder =
+        flate2::write::GzEncoder::new(Vec::with_capacity(data.len() / 4), flate2::Compression::default());
+    encoder.write_all(data)?;
+    encoder.finish()
+}
+
+fn response(status: StatusCode, content_type: &'static str, body: Bytes) -> Resp {
+    let mut resp = Response::new(Full::new(body));
+    *resp.status_mut() = status;
+    resp.headers_mut()
+        .insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
+    resp
+}
+
+fn plain(status: StatusCode, body: &'static str) -> Resp {
+    response(
+        status,
+        "text/plain; charset=utf-8",
+        Bytes::from_static(body.as_bytes()),
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use std::io::Read as _;
+
+    use crate::metrics::exposition;
+    use crate::server::testing::{parse_reply, raw, request, snapshot, TestServer};
+
+    #[tokio::test(flavor = "current_thread")]
+    async fn metrics_content_types() {
+        let server = TestServer::start(true).await;
+        let expected_text = exposition::encode(&snapshot().families, exposition::Format::Text004);
+
+        let plain = request(server.addr, "GET", "/metrics", &[]).await;
+        assert_eq!(plain.status, 200);
+        assert_eq!(
+            plain.header("content-type"),
+            Some("text/plain; version=0.0.4; charset=utf-8")
+        );
+        assert_eq!(plain.header("content-encoding"), None);
+        assert!(plain.header("vary").unwrap_or("").contains("Accept-Encoding"));
+        assert_eq!(plain.text(), expected_text);
+
+        let om = request(
+            server.addr,
+            "GET",
+            "/metrics",
+            &[(
+                "Accept",
+                "application/openmetrics-text;version=1.0.0;q=0.5,application/openmetrics-text;version=0.0.1;q=0.4,text/plain;version=0.0.4;q=0.3,*/*;q=0.2",
+            )],
+        )
+        .await;
+        assert_eq!(om.status, 200);
+        assert_eq!(
+            om.header("content-type"),
+            Some("application/openmetrics-text; version=1.0.0; charset=utf-8")
+        );
+        assert!(om.text().contains("ebpf_test_events_total{cpu=\"3\"} 3000\n"));
+        assert!(om.text().ends_with("# EOF\n"));
+
+        // HEAD: same headers, no body.
+        let head = request(server.addr, "HEAD", "/metrics", &[]).await;
+        assert_eq!(head.status, 200);
+        assert!(head.body.is_empty());
+        assert_eq!(
+            head.header("content-length").and_then(|l| l.parse().ok()),
+            Some(expected_text.len())
+        );
+        server.shutdown().await;
+    }
+
+    #[tokio::test(flavor = "current_thread")]
+    async fn gzip_round_trip() {
+        let server = TestServer::start(true).await;
+        let plain = request(server.addr, "GET", "/metrics", &[]).await;
+        let gz = request(
+            server.addr,
+            "GET",
+            "/metrics",
+            &[("Accept-Encoding", "deflate, gzip;q=0.8")],
+        )
+        .await;
+        assert_eq!(gz.status, 200);
+        assert_eq!(gz.header("content-encoding"), Some("gzip"));
+        assert!(gz.header("vary").unwrap_or("").contains("Accept-Encoding"));
+        assert!(gz.body.len() < plain.body.len());
+        let mut decoded = Vec::new();
+        flate2::read::GzDecoder::new(gz.body.as_slice())
+            .read_to_end(&mut decoded)
+            .expect("valid gzip");
+        assert_eq!(decoded, plain.body);
+
+        let refused = request(
+            server.addr,
+            "GET",
+            "/metrics",
+            &[("Accept-Encoding", "gzip;q=0, identity")],
+        )
+        .await;
+        assert_eq!(refused.header("content-encoding"), None);
+        assert_eq!(refused.body, plain.body);
+        server.shutdown().await;
+    }
+
+    #[tokio::test(flavor = "current_thread")]
+    async fn health_and_readiness() {
+        let server = TestServer::start(false).await;
+        let healthy = request(server.addr, "GET", "/-/healthy", &[]).await;
+        assert_eq!((healthy.status, healthy.text().as_str()), (200, "Healthy\n"));
+
+        let not_ready = request(server.addr, "GET", "/-/ready", &[]).await;
+        assert_eq!(
+            (not_ready.status, not_ready.text().as_str()),
+            (503, "Not ready\n")
+        );
+
+        // Metrics are served (empty) even before the first snapshot.
+        let empty = request(server.addr, "GET", "/metrics", &[]).await;
+        assert_eq!((empty.status, empty.body.len()), (200, 0));
+
+        server.cell.publish(snapshot());
+        let ready = request(server.addr, "GET", "/-/ready", &[]).await;
+        assert_eq!((ready.status, ready.text().as_str()), (200, "Ready\n"));
+        server.shutdown().await;
+    }
+
+    #[tokio::test(flavor = "current_thread")]
+    async fn errors() {
+        let server = TestServer::start(true).await;
+        let missing = request(server.addr, "GET", "/nope", &[]).await;
+        assert_eq!(missing.status, 404);
+        let missing = request(server.addr, "GET", "/metrics/", &[]).await;
+        assert_eq!(missing.status, 404);
+
+        let post = request(server.addr, "POST", "/metrics", &[("Content-Length", "0")]).await;
+        assert_eq!(post.status, 405);
+        assert_eq!(post.header("allow"), Some("GET, HEAD"));
+
+        // Garbage must get an HTTP error or a closed connection, and leave
+        // the server serving.
+        for junk in [
+            "\r\n\r\n",
+            "GET\r\n\r\n",
+            "GET /metrics HTTP/9.9\r\n\r\n",
+            "GET /\u{0}\u{1} HTTP/1.1\r\nHost: x\r\n\r\n",
+            "GET /metrics HTTP/1.1\r\nHost: x\r\nAccept: \u{ff};q=nan,,\r\nAccept-Encoding: ;;;q=-1,gzip;q=2\r\nConnection: close\r\n\r\n",
+        ] {
+            let reply = raw(server.addr, junk, true).await;
+            if !reply.is_empty() {
+                let status = parse_reply(&reply).status;
+                assert!(status == 200 || status >= 400, "{junk:?} → {status}");
+            }
+        }
+        // Nonsense negotiation headers fall back to the defaults.
+        let odd = request(
+            server.addr,
+            "GET",
+            "/metrics",
+            &[
+                ("Accept", "\u{ff};q=nan,,application/openmetrics-text;q=1.5"),
+                ("Accept-Encoding", ";;;q=-1,gzip;q=2"),
+            ],
+        )
+        .await;
+        assert_eq!(odd.status, 200);
+        assert_eq!(
+            odd.header("content-type"),
+            Some(exposition::Format::Text004.content_type())
+        );
+        assert_eq!(odd.header("content-encoding"), None);
+
+        let still = request(server.addr, "GET", "/-/healthy", &[]).await;
+        assert_eq!(still.status, 200);
+        server.shutdown().await;
+    }
+
+    #[tokio::test(flavor = "current_thread")]
+    async fn landing_page_is_html() {
+        let server = TestServer::start(true).await;
+        let page = request(server.addr, "GET", "/", &[]).await;
+        assert_eq!(page.status, 200);
+        assert_eq!(page.header("content-type"), Some("text/html; charset=utf-8"));
+        let html = page.text();
+        assert!(html.contains("<title>bpf-exporter</title>"));
+        assert!(html.contains("<td>syscalls</td>"));
+        server.shutdown().await;
+    }
+
+    #[tokio::test(flavor = "current_thread")]
+    async fn reload_without_a_hook() {
+        let server = TestServer::start(true).await;
+        let get = request(server.addr, "GET", "/-/reload", &[]).await;
+        assert_eq!(get.status, 405);
+        assert_eq!(get.header("allow"), Some("POST, PUT"));
+        let post = request(server.addr, "POST", "/-/reload", &[("Content-Length", "0")]).await;
+        assert_eq!(
+            (post.status, post.text().as_str()),
+            (404, "Reloading is not enabled\n")
+        );
+        server.shutdown().await;
+    }
+}
