@@ -1,21 +1,27 @@
 //! Snapshot → Prometheus text 0.0.4 or OpenMetrics 1.0 text.
 //!
-//! Two encoders exist because scrapers differ: Prometheus itself prefers
+//! Two dialects exist because scrapers differ: Prometheus itself prefers
 //! OpenMetrics, while `curl`, older Prometheus servers and many other tools
 //! only speak the classic text format. Which one a request gets is the HTTP
-//! layer's choice (`server::negotiate`).
+//! layer's choice (`server::negotiate`). One encoder writes both, from the
+//! snapshot's families as they are, because the two differ only in a few
+//! spellings and everything else (which samples, series, label escaping,
+//! exact `u64` counters) must not drift apart:
 //!
-//! * Text 0.0.4 is written by hand so that output matches what Go clients
-//!   produce (float formatting, `le` labels, ordering) and counters stay exact
-//!   `u64`s.
-//! * OpenMetrics goes through `prometheus-client`, the reference Rust
-//!   implementation, so the format's details (`_total` suffixes, `# EOF`) are
-//!   not re-invented here. That crate appends `_total` to every counter
-//!   sample, so a counter family is handed over with a trailing `_total`
-//!   stripped from its name: `ebpf_syscalls_total` becomes
-//!   `# TYPE ebpf_syscalls counter` with sample `ebpf_syscalls_total`. A
-//!   counter configured *without* `_total` therefore gains the suffix in
-//!   OpenMetrics (but not in text 0.0.4); OpenMetrics requires it.
+//! * Text 0.0.4 matches what Go clients write: floats as Go's `%g`
+//!   (`1e+06`, `+Inf`; sample values that are integers in full), `le` last
+//!   among the labels, buckets before `_sum` and `_count`, HELP only when
+//!   there is one, `"` in HELP left as is.
+//! * OpenMetrics matches what `prometheus-client`, the reference Rust
+//!   implementation, writes (a test holds the two to the same bytes):
+//!   floats through `dtoa` as that crate does (`1000000.0`, `inf`), `le`
+//!   first, `_sum` and `_count` before the buckets, cumulative counts that
+//!   never decrease, HELP always and `"` in it escaped, `# EOF` last. A
+//!   counter family is named without its `_total` and its samples with it:
+//!   `ebpf_syscalls_total` becomes `# TYPE ebpf_syscalls counter` with
+//!   sample `ebpf_syscalls_total`. A counter configured *without* `_total`
+//!   therefore gains the suffix in OpenMetrics (but not in text 0.0.4);
+//!   OpenMetrics requires it.
 //!
 //! Samples whose value does not match their family's kind (a bug upstream)
 //! are dropped rather than emitted, so a scrape never fails to parse, and
@@ -23,14 +29,8 @@
 //! libraries do.
 
 use std::fmt::Write as _;
-use std::sync::Arc;
 
-use prometheus_client::collector::Collector;
-use prometheus_client::encoding::{DescriptorEncoder, MetricEncoder, NoLabelSet};
-use prometheus_client::metrics::MetricType;
-use prometheus_client::registry::Registry;
-
-use super::{Family, MetricKind, Sample, Snapshot, Value};
+use super::{Family, Histogram, MetricKind, Sample, Snapshot, Value};
 
 /// An exposition format this exporter can produce.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -52,22 +52,20 @@ impl Format {
 }
 
 /// Encodes `families` in `format`.
-///
-/// For OpenMetrics the families are copied once, because `prometheus-client`
-/// only accepts `'static` collectors; [`encode_snapshot`] avoids that copy.
 pub fn encode(families: &[Family], format: Format) -> String {
-    match format {
-        Format::Text004 => encode_text004(families),
-        Format::OpenMetrics => encode_openmetrics(FamiliesCollector::Owned(families.to_vec())),
+    let mut out = String::with_capacity(families.len() * 256);
+    for family in families {
+        write_family(&mut out, family, format);
     }
+    if format == Format::OpenMetrics {
+        out.push_str("# EOF\n");
+    }
+    out
 }
 
-/// Like [`encode`], sharing the snapshot instead of copying its families.
-pub fn encode_snapshot(snapshot: &Arc<Snapshot>, format: Format) -> String {
-    match format {
-        Format::Text004 => encode_text004(&snapshot.families),
-        Format::OpenMetrics => encode_openmetrics(FamiliesCollector::Shared(Arc::clone(snapshot))),
-    }
+/// Encodes a whole snapshot, as the telemetry path serves it.
+pub fn encode_snapshot(snapshot: &Snapshot, format: Format) -> String {
+    encode(&snapshot.families, format)
 }
 
 fn value_matches(kind: MetricKind, value: &Value) -> bool {
@@ -92,101 +90,152 @@ fn finite_buckets(buckets: &[(f64, u64)]) -> impl Iterator<Item = (f64, u64)> + 
     buckets.iter().copied().filter(|(upper, _)| upper.is_finite())
 }
 
-// ---------------------------------------------------------------------------
-// Text 0.0.4
-
-/// Encodes in the Prometheus text format 0.0.4.
-pub fn encode_text004(families: &[Family]) -> String {
-    let mut out = String::with_capacity(families.len() * 256);
-    for family in families {
-        if exposed_samples(family).next().is_none() {
-            continue;
-        }
-        if !family.help.is_empty() {
-            out.push_str("# HELP ");
-            out.push_str(&family.name);
-            out.push(' ');
-            escape_into(&mut out, &family.help, false);
-            out.push('\n');
-        }
-        out.push_str("# TYPE ");
-        out.push_str(&family.name);
-        out.push_str(match family.kind {
-            MetricKind::Counter => " counter\n",
-            MetricKind::Gauge => " gauge\n",
-            MetricKind::Histogram => " histogram\n",
-        });
-        for sample in exposed_samples(family) {
-            match &sample.value {
-                Value::Counter(v) => {
-                    write_series(&mut out, &family.name, "", family, sample, None);
-                    let _ = writeln!(out, " {v}");
-                }
-                Value::Gauge(v) | Value::FloatCounter(v) => {
-                    write_series(&mut out, &family.name, "", family, sample, None);
-                    out.push(' ');
-                    format_value(&mut out, *v);
-                    out.push('\n');
-                }
-                Value::Histogram(h) => {
-                    let mut le = String::new();
-                    for (upper, cumulative) in finite_buckets(&h.buckets) {
-                        le.clear();
-                        format_go_float(&mut le, upper);
-                        write_series(&mut out, &family.name, "_bucket", family, sample, Some(&le));
-                        let _ = writeln!(out, " {cumulative}");
-                    }
-                    write_series(&mut out, &family.name, "_bucket", family, sample, Some("+Inf"));
-                    let _ = writeln!(out, " {}", h.count);
-                    write_series(&mut out, &family.name, "_sum", family, sample, None);
-                    out.push(' ');
-                    format_value(&mut out, h.sum);
-                    out.push('\n');
-                    write_series(&mut out, &family.name, "_count", family, sample, None);
-                    let _ = writeln!(out, " {}", h.count);
-                }
-            }
-        }
+/// OpenMetrics counter families are named without the `_total` their
+/// samples carry; a name that is nothing but `_total` is kept whole.
+fn openmetrics_counter_name(name: &str) -> &str {
+    match name.strip_suffix("_total") {
+        Some(stripped) if !stripped.is_empty() => stripped,
+        _ => name,
     }
-    out
 }
 
-/// Writes `name{labels}` without the value.
-fn write_series(
-    out: &mut String,
-    name: &str,
-    suffix: &str,
-    family: &Family,
-    sample: &Sample,
-    le: Option<&str>,
-) {
-    out.push_str(name);
-    out.push_str(suffix);
-    let has_labels = !family.label_names.is_empty() && !sample.label_values.is_empty();
-    if !has_labels && le.is_none() {
+fn write_family(out: &mut String, family: &Family, format: Format) {
+    let mut samples = exposed_samples(family).peekable();
+    if samples.peek().is_none() {
         return;
     }
-    out.push('{');
-    let mut first = true;
-    for (label, value) in family.label_names.iter().zip(&sample.label_values) {
-        if !first {
-            out.push(',');
-        }
-        first = false;
-        out.push_str(label);
-        out.push_str("=\"");
-        escape_into(out, value, true);
-        out.push('"');
+    let openmetrics = format == Format::OpenMetrics;
+    let (name, sample_suffix) = match (format, family.kind) {
+        (Format::OpenMetrics, MetricKind::Counter) => (openmetrics_counter_name(&family.name), "_total"),
+        _ => (family.name.as_str(), ""),
+    };
+    if openmetrics || !family.help.is_empty() {
+        out.push_str("# HELP ");
+        out.push_str(name);
+        out.push(' ');
+        escape_into(out, &family.help, openmetrics);
+        out.push('\n');
     }
-    if let Some(le) = le {
-        if !first {
-            out.push(',');
+    out.push_str("# TYPE ");
+    out.push_str(name);
+    out.push_str(match family.kind {
+        MetricKind::Counter => " counter\n",
+        MetricKind::Gauge => " gauge\n",
+        MetricKind::Histogram => " histogram\n",
+    });
+    let mut writer = SeriesWriter {
+        out,
+        format,
+        name,
+        label_names: &family.label_names,
+    };
+    for sample in samples {
+        let labels = &sample.label_values;
+        match &sample.value {
+            Value::Counter(v) => {
+                writer.series(sample_suffix, labels, None);
+                writer.count(*v);
+            }
+            Value::Gauge(v) | Value::FloatCounter(v) => {
+                writer.series(sample_suffix, labels, None);
+                writer.value(*v);
+            }
+            Value::Histogram(h) => writer.histogram(labels, h),
         }
-        out.push_str("le=\"");
-        out.push_str(le);
-        out.push('"');
     }
-    out.push('}');
+}
+
+/// Writes the sample lines of one family.
+struct SeriesWriter<'a> {
+    out: &'a mut String,
+    format: Format,
+    /// The name every series starts with, before its suffix.
+    name: &'a str,
+    label_names: &'a [String],
+}
+
+impl SeriesWriter<'_> {
+    /// Writes `name{labels} `, up to the value.
+    fn series(&mut self, suffix: &str, label_values: &[String], le: Option<&str>) {
+        let out = &mut *self.out;
+        out.push_str(self.name);
+        out.push_str(suffix);
+        let mut labels = self
+            .label_names
+            .iter()
+            .map(String::as_str)
+            .zip(label_values.iter().map(String::as_str))
+            .peekable();
+        if labels.peek().is_none() && le.is_none() {
+            out.push(' ');
+            return;
+        }
+        let le = le.map(|le| ("le", le));
+        let (le_first, le_last) = match self.format {
+            Format::Text004 => (None, le),
+            Format::OpenMetrics => (le, None),
+        };
+        out.push('{');
+        for (i, (label, value)) in le_first.into_iter().chain(labels).chain(le_last).enumerate() {
+            if i > 0 {
+                out.push(',');
+            }
+            out.push_str(label);
+            out.push_str("=\"");
+            escape_into(out, value, true);
+            out.push('"');
+        }
+        out.push_str("} ");
+    }
+
+    fn count(&mut self, v: u64) {
+        let _ = writeln!(self.out, "{v}");
+    }
+
+    fn value(&mut self, v: f64) {
+        match self.format {
+            Format::Text004 => format_value(self.out, v),
+            Format::OpenMetrics => openmetrics_float(self.out, v),
+        }
+        self.out.push('\n');
+    }
+
+    fn histogram(&mut self, label_values: &[String], h: &Histogram) {
+        let openmetrics = self.format == Format::OpenMetrics;
+        if openmetrics {
+            self.sum_and_count(label_values, h);
+        }
+        let mut le = String::new();
+        let mut shown = 0u64;
+        for (upper, cumulative) in finite_buckets(&h.buckets) {
+            // OpenMetrics counts must not decrease: a decreasing cumulative
+            // count (bad input) shows as the running maximum there.
+            shown = if openmetrics {
+                shown.max(cumulative)
+            } else {
+                cumulative
+            };
+            le.clear();
+            match self.format {
+                Format::Text004 => format_go_float(&mut le, upper),
+                Format::OpenMetrics => openmetrics_float(&mut le, upper),
+            }
+            self.series("_bucket", label_values, Some(&le));
+            self.count(shown);
+        }
+        self.series("_bucket", label_values, Some("+Inf"));
+        self.count(if openmetrics { shown.max(h.count) } else { h.count });
+        if !openmetrics {
+            self.sum_and_count(label_values, h);
+        }
+    }
+
+    fn sum_and_count(&mut self, label_values: &[String], h: &Histogram) {
+        self.series("_sum", label_values, None);
+        self.value(h.sum);
+        self.series("_count", label_values, None);
+        self.count(h.count);
+    }
 }
 
 /// Escapes `\` and newline, plus `"` when `quote` (label values; and HELP in
@@ -201,6 +250,15 @@ fn escape_into(out: &mut String, s: &str, quote: bool) {
             c => out.push(c),
         }
     }
+}
+
+/// Floats as prometheus-client writes them, values and bounds alike
+/// (`0.0`, `1000000.0`, `1e-7`, `NaN`, `inf`): `dtoa`'s Grisu2 digits. They
+/// round-trip but are not always the shortest (`0.1 + 0.2` gives
+/// `0.30000000000000007`, not `…04`), so Rust's own formatting would change
+/// the output.
+fn openmetrics_float(out: &mut String, v: f64) {
+    out.push_str(dtoa::Buffer::new().format(v));
 }
 
 /// Sample values: like Go clients (`NaN`, `+Inf`, `-Inf`, shortest
@@ -275,110 +333,11 @@ fn format_go_float(out: &mut String, v: f64) {
     }
 }
 
-// ---------------------------------------------------------------------------
-// OpenMetrics via prometheus-client
-
-/// The families as a `prometheus-client` collector. `Collector` must be
-/// `'static`, hence owned or shared data rather than a borrow.
-#[derive(Debug)]
-enum FamiliesCollector {
-    Owned(Vec<Family>),
-    Shared(Arc<Snapshot>),
-}
-
-impl FamiliesCollector {
-    fn families(&self) -> &[Family] {
-        match self {
-            FamiliesCollector::Owned(f) => f,
-            FamiliesCollector::Shared(s) => &s.families,
-        }
-    }
-}
-
-impl Collector for FamiliesCollector {
-    fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), std::fmt::Error> {
-        let mut help = String::new();
-        for family in self.families() {
-            if exposed_samples(family).next().is_none() {
-                continue;
-            }
-            let (name, metric_type) = match family.kind {
-                MetricKind::Counter => (openmetrics_counter_name(&family.name), MetricType::Counter),
-                MetricKind::Gauge => (family.name.as_str(), MetricType::Gauge),
-                MetricKind::Histogram => (family.name.as_str(), MetricType::Histogram),
-            };
-            // prometheus-client writes HELP verbatim; OpenMetrics wants `\`,
-            // newline and `"` escaped.
-            help.clear();
-            escape_into(&mut help, &family.help, true);
-            let mut metric = encoder.encode_descriptor(name, &help, None, metric_type)?;
-            for sample in exposed_samples(family) {
-                let labels: Vec<(&str, &str)> = family
-                    .label_names
-                    .iter()
-                    .map(String::as_str)
-                    .zip(sample.label_values.iter().map(String::as_str))
-                    .collect();
-                if labels.is_empty() {
-                    // An empty label set would be written as `name{}`.
-                    encode_om_value(&mut metric, &sample.value)?;
-                } else {
-                    encode_om_value(&mut metric.encode_family(&labels)?, &sample.value)?;
-                }
-            }
-        }
-        Ok(())
-    }
-}
-
-/// prometheus-client appends `_total` to counter samples itself.
-fn openmetrics_counter_name(name: &str) -> &str {
-    match name.strip_suffix("_total") {
-        Some(stripped) if !stripped.is_empty() => stripped,
-        _ => name,
-    }
-}
-
-fn encode_om_value(metric: &mut MetricEncoder, value: &Value) -> Result<(), std::fmt::Error> {
-    match value {
-        Value::Counter(v) => metric.encode_counter::<NoLabelSet, u64, u64>(v, None),
-        Value::FloatCounter(v) => metric.encode_counter::<NoLabelSet, f64, f64>(v, None),
-        Value::Gauge(v) => metric.encode_gauge(v),
-        Value::Histogram(h) => {
-            // prometheus-client takes per-bucket counts and accumulates them
-            // itself; ours are cumulative. A decreasing cumulative count (bad
-            // input) becomes 0 rather than underflowing, i.e. the output is
-            // the running maximum.
-            let mut per_bucket = Vec::with_capacity(h.buckets.len() + 1);
-            let mut previous = 0u64;
-            for (upper, cumulative) in finite_buckets(&h.buckets) {
-                per_bucket.push((upper, cumulative.saturating_sub(previous)));
-                previous = previous.max(cumulative);
-            }
-            per_bucket.push((f64::INFINITY, h.count.saturating_sub(previous)));
-            metric.encode_histogram::<NoLabelSet>(h.sum, h.count, &per_bucket, None)
-        }
-    }
-}
-
-fn encode_openmetrics(collector: FamiliesCollector) -> String {
-    let mut registry = Registry::default();
-    registry.register_collector(Box::new(collector));
-    let mut out = String::new();
-    if let Err(err) = prometheus_client::encoding::text::encode(&mut out, &registry) {
-        // Writing to a String cannot fail and nothing we pass is rejected;
-        // still, never hand out a truncated exposition.
-        tracing::error!(%err, "OpenMetrics encoding failed");
-        out.clear();
-        out.push_str("# EOF\n");
-    }
-    out
-}
-
 #[cfg(test)]
 mod tests {
+    use std::sync::Arc;
+
     use super::*;
-    use crate::metrics::Histogram;
 
     fn sample(labels: &[&str], value: Value) -> Sample {
         Sample {
@@ -742,5 +701,327 @@ ebpf_test_latency_seconds_bucket{le="+Inf",op="read"} 9
             String::from_utf8_lossy(&out.stdout),
             String::from_utf8_lossy(&out.stderr),
         );
+    }
+
+    /// prometheus-client's OpenMetrics for `families`: what our encoder must
+    /// write to the byte. Which samples are exposed, under which family name
+    /// and with which bucket bounds is this module's policy, so the oracle
+    /// asks the code under test; names, HELP, label order, floats and bucket
+    /// accumulation are the crate's.
+    fn reference_openmetrics(families: &[Family]) -> String {
+        use prometheus_client::collector::Collector;
+        use prometheus_client::encoding::{DescriptorEncoder, MetricEncoder, NoLabelSet};
+        use prometheus_client::metrics::MetricType;
+        use prometheus_client::registry::Registry;
+
+        /// A `Collector` must be `'static`, hence owned families.
+        #[derive(Debug)]
+        struct Families(Vec<Family>);
+
+        impl Collector for Families {
+            fn encode(&self, mut encoder: DescriptorEncoder) -> std::fmt::Result {
+                for family in &self.0 {
+                    if exposed_samples(family).next().is_none() {
+                        continue;
+                    }
+                    // The crate appends `_total` to counter samples itself.
+                    let (name, metric_type) = match family.kind {
+                        MetricKind::Counter => (openmetrics_counter_name(&family.name), MetricType::Counter),
+                        MetricKind::Gauge => (family.name.as_str(), MetricType::Gauge),
+                        MetricKind::Histogram => (family.name.as_str(), MetricType::Histogram),
+                    };
+                    // The crate writes HELP verbatim.
+                    let help = family
+                        .help
+                        .replace('\\', "\\\\")
+                        .replace('\n', "\\n")
+                        .replace('"', "\\\"");
+                    let mut metric = encoder.encode_descriptor(name, &help, None, metric_type)?;
+                    for sample in exposed_samples(family) {
+                        let labels: Vec<(&str, &str)> = family
+                            .label_names
+                            .iter()
+                            .map(String::as_str)
+                            .zip(sample.label_values.iter().map(String::as_str))
+                            .collect();
+                        if labels.is_empty() {
+                            // An empty label set would be written as `name{}`.
+                            encode_value(&mut metric, &sample.value)?;
+                        } else {
+                            encode_value(&mut metric.encode_family(&labels)?, &sample.value)?;
+                        }
+                    }
+                }
+                Ok(())
+            }
+        }
+
+        fn encode_value(metric: &mut MetricEncoder, value: &Value) -> std::fmt::Result {
+            match value {
+                Value::Counter(v) => metric.encode_counter::<NoLabelSet, u64, u64>(v, None),
+                Value::FloatCounter(v) => metric.encode_counter::<NoLabelSet, f64, f64>(v, None),
+                Value::Gauge(v) => metric.encode_gauge(v),
+                Value::Histogram(h) => {
+                    // The crate takes per-bucket counts and accumulates them;
+                    // ours are cumulative, and may decrease in bad input.
+                    let mut per_bucket = Vec::new();
+                    let mut previous = 0u64;
+                    for (upper, cumulative) in finite_buckets(&h.buckets) {
+                        per_bucket.push((upper, cumulative.saturating_sub(previous)));
+                        previous = previous.max(cumulative);
+                    }
+                    per_bucket.push((f64::INFINITY, h.count.saturating_sub(previous)));
+                    metric.encode_histogram::<NoLabelSet>(h.sum, h.count, &per_bucket, None)
+                }
+            }
+        }
+
+        let mut registry = Registry::default();
+        registry.register_collector(Box::new(Families(families.to_vec())));
+        let mut out = String::new();
+        prometheus_client::encoding::text::encode(&mut out, &registry).expect("encoding into a String");
+        out
+    }
+
+    /// Floats that take every branch of the float printer: special values,
+    /// both signs of zero, the edges of plain and exponent notation, and
+    /// fractions that print with many digits.
+    const ODD_FLOATS: &[f64] = &[
+        0.0,
+        -0.0,
+        1.0,
+        -1.0,
+        0.25,
+        0.1 + 0.2,
+        1e6,
+        123_456_789.5,
+        1e15,
+        9_007_199_254_740_993.0,
+        1e20,
+        1e21,
+        1e22,
+        1e-5,
+        1e-6,
+        1e-7,
+        2.5e-7,
+        -12.5,
+        f64::MAX,
+        f64::MIN_POSITIVE,
+        5e-324,
+        f64::NAN,
+        f64::INFINITY,
+        f64::NEG_INFINITY,
+    ];
+
+    /// Values as the reader makes them (counts times a unit, `i as f64 *
+    /// 1e-9`) and arbitrary bit patterns, where float printers most often
+    /// disagree on the last digit.
+    fn many_floats() -> Vec<f64> {
+        let mut bits = 0x9e37_79b9_7f4a_7c15u64;
+        let arbitrary = std::iter::from_fn(move || {
+            bits ^= bits << 13;
+            bits ^= bits >> 7;
+            bits ^= bits << 17;
+            Some(f64::from_bits(bits))
+        });
+        (0..2000u32)
+            .map(|i| f64::from(i) * 1e-9)
+            .chain((0..2000u32).map(|i| f64::from(i * 37) * 0.000001))
+            .chain(arbitrary.filter(|v| v.is_finite()).take(2000))
+            .collect()
+    }
+
+    fn varied_families() -> Vec<Family> {
+        let histogram = |buckets: Vec<(f64, u64)>, count: u64, sum: f64| {
+            Value::Histogram(Histogram { buckets, count, sum })
+        };
+        let exp2 = |unit: f64, max: u32| -> Vec<(f64, u64)> {
+            (0..=max)
+                .map(|i| (2f64.powi(i as i32) * unit, u64::from(i) * 3))
+                .collect()
+        };
+        vec![
+            family(
+                "ebpf_a_total",
+                "Plain counter.",
+                MetricKind::Counter,
+                &[],
+                vec![sample(&[], Value::Counter(0))],
+            ),
+            family(
+                "ebpf_b_total",
+                "Counter, \"quoted\" \\ and\nnewline.",
+                MetricKind::Counter,
+                &["syscall", "comm"],
+                vec![
+                    sample(&["read", "a\"b\\c\nd"], Value::Counter(u64::MAX)),
+                    sample(&["write", ""], Value::Counter(1)),
+                    sample(&["openat", "é ✓ {x=\"1\"}"], Value::Counter(42)),
+                ],
+            ),
+            family(
+                "ebpf_drops",
+                "Counter without the suffix.",
+                MetricKind::Counter,
+                &["reason"],
+                vec![sample(&["x"], Value::Counter(3))],
+            ),
+            family(
+                "_total",
+                "Nothing but the suffix.",
+                MetricKind::Counter,
+                &[],
+                vec![sample(&[], Value::Counter(7))],
+            ),
+            family(
+                "ebpf_busy_seconds_total",
+                "",
+                MetricKind::Counter,
+                &["n"],
+                ODD_FLOATS
+                    .iter()
+                    .enumerate()
+                    .map(|(i, v)| sample(&[&i.to_string()], Value::FloatCounter(*v)))
+                    .collect(),
+            ),
+            family(
+                "ebpf_depth",
+                "Gauge.",
+                MetricKind::Gauge,
+                &["n"],
+                ODD_FLOATS
+                    .iter()
+                    .copied()
+                    .chain(many_floats())
+                    .enumerate()
+                    .map(|(i, v)| sample(&[&i.to_string()], Value::Gauge(v)))
+                    .collect(),
+            ),
+            family(
+                "ebpf_unlabelled",
+                "Gauge without labels.",
+                MetricKind::Gauge,
+                &[],
+                vec![sample(&[], Value::Gauge(-3.0))],
+            ),
+            family(
+                "ebpf_latency_seconds",
+                "Histogram with labels.",
+                MetricKind::Histogram,
+                &["device", "operation"],
+                vec![
+                    sample(&["sda", "read"], histogram(exp2(1e-6, 26), 80, 1234.0 * 1e-6)),
+                    sample(&["sda", "write"], histogram(exp2(1e-9, 36), 200, 0.1 + 0.2)),
+                    sample(&["nvme0n1", "\"odd\""], histogram(vec![], 0, 0.0)),
+                ],
+            ),
+            family(
+                "ebpf_wait_seconds",
+                "Histogram without labels, odd buckets.",
+                MetricKind::Histogram,
+                &[],
+                vec![
+                    // Decreasing counts, a count below the top bucket, and
+                    // bounds that are not finite.
+                    sample(
+                        &[],
+                        histogram(
+                            vec![
+                                (0.001, 5),
+                                (0.5, 2),
+                                (f64::NAN, 9),
+                                (1.0, 8),
+                                (1e21, 9),
+                                (f64::INFINITY, 10),
+                            ],
+                            6,
+                            f64::NAN,
+                        ),
+                    ),
+                    sample(&[], histogram(vec![(1.0, 1)], 1, f64::INFINITY)),
+                ],
+            ),
+            family(
+                "ebpf_empty_total",
+                "No samples.",
+                MetricKind::Counter,
+                &[],
+                vec![],
+            ),
+            family("ebpf_empty", "No samples.", MetricKind::Gauge, &["x"], vec![]),
+            family(
+                "ebpf_empty_seconds",
+                "No samples.",
+                MetricKind::Histogram,
+                &[],
+                vec![],
+            ),
+            family(
+                "ebpf_mixed_total",
+                "Counter with samples of other kinds.",
+                MetricKind::Counter,
+                &["k"],
+                vec![
+                    sample(&["gauge"], Value::Gauge(1.0)),
+                    sample(&["ok"], Value::Counter(2)),
+                    sample(&["histogram"], histogram(vec![], 0, 0.0)),
+                ],
+            ),
+            family(
+                "ebpf_only_wrong",
+                "Gauge with only a counter sample.",
+                MetricKind::Gauge,
+                &[],
+                vec![sample(&[], Value::Counter(1))],
+            ),
+            family(
+                "ebpf_wrong_seconds",
+                "Histogram with a gauge sample.",
+                MetricKind::Histogram,
+                &[],
+                vec![
+                    sample(&[], Value::Gauge(1.0)),
+                    sample(&[], histogram(vec![(2.0, 1)], 1, 2.0)),
+                ],
+            ),
+            family(
+                "ebpf_uneven_total",
+                "Label names and values of different lengths.",
+                MetricKind::Counter,
+                &["a", "b"],
+                vec![
+                    sample(&["only_a"], Value::Counter(1)),
+                    sample(&[], Value::Counter(2)),
+                    sample(&["x", "y", "z"], Value::Counter(3)),
+                ],
+            ),
+            family(
+                "ebpf_no_names",
+                "Values without label names.",
+                MetricKind::Gauge,
+                &[],
+                vec![sample(&["stray"], Value::Gauge(4.0))],
+            ),
+        ]
+    }
+
+    /// Our OpenMetrics against prometheus-client's, line by line so that a
+    /// difference is easy to find.
+    #[test]
+    fn openmetrics_matches_prometheus_client() {
+        let families = varied_families();
+        let ours = encode(&families, Format::OpenMetrics);
+        let reference = reference_openmetrics(&families);
+        for (i, (a, b)) in ours.lines().zip(reference.lines()).enumerate() {
+            assert_eq!(a, b, "line {}", i + 1);
+        }
+        assert_eq!(ours.lines().count(), reference.lines().count());
+        assert_eq!(ours, reference);
+        // The fixture of the golden tests too, and nothing at all.
+        assert_eq!(
+            encode(&fixture(), Format::OpenMetrics),
+            reference_openmetrics(&fixture())
+        );
+        assert_eq!(encode(&[], Format::OpenMetrics), reference_openmetrics(&[]));
     }
 }
