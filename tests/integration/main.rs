@@ -7,6 +7,7 @@
 mod binary;
 mod common;
 mod dashboards;
+mod golden;
 mod kernel;
 mod library_network;
 mod library_system;
