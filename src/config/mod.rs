@@ -9,6 +9,12 @@ pub mod error;
 pub mod raw;
 pub mod validate;
 
+mod attach;
+mod histogram;
+mod labels;
+mod metric;
+mod yaml;
+
 use std::fmt;
 use std::path::Path;
 
