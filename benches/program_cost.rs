@@ -13,9 +13,12 @@ use std::collections::BTreeMap;
 use std::io::Write;
 use std::time::{Duration, Instant};
 
+use bpf_exporter::exporter::{self, Exporter};
 use bpf_exporter::metrics::{Snapshot, Value};
-use bpf_exporter::reader::maps::ReadMethod;
-use bpf_exporter::{config, exporter, programs};
+use bpf_exporter::reader::cache::LabelCache;
+use bpf_exporter::reader::{Reader, DEFAULT_CACHE_SIZE, DEFAULT_REFRESH};
+use bpf_exporter::reload::LoadSettings;
+use bpf_exporter::{config, programs};
 
 #[path = "../tests/integration/oom.rs"]
 mod oom;
@@ -29,10 +32,10 @@ fn main() {
         .iter()
         .map(|c| c.name.to_string())
         .collect();
-    let sources = config::sources(None, Some(&every)).expect("embedded configs");
-    let (mut reader, outcomes) = exporter::assemble(&sources, "ebpf_", ReadMethod::Batch);
-    print!("{}", exporter::report(&outcomes));
-    reader.export_run_stats();
+    let listing = config::sources(None, Some(&every)).expect("embedded configs");
+    let reader = Reader::new(LabelCache::new(DEFAULT_CACHE_SIZE, DEFAULT_REFRESH), true);
+    let (mut reader, _) = Exporter::start(&listing, LoadSettings::default(), reader);
+    print!("{}", exporter::report(&reader.statuses()));
     let before = totals(&reader.read());
     workload();
     let snapshot = reader.read();

@@ -1,90 +1,116 @@
-//! Assembly: config sources → validated configs → loaded programs → a
-//! [`Reader`]. Shared by the binary, `--config.check` and the tests, so they
-//! all run the same path.
+//! The fleet and the reader put together: on the calling thread
+//! ([`Exporter`]: `--config.check`, the tests, the benches), or on threads of
+//! their own as the binary runs them ([`spawn`]). The path from files to
+//! snapshots is the same.
 
-use crate::config::{self, Source};
-use crate::metrics::{ConfigState, ConfigStatus};
-use crate::programs::loader;
-use crate::reader::maps::ReadMethod;
-use crate::reader::Reader;
+use std::sync::Arc;
 
-/// What happened to one config.
-#[derive(Debug, Clone)]
-pub struct Outcome {
-    pub status: ConfigStatus,
+use crate::config::{Listing, Source};
+use crate::fleet::Fleet;
+use crate::metrics::{ConfigStatus, Snapshot, SnapshotCell};
+use crate::reader::{self, Reader};
+use crate::reload::trigger::{self, Reloader};
+use crate::reload::{self, LoadSettings, ReloadOutcome};
+use crate::settings::Settings;
+
+pub struct Exporter {
+    fleet: Fleet,
+    reader: Reader,
+    settings: LoadSettings,
 }
 
-impl Outcome {
-    /// Running with every program attached.
-    pub fn is_good(&self) -> bool {
-        self.status.state == ConfigState::Running && self.status.programs.iter().all(|p| p.attached)
+impl Exporter {
+    /// Applies `listing` to an empty fleet: the start-up.
+    pub fn start(listing: &Listing, settings: LoadSettings, mut reader: Reader) -> (Exporter, ReloadOutcome) {
+        let (fleet, outcome) = reload::start(listing, &settings, false);
+        reader.swap(fleet.read_set());
+        let exporter = Exporter {
+            fleet,
+            reader,
+            settings,
+        };
+        (exporter, outcome)
+    }
+
+    /// [`Exporter::start`] with the default settings and reader.
+    pub fn with_sources(sources: &[Source]) -> (Exporter, ReloadOutcome) {
+        Exporter::start(
+            &Listing::from(sources.to_vec()),
+            LoadSettings::default(),
+            Reader::default(),
+        )
+    }
+
+    /// Brings what runs to `listing`, as a reload does, and counts it in
+    /// the reload self-metrics.
+    pub fn reload(&mut self, listing: &Listing) -> ReloadOutcome {
+        let outcome = reload::apply(&mut self.fleet, listing, &self.settings);
+        self.fleet.record_reload(outcome.is_successful());
+        self.reader.swap(self.fleet.read_set());
+        outcome
+    }
+
+    /// Reads every map once.
+    pub fn read(&mut self) -> Snapshot {
+        self.reader.read()
+    }
+
+    pub fn statuses(&self) -> Vec<ConfigStatus> {
+        self.fleet.statuses()
     }
 }
 
-/// Parses, loads and attaches every source; failures are recorded in the
-/// outcomes and in the reader's statuses, never fatal here.
-pub fn assemble(sources: &[Source], prefix: &str, method: ReadMethod) -> (Reader, Vec<Outcome>) {
-    let mut reader = Reader::new();
-    let outcomes = sources
-        .iter()
-        .map(|source| {
-            let outcome = apply(&mut reader, source, prefix, method);
-            if outcome.status.state != ConfigState::Running {
-                reader.add_failed(outcome.status.clone(), &source.text);
-            }
-            outcome
-        })
-        .collect();
-    (reader, outcomes)
+/// The reader and the reloader on their threads; dropping it stops both
+/// and detaches every program.
+pub struct Threads {
+    pub reloader: Arc<Reloader>,
+    /// Held by the reloader too, which hands it every new read set.
+    _reader: Arc<reader::Running>,
 }
 
-/// Parses, loads and attaches one source and hands it to `reader`, where it
-/// replaces a running config of the same name only once it is attached. On
-/// failure the reader is left as it was and the status says why.
-pub fn apply(reader: &mut Reader, source: &Source, prefix: &str, method: ReadMethod) -> Outcome {
-    let failed = |state, program: String, error: String| ConfigStatus {
-        name: source.name.clone(),
-        source: source.origin.clone(),
-        program,
-        state,
-        error: Some(error),
-        programs: Vec::new(),
+/// Runs `fleet`, started from `listing`, as the binary does: the reader
+/// publishes into `cell` every read interval, the reloader applies
+/// reloads and hands the reader each new read set.
+pub fn spawn(
+    fleet: Fleet,
+    listing: &Listing,
+    settings: &Settings,
+    cell: Arc<SnapshotCell>,
+) -> std::io::Result<Threads> {
+    let mut reader = settings.reader();
+    reader.swap(fleet.read_set());
+    let running = Arc::new(reader::spawn(reader, cell, settings.read_interval)?);
+    let publish: trigger::Publish = {
+        let running = Arc::clone(&running);
+        Box::new(move |set| {
+            running.swap(set);
+        })
     };
-    let status = match config::parse(source, prefix) {
-        Err(errors) => failed(ConfigState::Invalid, String::new(), errors.to_string()),
-        Ok(config) => match loader::load(&config) {
-            Err(error) => failed(ConfigState::Failed, config.program.clone(), error),
-            Ok(loaded) => {
-                let status = loaded.status(&config);
-                let program = config.program.clone();
-                if status.state != ConfigState::Running {
-                    // Nothing attached: not worth replacing anything with.
-                    status
-                } else {
-                    match reader.add(config, loaded, method) {
-                        Ok(()) => status,
-                        Err(error) => failed(ConfigState::Failed, program, error),
-                    }
-                }
-            }
-        },
-    };
-    Outcome { status }
+    let reloader = Reloader::spawn(
+        fleet,
+        settings.selection.clone(),
+        settings.load.clone(),
+        trigger::seen(&Ok(listing.clone())),
+        publish,
+    )?;
+    Ok(Threads {
+        reloader: Arc::new(reloader),
+        _reader: running,
+    })
 }
 
 /// The `--config.check` report: one block per config.
-pub fn report(outcomes: &[Outcome]) -> String {
+pub fn report(statuses: &[ConfigStatus]) -> String {
     let mut out = String::new();
-    for o in outcomes {
-        let s = &o.status;
-        let verdict = if o.is_good() { "ok" } else { "FAILED" };
+    for s in statuses {
+        let verdict = if s.is_good() { "ok" } else { "FAILED" };
         out.push_str(&format!(
             "{verdict:<6} {} ({}) {}\n",
             s.name,
             s.source,
             s.state.as_str()
         ));
-        if let Some(error) = &s.error {
+        for error in s.error.iter().chain(&s.rejected) {
             for line in error.lines() {
                 out.push_str(&format!("       {line}\n"));
             }

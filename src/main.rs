@@ -1,26 +1,27 @@
-//! The `bpf-exporter` binary: flags → configs → loaded programs → reader
-//! thread → HTTP server, and exit codes.
+//! The `bpf-exporter` binary: flags → settings → listening socket →
+//! configs applied to an empty fleet → reader and reload threads → HTTP,
+//! and exit codes.
 
 use std::process::ExitCode;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
 use anyhow::{bail, Context};
 use clap::Parser;
 
 use bpf_exporter::cli::Args;
-use bpf_exporter::metrics::SnapshotCell;
-use bpf_exporter::reader::cache::LabelCache;
-use bpf_exporter::reload::trigger::{self, Reloader};
-use bpf_exporter::{config, exporter, programs, reader, server};
+use bpf_exporter::metrics::{ConfigStatus, SnapshotCell};
+use bpf_exporter::reload::trigger::{self, Reloader, Trigger};
+use bpf_exporter::settings::Settings;
+use bpf_exporter::{exporter, programs, reload, server};
 
 fn main() -> ExitCode {
-    let args = Args::parse();
+    let settings = Settings::from(Args::parse());
     tracing_subscriber::fmt()
-        .with_max_level(args.log_level)
+        .with_max_level(settings.log_level)
         .with_writer(std::io::stderr)
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
-    match run(args) {
+    match run(settings) {
         Ok(code) => code,
         Err(e) => {
             tracing::error!("{e:#}");
@@ -29,88 +30,110 @@ fn main() -> ExitCode {
     }
 }
 
-fn run(args: Args) -> anyhow::Result<ExitCode> {
-    let sources = config::sources(args.config_dir.as_deref(), args.config_names.as_deref())?;
-    let (mut reader, outcomes) = exporter::assemble(&sources, &args.metrics_prefix, args.read_method);
-
-    if args.config_check {
-        print!("{}", exporter::report(&outcomes));
-        let good = outcomes.iter().filter(|o| o.is_good()).count();
-        println!("{good} of {} configs good", outcomes.len());
-        return Ok(if good == outcomes.len() {
+fn run(settings: Settings) -> anyhow::Result<ExitCode> {
+    let listing = settings.selection.read()?;
+    if settings.check {
+        let (fleet, _) = reload::start(&listing, &settings.load, settings.strict);
+        let statuses = fleet.statuses();
+        print!("{}", exporter::report(&statuses));
+        let good = statuses.iter().filter(|s| s.is_good()).count();
+        println!("{good} of {} configs good", statuses.len());
+        return Ok(if good == statuses.len() {
             ExitCode::SUCCESS
         } else {
             ExitCode::FAILURE
         });
     }
-    for o in outcomes.iter().filter(|o| !o.is_good()) {
-        tracing::error!(
-            "config {} is {}:\n{}",
-            o.status.name,
-            o.status.state.as_str(),
-            exporter::report(std::slice::from_ref(o)).trim_end()
-        );
-    }
-    if args.config_strict && outcomes.iter().any(|o| !o.is_good()) {
-        bail!("--config.strict: not every config loaded and attached (see above)");
-    }
-    for o in outcomes.iter().filter(|o| o.is_good()) {
-        tracing::info!(config = %o.status.name, programs = o.status.programs.len(), "running");
-    }
-
-    reader.set_label_cache(LabelCache::new(args.label_cache_size, args.label_refresh));
-    // Held until exit: statistics stay on only while the exporter runs.
-    let _stats = if args.bpf_stats {
-        let fd = programs::stats::enable().context("--bpf.stats: enabling BPF run-time statistics")?;
-        reader.export_run_stats();
-        Some(fd)
-    } else {
-        None
-    };
-    let cell = Arc::new(SnapshotCell::default());
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
         .context("starting the async runtime")?;
-    runtime.block_on(async {
-        let options = server::ServerOptions {
-            listen: args.listen_address.clone(),
-            telemetry_path: args.telemetry_path.clone(),
-        };
-        let listener = server::bind(&options).await?;
-        tracing::info!(address = %listener.local_addr()?, path = %options.telemetry_path, "serving metrics");
-        let running = Arc::new(
-            reader::spawn(reader, cell.clone(), args.read_interval).context("starting the map reader")?,
-        );
-        let reloader = Arc::new(Reloader::new(
-            Arc::clone(&running),
-            args.config_dir.clone(),
-            args.config_names.clone(),
-            args.metrics_prefix.clone(),
-            args.read_method,
-            &sources,
-        ));
-        let _watch = match &args.config_dir {
-            Some(dir) => Some(
-                trigger::watch(dir, Arc::clone(&reloader), args.config_check_interval)
-                    .with_context(|| format!("watching --config.dir {} for changes", dir.display()))?,
-            ),
-            None => None,
-        };
-        tokio::spawn(reload_on_sighup(Arc::clone(&reloader)));
-        let hook: server::ReloadHook = {
-            let reloader = Arc::clone(&reloader);
-            Arc::new(move || match reloader.reload() {
-                Ok(outcome) if outcome.is_successful() => Ok(outcome.to_string()),
-                Ok(outcome) => Err(outcome.to_string()),
-                Err(e) => Err(e),
-            })
-        };
-        server::serve(listener, options, cell, Some(hook), shutdown_signal()).await;
-        tracing::info!("shutting down; detaching programs");
-        anyhow::Ok(())
-    })?;
+    runtime.block_on(serve(settings, listing))?;
     Ok(ExitCode::SUCCESS)
+}
+
+async fn serve(settings: Settings, listing: bpf_exporter::config::Listing) -> anyhow::Result<()> {
+    // Binding is cheap and the usual failure (a taken port): it comes
+    // before any program is loaded, and the server answers (not ready)
+    // while they load.
+    let listener = server::bind(&settings.server).await?;
+    tracing::info!(address = %listener.local_addr()?, path = %settings.server.telemetry_path, "serving metrics");
+    let cell = Arc::new(SnapshotCell::default());
+    let reloader: Arc<OnceLock<Arc<Reloader>>> = Arc::default();
+    let hook: server::ReloadHook = {
+        let reloader = Arc::clone(&reloader);
+        Arc::new(move || {
+            let reloader = reloader.get().cloned();
+            Box::pin(async move {
+                let Some(reloader) = reloader else {
+                    return Err("the exporter is still starting; reload once it is ready".to_string());
+                };
+                match &*reloader.reload_async(Trigger::Request).await {
+                    Ok(outcome) if outcome.is_successful() => Ok(outcome.to_string()),
+                    Ok(outcome) => Err(outcome.to_string()),
+                    Err(e) => Err(e.clone()),
+                }
+            })
+        })
+    };
+    let server = tokio::spawn(server::serve(
+        listener,
+        settings.server.clone(),
+        Arc::clone(&cell),
+        Some(hook),
+        shutdown_signal(),
+    ));
+
+    // Held until exit: statistics stay on only while the exporter runs.
+    let _stats = if settings.bpf_stats {
+        Some(programs::stats::enable().context("--bpf.stats: enabling BPF run-time statistics")?)
+    } else {
+        None
+    };
+    let fleet = {
+        let (listing, load, strict) = (listing.clone(), settings.load.clone(), settings.strict);
+        tokio::task::spawn_blocking(move || reload::start(&listing, &load, strict).0)
+            .await
+            .context("loading the configs")?
+    };
+    report_start(&fleet.statuses());
+    if settings.strict && fleet.statuses().iter().any(|s| !s.is_good()) {
+        bail!("--config.strict: not every config loaded and attached (see above)");
+    }
+    if listing.is_empty() {
+        tracing::warn!("no configs are selected: only the exporter's own metrics are served");
+    }
+
+    let threads =
+        exporter::spawn(fleet, &listing, &settings, Arc::clone(&cell)).context("starting the map reader")?;
+    let _ = reloader.set(Arc::clone(&threads.reloader));
+    let _watch = match &settings.selection.dir {
+        Some(dir) => Some(
+            trigger::watch(dir, Arc::clone(&threads.reloader), settings.check_interval)
+                .with_context(|| format!("watching --config.dir {} for changes", dir.display()))?,
+        ),
+        None => None,
+    };
+    tokio::spawn(reload_on_sighup(Arc::clone(&threads.reloader)));
+    let _ = server.await;
+    tracing::info!("shutting down; detaching programs");
+    Ok(())
+}
+
+/// Says what came up and what did not, with why.
+fn report_start(statuses: &[ConfigStatus]) {
+    for s in statuses {
+        if s.is_good() {
+            tracing::info!(config = %s.name, programs = s.programs.len(), "running");
+        } else {
+            tracing::error!(
+                "config {} is {}:\n{}",
+                s.name,
+                s.state.as_str(),
+                exporter::report(std::slice::from_ref(s)).trim_end()
+            );
+        }
+    }
 }
 
 /// Reloads the configs on every SIGHUP, as Prometheus does.
@@ -124,8 +147,7 @@ async fn reload_on_sighup(reloader: Arc<Reloader>) {
         }
     };
     while hangups.recv().await.is_some() {
-        let reloader = Arc::clone(&reloader);
-        let _ = tokio::task::spawn_blocking(move || reloader.reload()).await;
+        reloader.request(Trigger::Signal);
     }
 }
 

@@ -3,6 +3,7 @@
 //! the reader and served as is by the HTTP layer.
 
 pub mod exposition;
+pub mod self_metrics;
 
 use std::time::SystemTime;
 
@@ -51,37 +52,132 @@ pub struct Family {
     pub samples: Vec<Sample>,
 }
 
-/// Where a config stands after loading.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// Where a config stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
 pub enum ConfigState {
-    /// Loaded, attached and read.
+    /// Loaded, every program attached, maps read.
     Running,
-    /// The config file itself is invalid; nothing was loaded.
+    /// Loaded and read, but some of its programs are not attached: part of
+    /// what it measures is missing.
+    Degraded,
+    /// The config itself was refused (YAML, validation, an unreadable file,
+    /// a clash with another config); nothing was loaded.
     Invalid,
     /// The config is valid but its program failed to open, load or attach.
     Failed,
 }
 
 impl ConfigState {
+    pub const ALL: [ConfigState; 4] = [
+        ConfigState::Running,
+        ConfigState::Degraded,
+        ConfigState::Invalid,
+        ConfigState::Failed,
+    ];
+
     pub fn as_str(self) -> &'static str {
         match self {
             ConfigState::Running => "running",
+            ConfigState::Degraded => "degraded",
             ConfigState::Invalid => "invalid",
             ConfigState::Failed => "failed",
         }
     }
+
+    /// Its maps are read and exported (fully or in part).
+    pub fn is_serving(self) -> bool {
+        matches!(self, ConfigState::Running | ConfigState::Degraded)
+    }
 }
 
+/// Why a config or a program is not running, as a kind: what the reload
+/// decides from (an exclusive hook is worth a break-before-make, a verifier
+/// refusal is not), and the `reason` label of the self-metrics.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Reason {
+    /// The config file could not be read (not UTF-8, a directory, …).
+    Unreadable,
+    /// The YAML or what it says was refused.
+    Invalid,
+    /// Its metric families are already another config's.
+    Conflict,
+    /// The verifier refused a program.
+    VerifierRefused,
+    /// This kernel lacks the hook: a tracepoint, a function, kprobes,
+    /// trampolines, an interface or a binary to probe.
+    HookMissing,
+    /// The hook takes one program and another holds it (XDP on an
+    /// interface, per mode).
+    HookBusy,
+    /// The exporter lacks a privilege loading or attaching needs.
+    Permission,
+    /// The object cannot serve the config (a map missing or of the wrong
+    /// shape, an unreadable ELF).
+    ObjectInvalid,
+    /// Anything else the kernel or libbpf refused.
+    Failed,
+}
+
+impl Reason {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Reason::Unreadable => "unreadable",
+            Reason::Invalid => "invalid",
+            Reason::Conflict => "conflict",
+            Reason::VerifierRefused => "verifier_refused",
+            Reason::HookMissing => "hook_missing",
+            Reason::HookBusy => "hook_busy",
+            Reason::Permission => "permission",
+            Reason::ObjectInvalid => "object_invalid",
+            Reason::Failed => "failed",
+        }
+    }
+
+    /// Failures that depend on other configs (a metric name or an exclusive
+    /// hook another config holds), so a reload that changes anything else
+    /// tries them again.
+    pub fn depends_on_others(self) -> bool {
+        matches!(self, Reason::Conflict | Reason::HookBusy)
+    }
+}
+
+/// A failure: its kind, and the message that names the place and the fix.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Failure {
+    pub reason: Reason,
+    pub message: String,
+}
+
+impl Failure {
+    pub fn new(reason: Reason, message: impl Into<String>) -> Self {
+        Failure {
+            reason,
+            message: message.into(),
+        }
+    }
+}
+
+impl std::fmt::Display for Failure {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.message)
+    }
+}
+
+impl std::error::Error for Failure {}
+
 /// A BPF program (one `SEC()` function) inside a config's object.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
 pub struct ProgramStatus {
     pub name: String,
     pub section: String,
     pub attached: bool,
+    pub reason: Option<Reason>,
     pub error: Option<String>,
 }
 
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
 pub struct ConfigStatus {
     /// Config name: the YAML file stem.
     pub name: String,
@@ -90,8 +186,21 @@ pub struct ConfigStatus {
     /// Embedded program the config uses.
     pub program: String,
     pub state: ConfigState,
+    /// Why the config is not running (for a degraded one, the first
+    /// unattached program's reason).
+    pub reason: Option<Reason>,
     pub error: Option<String>,
+    /// A newer version of the file that a reload refused; what runs is the
+    /// version before it.
+    pub rejected: Option<String>,
     pub programs: Vec<ProgramStatus>,
+}
+
+impl ConfigStatus {
+    /// Running with every program attached.
+    pub fn is_good(&self) -> bool {
+        self.state == ConfigState::Running
+    }
 }
 
 /// Everything one read cycle produced. Scrapes clone an `Arc` of it and never
@@ -101,6 +210,15 @@ pub struct Snapshot {
     pub families: Vec<Family>,
     pub configs: Vec<ConfigStatus>,
     pub taken_at: SystemTime,
+    /// Why `/-/ready` answers 503, or `None` when it answers 200 (the rule
+    /// is [`crate::fleet::View::readiness`]).
+    pub not_ready: Option<String>,
+}
+
+impl Snapshot {
+    pub fn is_ready(&self) -> bool {
+        self.not_ready.is_none()
+    }
 }
 
 impl Default for Snapshot {
@@ -109,6 +227,7 @@ impl Default for Snapshot {
             families: Vec::new(),
             configs: Vec::new(),
             taken_at: SystemTime::UNIX_EPOCH,
+            not_ready: Some("starting: no snapshot published yet".to_string()),
         }
     }
 }
@@ -118,7 +237,6 @@ impl Default for Snapshot {
 #[derive(Debug, Default)]
 pub struct SnapshotCell {
     current: arc_swap::ArcSwap<Snapshot>,
-    ready: std::sync::atomic::AtomicBool,
 }
 
 impl SnapshotCell {
@@ -126,14 +244,12 @@ impl SnapshotCell {
         self.current.load_full()
     }
 
-    /// Publishes a complete snapshot; the first one marks the exporter ready.
     pub fn publish(&self, snapshot: Snapshot) {
         self.current.store(std::sync::Arc::new(snapshot));
-        self.ready.store(true, std::sync::atomic::Ordering::Release);
     }
 
-    /// True once the configs were loaded and a first snapshot published.
+    /// What `/-/ready` answers: the newest snapshot's readiness.
     pub fn is_ready(&self) -> bool {
-        self.ready.load(std::sync::atomic::Ordering::Acquire)
+        self.current.load().is_ready()
     }
 }

@@ -4,26 +4,34 @@
 use std::ffi::CString;
 use std::path::Path;
 
+use crate::metrics::{Failure, Reason};
+
 /// Where libbpf looks for tracefs, in its order of preference.
 const TRACEFS_PATHS: &[&str] = &["/sys/kernel/tracing", "/sys/kernel/debug/tracing"];
 
 /// Makes sure tracefs is reachable, mounting it at `/sys/kernel/tracing`
 /// when it is not and we may. The error says exactly what is missing.
-pub fn ensure_tracefs() -> Result<(), String> {
+pub fn ensure_tracefs() -> Result<(), Failure> {
     if TRACEFS_PATHS.iter().any(|p| Path::new(p).join("events").is_dir()) {
         return Ok(());
     }
     let target = TRACEFS_PATHS[0];
     if !Path::new(target).is_dir() {
-        return Err(format!(
-            "tracefs is not mounted and {target} does not exist: this kernel lacks CONFIG_TRACING, \
-             or /sys is not the host's (in a container, mount the host's /sys)"
+        return Err(Failure::new(
+            Reason::HookMissing,
+            format!(
+                "tracefs is not mounted and {target} does not exist: this kernel lacks CONFIG_TRACING, \
+                 or /sys is not the host's (in a container, mount the host's /sys)"
+            ),
         ));
     }
     mount("tracefs", target, "tracefs").map_err(|e| {
-        format!(
-            "tracefs is not mounted and mounting it at {target} failed ({e}): run \
-             `mount -t tracefs tracefs {target}` as root, or give the exporter CAP_SYS_ADMIN"
+        Failure::new(
+            Reason::Permission,
+            format!(
+                "tracefs is not mounted and mounting it at {target} failed ({e}): run \
+                 `mount -t tracefs tracefs {target}` as root, or give the exporter CAP_SYS_ADMIN"
+            ),
         )
     })?;
     tracing::info!("mounted tracefs at {target}");

@@ -12,10 +12,9 @@ use libbpf_rs::{
     UprobeOpts,
 };
 
-use super::stats::{self, RunStats};
 use super::{fs, EmbeddedProgram, Hook};
 use crate::config::{AttachSpec, Config, XdpMode};
-use crate::metrics::{ConfigState, ConfigStatus, ProgramStatus};
+use crate::metrics::{ConfigState, ConfigStatus, Failure, ProgramStatus, Reason};
 
 /// Lines of the verifier log kept in an error: its tail says why.
 const VERIFIER_TAIL_LINES: usize = 20;
@@ -26,9 +25,13 @@ const VERIFIER_TAIL_LINES: usize = 20;
 #[derive(Debug)]
 pub struct Loaded {
     object: Object,
-    _links: Vec<Link>,
-    _xdp_links: Vec<OwnedFd>,
-    pub programs: Vec<ProgramStatus>,
+    /// What keeps each program attached, by program name: links, and XDP
+    /// link fds (`bpf_link_create`).
+    links: Vec<(String, Link)>,
+    xdp_links: Vec<(String, OwnedFd)>,
+    programs: Vec<ProgramStatus>,
+    /// Programs the kernel refused at load: never attachable.
+    refused: Vec<String>,
 }
 
 impl Loaded {
@@ -39,8 +42,9 @@ impl Loaded {
         MapHandle::try_from(&map).ok()
     }
 
-    /// Kernel run-time statistics of each loaded program, by name.
-    pub fn run_stats(&self) -> Vec<(String, RunStats)> {
+    /// Each loaded program's name and an fd of its own, for reading its
+    /// run-time statistics from another thread.
+    pub fn program_fds(&self) -> Vec<(String, OwnedFd)> {
         self.object
             .progs()
             .filter(|p| {
@@ -50,99 +54,176 @@ impl Loaded {
                 unsafe { libbpf_sys::bpf_program__fd(p.as_libbpf_object().as_ptr()) >= 0 }
             })
             .filter_map(|p| {
-                let stats = stats::read(p.as_fd()).ok()?;
-                Some((p.name().to_string_lossy().into_owned(), stats))
+                let fd = p.as_fd().try_clone_to_owned().ok()?;
+                Some((p.name().to_string_lossy().into_owned(), fd))
             })
             .collect()
     }
 
-    /// How `config`, loaded as this, stands: running while at least one of
-    /// its programs is attached.
+    pub fn programs(&self) -> &[ProgramStatus] {
+        &self.programs
+    }
+
+    /// Every program attached.
+    pub fn fully_attached(&self) -> bool {
+        self.programs.iter().all(|p| p.attached)
+    }
+
+    /// Some program could not attach because an exclusive hook is taken.
+    pub fn hook_busy(&self) -> bool {
+        self.programs.iter().any(|p| p.reason == Some(Reason::HookBusy))
+    }
+
+    /// How `config`, loaded as this, stands: running with every program
+    /// attached, degraded with some, failed with none.
     pub fn status(&self, config: &Config) -> ConfigStatus {
-        let attached = self.programs.iter().any(|p| p.attached);
+        let attached = self.programs.iter().filter(|p| p.attached).count();
+        let state = match attached {
+            0 => ConfigState::Failed,
+            n if n == self.programs.len() => ConfigState::Running,
+            _ => ConfigState::Degraded,
+        };
         ConfigStatus {
             name: config.name.clone(),
             source: config.origin.clone(),
             program: config.program.clone(),
-            state: if attached {
-                ConfigState::Running
-            } else {
-                ConfigState::Failed
-            },
+            state,
+            reason: self.programs.iter().find_map(|p| p.reason),
             error: None,
+            rejected: None,
             programs: self.programs.clone(),
         }
+    }
+
+    /// The failures of the unattached programs, one line each.
+    pub fn failures(&self) -> Failure {
+        let reason = self
+            .programs
+            .iter()
+            .find_map(|p| p.reason)
+            .unwrap_or(Reason::Failed);
+        let message = self
+            .programs
+            .iter()
+            .filter_map(|p| p.error.as_deref())
+            .collect::<Vec<_>>()
+            .join("; ");
+        Failure::new(reason, message)
+    }
+
+    /// Detaches every program but keeps the object, its programs and maps
+    /// (and the values in them), so [`Loaded::attach`] can put it back.
+    pub fn detach(&mut self) {
+        self.links.clear();
+        self.xdp_links.clear();
+        for p in self.programs.iter_mut().filter(|p| p.attached) {
+            p.attached = false;
+            p.reason = Some(Reason::HookBusy);
+            p.error = Some("detached to make way for a new version of the config".to_string());
+        }
+    }
+
+    /// Attaches every loaded program that is not attached, where `config`
+    /// says (its `attach:` entries, else the program's section).
+    pub fn attach(&mut self, config: &Config) {
+        for prog in self.object.progs_mut() {
+            let name = prog.name().to_string_lossy().into_owned();
+            let attached = self
+                .links
+                .iter()
+                .map(|(n, _)| n)
+                .chain(self.xdp_links.iter().map(|(n, _)| n));
+            if self.refused.contains(&name) || attached.into_iter().any(|n| *n == name) {
+                continue;
+            }
+            let section = prog.section().to_string_lossy().into_owned();
+            let explicit: Vec<&AttachSpec> = config.attach.iter().filter(|a| a.program() == name).collect();
+            let (mut links, mut xdp_links) = (Vec::new(), Vec::new());
+            let result = if explicit.is_empty() {
+                attach_from_section(&prog, &section).map(|link| links.push(link))
+            } else {
+                explicit.iter().try_for_each(|spec| match spec {
+                    AttachSpec::Xdp { interface, mode, .. } => {
+                        attach_xdp(&prog, interface, *mode).map(|fd| xdp_links.push(fd))
+                    }
+                    AttachSpec::Uprobe {
+                        binary,
+                        function,
+                        pid,
+                        ..
+                    } => attach_uprobe(&prog, &section, binary, function, *pid).map(|link| links.push(link)),
+                })
+            };
+            // All of a program's attach points or none: a half-attached
+            // program would count some of its events.
+            if result.is_ok() {
+                self.links.extend(links.into_iter().map(|l| (name.clone(), l)));
+                self.xdp_links
+                    .extend(xdp_links.into_iter().map(|l| (name.clone(), l)));
+            }
+            let status = ProgramStatus {
+                name: name.clone(),
+                section,
+                attached: result.is_ok(),
+                reason: result.as_ref().err().map(|f| f.reason),
+                error: result.err().map(|f| f.message),
+            };
+            match self.programs.iter_mut().find(|p| p.name == name) {
+                Some(old) => *old = status,
+                None => self.programs.push(status),
+            }
+        }
+        self.programs.sort_by(|a, b| a.name.cmp(&b.name));
     }
 }
 
 /// Loads and attaches `config`'s program. `Err` means nothing could be
 /// loaded; per-program failures are in [`Loaded::programs`].
-pub fn load(config: &Config) -> Result<Loaded, String> {
-    let embedded = super::find(&config.program)
-        .ok_or_else(|| format!("no embedded program named {:?}", config.program))?;
+pub fn load(config: &Config) -> Result<Loaded, Failure> {
+    let embedded = super::find(&config.program).ok_or_else(|| {
+        Failure::new(
+            Reason::ObjectInvalid,
+            format!("no embedded program named {:?}", config.program),
+        )
+    })?;
     let (object, refused) = load_isolating_failures(embedded)?;
-
-    let mut programs = Vec::new();
-    let mut links = Vec::new();
-    let mut xdp_links = Vec::new();
-    for (name, section, error) in &refused {
-        programs.push(ProgramStatus {
-            name: name.clone(),
-            section: section.clone(),
-            attached: false,
-            error: Some(error.clone()),
-        });
-    }
-    for prog in object.progs_mut() {
-        let name = prog.name().to_string_lossy().into_owned();
-        if refused.iter().any(|(n, _, _)| *n == name) {
-            continue;
-        }
-        let section = prog.section().to_string_lossy().into_owned();
-        let explicit: Vec<&AttachSpec> = config.attach.iter().filter(|a| a.program() == name).collect();
-        let result = if explicit.is_empty() {
-            attach_from_section(&prog, &section).map(|link| links.push(link))
-        } else {
-            explicit.iter().try_for_each(|spec| match spec {
-                AttachSpec::Xdp { interface, mode, .. } => {
-                    attach_xdp(&prog, interface, *mode).map(|fd| xdp_links.push(fd))
-                }
-                AttachSpec::Uprobe {
-                    binary,
-                    function,
-                    pid,
-                    ..
-                } => attach_uprobe(&prog, &section, binary, function, *pid).map(|link| links.push(link)),
-            })
-        };
-        programs.push(ProgramStatus {
-            name,
-            section,
-            attached: result.is_ok(),
-            error: result.err(),
-        });
-    }
-    programs.sort_by(|a, b| a.name.cmp(&b.name));
-    Ok(Loaded {
+    let mut loaded = Loaded {
         object,
-        _links: links,
-        _xdp_links: xdp_links,
-        programs,
-    })
+        links: Vec::new(),
+        xdp_links: Vec::new(),
+        programs: refused
+            .iter()
+            .map(|(name, section, failure)| ProgramStatus {
+                name: name.clone(),
+                section: section.clone(),
+                attached: false,
+                reason: Some(failure.reason),
+                error: Some(failure.message.clone()),
+            })
+            .collect(),
+        refused: refused.into_iter().map(|(name, _, _)| name).collect(),
+    };
+    loaded.attach(config);
+    Ok(loaded)
 }
 
-type Refused = Vec<(String, String, String)>;
+/// Programs the kernel refused: name, section, why.
+type Refused = Vec<(String, String, Failure)>;
 
 /// Loads the object; when the kernel refuses it, loads each program alone to
 /// find the ones at fault, then loads the object without them.
-fn load_isolating_failures(embedded: &EmbeddedProgram) -> Result<(Object, Refused), String> {
-    let first = with_captured_log(|| open(embedded)?.load().map_err(|e| e.to_string()));
+fn load_isolating_failures(embedded: &EmbeddedProgram) -> Result<(Object, Refused), Failure> {
+    let first = with_captured_log(|| {
+        open(embedded)?
+            .load()
+            .map_err(|e| Failure::new(Reason::Failed, e.to_string()))
+    });
     let whole_error = match first {
         (Ok(object), _) => return Ok((object, Vec::new())),
         (Err(e), log) => (e, log),
     };
     let programs: Vec<(String, String)> = super::inspect(embedded.name, embedded.object)
-        .map_err(|e| format!("{e:#}"))?
+        .map_err(|e| Failure::new(Reason::ObjectInvalid, format!("{e:#}")))?
         .programs
         .into_iter()
         .map(|p| (p.name, p.section))
@@ -150,7 +231,7 @@ fn load_isolating_failures(embedded: &EmbeddedProgram) -> Result<(Object, Refuse
     let mut refused = Vec::new();
     for (name, section) in &programs {
         let (result, log) = with_captured_log(|| {
-            let mut obj = open(embedded).map_err(|e| (ErrorKind::Other, e))?;
+            let mut obj = open(embedded).map_err(|e| (ErrorKind::Other, e.message))?;
             for mut p in obj.progs_mut() {
                 p.set_autoload(p.name() == name.as_str());
             }
@@ -164,20 +245,25 @@ fn load_isolating_failures(embedded: &EmbeddedProgram) -> Result<(Object, Refuse
             ));
         }
     }
-    if refused.is_empty() || refused.len() == programs.len() {
-        let detail = refused.iter().map(|(_, _, e)| e.as_str()).collect::<Vec<_>>();
-        return Err(if detail.is_empty() {
+    if refused.is_empty() {
+        return Err(Failure::new(
+            Reason::Failed,
             format!(
                 "loading the object failed: {}{}",
                 whole_error.0,
                 log_tail(&whole_error.1)
-            )
-        } else {
-            detail.join("; ")
-        });
+            ),
+        ));
+    }
+    if refused.len() == programs.len() {
+        let detail = refused
+            .iter()
+            .map(|(_, _, e)| e.message.as_str())
+            .collect::<Vec<_>>();
+        return Err(Failure::new(refused[0].2.reason, detail.join("; ")));
     }
     let (result, log) = with_captured_log(|| {
-        let mut obj = open(embedded)?;
+        let mut obj = open(embedded).map_err(|e| e.message)?;
         for mut p in obj.progs_mut() {
             let skip = refused.iter().any(|(n, _, _)| p.name() == n.as_str());
             p.set_autoload(!skip);
@@ -188,41 +274,61 @@ fn load_isolating_failures(embedded: &EmbeddedProgram) -> Result<(Object, Refuse
         tracing::warn!(program = %name, "left out: {error}");
     }
     result.map(|object| (object, refused)).map_err(|e| {
-        format!(
-            "loading the object without the refused programs failed: {e}{}",
-            log_tail(&log)
+        Failure::new(
+            Reason::Failed,
+            format!(
+                "loading the object without the refused programs failed: {e}{}",
+                log_tail(&log)
+            ),
         )
     })
 }
 
-fn open(embedded: &EmbeddedProgram) -> Result<OpenObject, String> {
+fn open(embedded: &EmbeddedProgram) -> Result<OpenObject, Failure> {
     ObjectBuilder::default()
         .name(embedded.name)
         .and_then(|b| b.open_memory(embedded.object))
-        .map_err(|e| format!("opening the BPF object {}: {e}", embedded.name))
+        .map_err(|e| {
+            Failure::new(
+                Reason::ObjectInvalid,
+                format!("opening the BPF object {}: {e}", embedded.name),
+            )
+        })
 }
 
 /// Explains a refused program, with what to do about it.
-fn load_error(name: &str, section: &str, kind: ErrorKind, error: &str, log: &[String]) -> String {
+fn load_error(name: &str, section: &str, kind: ErrorKind, error: &str, log: &[String]) -> Failure {
     let verifier_said = log.iter().any(|l| l.contains("BEGIN PROG LOAD LOG"));
-    let hint = if verifier_said {
-        ": the verifier rejected it; the end of its log below says why"
+    let (reason, hint) = if verifier_said {
+        (
+            Reason::VerifierRefused,
+            ": the verifier rejected it; the end of its log below says why",
+        )
     } else if log
         .iter()
         .any(|l| l.contains("failed to find kernel BTF type ID"))
     {
-        MISSING_HOOK_HINT
+        (Reason::HookMissing, MISSING_HOOK_HINT)
     } else if kind == ErrorKind::PermissionDenied && is_trampoline(section) {
-        ": this kernel refuses fentry/fexit/LSM programs (no BTF trampolines, or a lockdown or LSM \
-         policy); use a tracepoint or tp_btf hook instead"
+        (
+            Reason::HookMissing,
+            ": this kernel refuses fentry/fexit/LSM programs (no BTF trampolines, or a lockdown or LSM \
+             policy); use a tracepoint or tp_btf hook instead",
+        )
     } else if kind == ErrorKind::PermissionDenied {
-        ": run the exporter as root, or grant CAP_BPF with CAP_PERFMON (tracing) or CAP_NET_ADMIN (XDP, tc)"
+        (
+            Reason::Permission,
+            ": run the exporter as root, or grant CAP_BPF with CAP_PERFMON (tracing) or CAP_NET_ADMIN (XDP, tc)",
+        )
     } else {
-        ""
+        (Reason::Failed, "")
     };
-    format!(
-        "program {name:?} (SEC \"{section}\") was refused by the kernel: {error}{hint}{}",
-        log_tail(log)
+    Failure::new(
+        reason,
+        format!(
+            "program {name:?} (SEC \"{section}\") was refused by the kernel: {error}{hint}{}",
+            log_tail(log)
+        ),
     )
 }
 
@@ -249,38 +355,50 @@ fn is_trampoline(section: &str) -> bool {
         })
 }
 
-fn attach_from_section(prog: &libbpf_rs::ProgramMut<'_>, section: &str) -> Result<Link, String> {
+fn attach_from_section(prog: &libbpf_rs::ProgramMut<'_>, section: &str) -> Result<Link, Failure> {
     if fs::needs_tracefs(section) {
         fs::ensure_tracefs()?;
     }
     prog.attach().map_err(|e| {
-        let hint = if ["kprobe", "kretprobe", "ksyscall", "kretsyscall"]
+        let (reason, hint) = if ["kprobe", "kretprobe", "ksyscall", "kretsyscall"]
             .iter()
             .any(|p| section.starts_with(p))
         {
-            ": kprobes are unavailable (kernel without CONFIG_KPROBES) or the function does not exist or \
-             is inlined (see /sys/kernel/tracing/available_filter_functions); prefer a tracepoint"
+            (
+                Reason::HookMissing,
+                ": kprobes are unavailable (kernel without CONFIG_KPROBES) or the function does not exist \
+                 or is inlined (see /sys/kernel/tracing/available_filter_functions); prefer a tracepoint",
+            )
         } else if section.starts_with("uprobe") || section.starts_with("uretprobe") || section == "xdp" {
-            ": this section does not say where to attach; add an `attach:` entry for the program"
+            (
+                Reason::ObjectInvalid,
+                ": this section does not say where to attach; add an `attach:` entry for the program",
+            )
         } else if e.kind() == ErrorKind::NotFound && is_tracepoint(section) {
-            MISSING_HOOK_HINT
+            (Reason::HookMissing, MISSING_HOOK_HINT)
+        } else if e.kind() == ErrorKind::PermissionDenied {
+            (Reason::Permission, "")
         } else {
-            ""
+            (Reason::Failed, "")
         };
-        format!("attaching SEC \"{section}\" failed: {e}{hint}")
+        Failure::new(reason, format!("attaching SEC \"{section}\" failed: {e}{hint}"))
     })
 }
 
 /// Attaches through a BPF link, which the kernel removes when the exporter
 /// exits, unlike a netlink XDP attachment that would stay on the interface.
-fn attach_xdp(prog: &libbpf_rs::ProgramMut<'_>, interface: &str, mode: XdpMode) -> Result<OwnedFd, String> {
-    let name = std::ffi::CString::new(interface).map_err(|_| format!("bad interface name {interface:?}"))?;
+fn attach_xdp(prog: &libbpf_rs::ProgramMut<'_>, interface: &str, mode: XdpMode) -> Result<OwnedFd, Failure> {
+    let missing = || {
+        Failure::new(
+            Reason::HookMissing,
+            format!("no network interface {interface:?} (see `ip link`): fix attach.xdp.interface"),
+        )
+    };
+    let name = std::ffi::CString::new(interface).map_err(|_| missing())?;
     // SAFETY: `name` is a valid NUL-terminated string.
     let ifindex = unsafe { libc::if_nametoindex(name.as_ptr()) };
     if ifindex == 0 {
-        return Err(format!(
-            "no network interface {interface:?} (see `ip link`): fix attach.xdp.interface"
-        ));
+        return Err(missing());
     }
     let flags = match mode {
         XdpMode::Auto => 0,
@@ -297,19 +415,27 @@ fn attach_xdp(prog: &libbpf_rs::ProgramMut<'_>, interface: &str, mode: XdpMode) 
     let rc = unsafe { libbpf_sys::bpf_link_create(fd, ifindex as i32, libbpf_sys::BPF_XDP, &opts) };
     if rc < 0 {
         let err = std::io::Error::from_raw_os_error(-rc);
-        let hint = match -rc {
-            libc::EBUSY | libc::EEXIST => format!(
-                ": another XDP program is attached to {interface} (see `ip link show {interface}`); \
-                 an interface takes one XDP program per mode"
+        let (reason, hint) = match -rc {
+            libc::EBUSY | libc::EEXIST => (
+                Reason::HookBusy,
+                format!(
+                    ": another XDP program is attached to {interface} (see `ip link show {interface}`); \
+                     an interface takes one XDP program per mode"
+                ),
             ),
-            libc::EOPNOTSUPP | libc::EINVAL if mode != XdpMode::Generic => {
-                format!(": {interface}'s driver may not support XDP mode {mode}; try `mode: generic`")
-            }
-            libc::EPERM => ": attaching XDP needs CAP_NET_ADMIN".to_string(),
-            _ => String::new(),
+            libc::EOPNOTSUPP | libc::EINVAL if mode != XdpMode::Generic => (
+                Reason::HookMissing,
+                format!(": {interface}'s driver may not support XDP mode {mode}; try `mode: generic`"),
+            ),
+            libc::EPERM => (
+                Reason::Permission,
+                ": attaching XDP needs CAP_NET_ADMIN".to_string(),
+            ),
+            _ => (Reason::Failed, String::new()),
         };
-        return Err(format!(
-            "attaching XDP to {interface} (mode {mode}) failed: {err}{hint}"
+        return Err(Failure::new(
+            reason,
+            format!("attaching XDP to {interface} (mode {mode}) failed: {err}{hint}"),
         ));
     }
     // SAFETY: the kernel returned a new fd that nothing else owns.
@@ -324,7 +450,7 @@ fn attach_uprobe(
     binary: &str,
     function: &str,
     pid: Option<i32>,
-) -> Result<Link, String> {
+) -> Result<Link, Failure> {
     let retprobe = Hook::of_section(section) == Some(Hook::Uretprobe);
     let what = format!(
         "attaching {} to {function} in {binary}{}",
@@ -332,14 +458,16 @@ fn attach_uprobe(
         pid.map_or(String::new(), |p| format!(" (pid {p})"))
     );
     if !Path::new(binary).is_file() {
-        return Err(format!(
-            "{what} failed: there is no file {binary}: fix attach.uprobe.binary"
+        return Err(Failure::new(
+            Reason::HookMissing,
+            format!("{what} failed: there is no file {binary}: fix attach.uprobe.binary"),
         ));
     }
     if let Some(pid) = pid {
         if !Path::new(&format!("/proc/{pid}")).exists() {
-            return Err(format!(
-                "{what} failed: there is no process {pid}: fix attach.uprobe.pid"
+            return Err(Failure::new(
+                Reason::HookMissing,
+                format!("{what} failed: there is no process {pid}: fix attach.uprobe.pid"),
             ));
         }
     }
@@ -350,15 +478,18 @@ fn attach_uprobe(
     };
     prog.attach_uprobe_with_opts(pid.unwrap_or(-1), binary, 0, opts)
         .map_err(|e| {
-            let hint = if e.kind() == ErrorKind::NotFound {
-                format!(
-                    ": {binary} has no function {function:?} in its symbol tables (see `nm -D {binary}`); \
-                     fix attach.uprobe.function"
-                )
-            } else {
-                String::new()
+            let (reason, hint) = match e.kind() {
+                ErrorKind::NotFound => (
+                    Reason::HookMissing,
+                    format!(
+                        ": {binary} has no function {function:?} in its symbol tables (see `nm -D {binary}`); \
+                         fix attach.uprobe.function"
+                    ),
+                ),
+                ErrorKind::PermissionDenied => (Reason::Permission, String::new()),
+                _ => (Reason::Failed, String::new()),
             };
-            format!("{what} failed: {e:#}{hint}")
+            Failure::new(reason, format!("{what} failed: {e:#}{hint}"))
         })
 }
 

@@ -1,88 +1,258 @@
-//! What starts a reload: `SIGHUP`, `POST /-/reload`, a change seen in
-//! `--config.dir` by the file watcher, or the periodic checksum of the
-//! directory for filesystems that send no events. All of them go through
-//! one [`Reloader`], which reloads one at a time.
+//! What starts a reload: `POST /-/reload`, `SIGHUP`, a change the file
+//! watcher sees in `--config.dir`, or the periodic look at the directory for
+//! filesystems that send no events. All of them go through one
+//! [`Reloader`], whose worker thread owns the [`Fleet`] and reloads one at
+//! a time. Requests that arrive while one is pending coalesce into it, so a
+//! storm of them costs one or two reloads, and every request is answered by
+//! a reload that started after it arrived.
+//!
+//! Every trigger reports every failure the same way: logged, and
+//! `bpf_exporter_config_last_reload_successful` set to 0 until a reload
+//! succeeds. The watcher and the periodic look only reload (and report)
+//! when what they read differs from what they read last, so a directory
+//! that stays broken is reported once, not every 30 seconds.
 
-use std::collections::hash_map::DefaultHasher;
-use std::hash::{Hash, Hasher};
+use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::sync::mpsc::{self, RecvTimeoutError};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Condvar, Mutex, PoisonError};
+use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use notify::{RecursiveMode, Watcher};
 
-use super::{reconcile, ReloadOutcome};
-use crate::config::{self, Source};
-use crate::reader::maps::ReadMethod;
-use crate::reader::Running;
+use super::{apply, LoadSettings, ReloadOutcome};
+use crate::config::{Listing, Selection};
+use crate::fleet::{fingerprint, Fingerprint, Fleet};
+use crate::reader::ReadSet;
 
 /// Events closer together than this are one change: an editor's save, or a
 /// ConfigMap update, is several events.
 const DEBOUNCE: Duration = Duration::from_millis(100);
 
-/// Re-reads the configs and applies them to a running reader.
+/// Why a reload is wanted.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Trigger {
+    /// `POST /-/reload`: always reloads and answers with the outcome.
+    Request,
+    /// `SIGHUP`: always reloads.
+    Signal,
+    /// The watcher saw a change, or the periodic look came round: reloads
+    /// only if the files differ from what was last read.
+    Watch,
+}
+
+/// A reload's outcome; `Err` when the configs could not be listed at all
+/// (every config keeps running as it was).
+pub type ReloadResult = Result<ReloadOutcome, String>;
+
+/// Where the worker hands each new read set: the reader.
+pub type Publish = Box<dyn Fn(ReadSet) + Send>;
+
+#[derive(Default)]
+struct Queue {
+    /// Tickets handed out so far; a reload serves every ticket up to the
+    /// count when it started.
+    wanted: u64,
+    /// Some pending request is not [`Trigger::Watch`].
+    forced: bool,
+    /// Tickets served.
+    done: u64,
+    last: Option<Arc<ReloadResult>>,
+    stop: bool,
+}
+
+/// Runs reloads on its own thread; dropping it stops the thread and
+/// detaches every program.
 pub struct Reloader {
-    running: Arc<Running>,
-    dir: Option<PathBuf>,
-    names: Option<Vec<String>>,
-    prefix: String,
-    method: ReadMethod,
-    /// Fingerprint of the sources last applied; also serialises reloads.
-    applied: Mutex<u64>,
+    shared: Arc<Shared>,
+    thread: Option<JoinHandle<()>>,
+}
+
+struct Shared {
+    queue: Mutex<Queue>,
+    /// Wakes the worker.
+    wanted: Condvar,
+    /// Wakes blocking waiters.
+    done: Condvar,
+    /// Wakes async waiters (the HTTP server) without a thread each.
+    results: tokio::sync::watch::Sender<(u64, Option<Arc<ReloadResult>>)>,
+}
+
+/// The fingerprint of what a read of the configs gave, as the worker keeps
+/// it to tell whether the files changed.
+pub fn seen(listing: &Result<Listing, String>) -> Fingerprint {
+    fingerprint(listing)
+}
+
+/// What the worker owns.
+struct Worker {
+    fleet: Fleet,
+    selection: Selection,
+    settings: LoadSettings,
+    publish: Publish,
+    /// What the last reload read (the listing, or why it failed).
+    seen: Fingerprint,
 }
 
 impl Reloader {
-    /// `sources` are the ones the reader was started with.
-    pub fn new(
-        running: Arc<Running>,
-        dir: Option<PathBuf>,
-        names: Option<Vec<String>>,
-        prefix: String,
-        method: ReadMethod,
-        sources: &[Source],
-    ) -> Self {
-        Reloader {
-            running,
-            dir,
-            names,
-            prefix,
-            method,
-            applied: Mutex::new(fingerprint(sources)),
+    /// Takes over `fleet`, whose configs were applied from what `selection`
+    /// read as `started_from`.
+    pub fn spawn(
+        fleet: Fleet,
+        selection: Selection,
+        settings: LoadSettings,
+        started_from: Fingerprint,
+        publish: Publish,
+    ) -> std::io::Result<Reloader> {
+        let shared = Arc::new(Shared {
+            queue: Mutex::new(Queue::default()),
+            wanted: Condvar::new(),
+            done: Condvar::new(),
+            results: tokio::sync::watch::Sender::new((0, None)),
+        });
+        let mut worker = Worker {
+            fleet,
+            selection,
+            settings,
+            publish,
+            seen: started_from,
+        };
+        let thread = {
+            let shared = Arc::clone(&shared);
+            std::thread::Builder::new()
+                .name("config-reloader".into())
+                .spawn(move || worker.run(&shared))?
+        };
+        Ok(Reloader {
+            shared,
+            thread: Some(thread),
+        })
+    }
+
+    /// Asks for a reload and returns its ticket at once.
+    pub fn request(&self, trigger: Trigger) -> u64 {
+        let mut queue = self.shared.lock();
+        queue.wanted += 1;
+        queue.forced |= trigger != Trigger::Watch;
+        self.shared.wanted.notify_one();
+        queue.wanted
+    }
+
+    /// Reloads and waits for the outcome, blocking the thread.
+    pub fn reload(&self, trigger: Trigger) -> Arc<ReloadResult> {
+        let ticket = self.request(trigger);
+        let mut queue = self.shared.lock();
+        while queue.done < ticket && !queue.stop {
+            queue = self
+                .shared
+                .done
+                .wait(queue)
+                .unwrap_or_else(PoisonError::into_inner);
+        }
+        queue
+            .last
+            .clone()
+            .unwrap_or_else(|| Arc::new(Err("the config reloader has stopped".into())))
+    }
+
+    /// Reloads and waits for the outcome without holding a thread.
+    pub async fn reload_async(&self, trigger: Trigger) -> Arc<ReloadResult> {
+        let ticket = self.request(trigger);
+        let mut results = self.shared.results.subscribe();
+        let finished = match results.wait_for(|(done, _)| *done >= ticket).await {
+            Ok(finished) => finished.1.clone(),
+            Err(_) => None,
+        };
+        finished.unwrap_or_else(|| Arc::new(Err("the config reloader has stopped".into())))
+    }
+}
+
+impl Shared {
+    fn lock(&self) -> std::sync::MutexGuard<'_, Queue> {
+        self.queue.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+}
+
+impl Drop for Reloader {
+    fn drop(&mut self) {
+        self.shared.lock().stop = true;
+        self.shared.wanted.notify_one();
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
+}
+
+impl Worker {
+    fn run(&mut self, shared: &Shared) {
+        loop {
+            let (ticket, forced) = {
+                let mut queue = shared.lock();
+                while queue.done == queue.wanted && !queue.stop {
+                    queue = shared.wanted.wait(queue).unwrap_or_else(PoisonError::into_inner);
+                }
+                if queue.stop {
+                    shared.done.notify_all();
+                    return;
+                }
+                (queue.wanted, std::mem::take(&mut queue.forced))
+            };
+            let result = Arc::new(self.reload(forced));
+            let mut queue = shared.lock();
+            queue.done = ticket;
+            queue.last = Some(Arc::clone(&result));
+            shared.done.notify_all();
+            shared.results.send_replace((ticket, Some(result)));
         }
     }
 
-    /// Reads the configs again and applies what changed. An unreadable
-    /// directory is a failed reload: nothing changes.
-    pub fn reload(&self) -> Result<ReloadOutcome, String> {
-        let mut applied = self.applied.lock().unwrap_or_else(|e| e.into_inner());
-        match config::sources(self.dir.as_deref(), self.names.as_deref()) {
-            Ok(sources) => self.apply(&mut applied, sources),
-            Err(e) => {
-                let message = format!("{e:#}");
-                tracing::error!("reload failed, every config keeps running: {message}");
-                self.running.with_reader(|reader| reader.record_reload(false));
+    /// One reload; when not `forced`, only if the files changed since the
+    /// last one.
+    fn reload(&mut self, forced: bool) -> ReloadResult {
+        let listing = self.selection.read().map_err(|e| format!("{e:#}"));
+        let seen = seen(&listing);
+        if !forced && seen == self.seen {
+            return Ok(ReloadOutcome {
+                unchanged: self.fleet.members().map(|(n, _)| n.to_string()).collect(),
+                ..ReloadOutcome::default()
+            });
+        }
+        self.seen = seen;
+        let result = match listing {
+            Err(message) => {
+                tracing::error!("reload failed, every config keeps running as it was: {message}");
                 Err(message)
             }
+            Ok(listing) => {
+                if listing.is_empty() && self.fleet.members().next().is_some() {
+                    tracing::warn!(
+                        "no configs are selected any more: every program is detached, and only the \
+                         exporter's own metrics are served"
+                    );
+                }
+                let outcome = apply(&mut self.fleet, &listing, &self.settings);
+                report(&outcome);
+                Ok(outcome)
+            }
+        };
+        self.fleet
+            .record_reload(result.as_ref().is_ok_and(ReloadOutcome::is_successful));
+        (self.publish)(self.fleet.read_set());
+        result
+    }
+}
+
+/// Logs what a reload did: a line per refused change, one for the rest.
+pub fn report(outcome: &ReloadOutcome) {
+    for (name, reason) in &outcome.rejected {
+        if outcome.kept.contains(name) {
+            tracing::error!(config = %name, "change refused, the previous version keeps running: {reason}");
+        } else {
+            tracing::error!(config = %name, "config refused: {reason}");
         }
     }
-
-    /// Reloads only if the configs on disk differ from the ones last
-    /// applied: what the watcher and the periodic check call.
-    pub fn reload_if_changed(&self) -> Option<Result<ReloadOutcome, String>> {
-        let mut applied = self.applied.lock().unwrap_or_else(|e| e.into_inner());
-        let sources = config::sources(self.dir.as_deref(), self.names.as_deref()).ok()?;
-        (*applied != fingerprint(&sources)).then(|| self.apply(&mut applied, sources))
-    }
-
-    /// Applies `sources` on the reader thread; `applied` is the held lock.
-    fn apply(&self, applied: &mut u64, sources: Vec<Source>) -> Result<ReloadOutcome, String> {
-        *applied = fingerprint(&sources);
-        let (prefix, method) = (self.prefix.clone(), self.method);
-        let outcome = self
-            .running
-            .with_reader(move |reader| reconcile(reader, &sources, &prefix, method))
-            .ok_or_else(|| "the map reader has stopped".to_string())?;
+    if outcome.changed_anything() || !outcome.rejected.is_empty() {
         tracing::info!(
             added = ?outcome.added,
             changed = ?outcome.changed,
@@ -90,66 +260,109 @@ impl Reloader {
             rejected = outcome.rejected.len(),
             "configs reloaded"
         );
-        Ok(outcome)
+    } else {
+        tracing::debug!("configs reloaded: nothing changed");
     }
 }
 
-/// One number for a whole set of sources: names, origins and texts.
-fn fingerprint(sources: &[Source]) -> u64 {
-    let mut hasher = DefaultHasher::new();
-    sources.hash(&mut hasher);
-    hasher.finish()
+enum Event {
+    Changed,
+    Stop,
 }
 
 /// Watches `dir` (the directory, not its files: a file replaced by a rename
 /// or a Kubernetes `..data` symlink swap leaves a watch on the old file
-/// dead) and reloads on changes, and every `every` regardless of events.
-/// Runs until the returned watcher handle is dropped.
+/// dead) and its parent (so a deleted and recreated directory is watched
+/// again), and asks for a reload on changes and every `every` regardless
+/// of events. Runs until the returned handle is dropped.
 pub fn watch(dir: &Path, reloader: Arc<Reloader>, every: Duration) -> notify::Result<WatchHandle> {
-    let (events, received) = mpsc::channel::<()>();
-    // The callback holds the only sender: dropping the watcher ends the
-    // thread below.
-    let mut watcher = notify::recommended_watcher(move |event: notify::Result<notify::Event>| {
-        if event.is_ok_and(|e| !e.kind.is_access()) {
-            let _ = events.send(());
+    let dir = std::path::absolute(dir).map_err(notify::Error::io)?;
+    let (events, received) = mpsc::channel::<Event>();
+    let mut watcher = {
+        let (events, dir) = (events.clone(), dir.clone());
+        notify::recommended_watcher(move |event: notify::Result<notify::Event>| {
+            let relevant = match event {
+                Ok(e) => !e.kind.is_access() && e.paths.iter().any(|p| p.starts_with(&dir)),
+                // An overflowed queue: something changed, look.
+                Err(_) => true,
+            };
+            if relevant {
+                let _ = events.send(Event::Changed);
+            }
+        })?
+    };
+    if let Some(parent) = dir.parent() {
+        // Best effort: without it, a recreated directory is found by the
+        // periodic look.
+        if let Err(e) = watcher.watch(parent, RecursiveMode::NonRecursive) {
+            tracing::debug!(parent = %parent.display(), "not watching the parent of --config.dir: {e}");
         }
-    })?;
-    watcher.watch(dir, RecursiveMode::NonRecursive)?;
+    }
+    let mut watched = None;
+    rewatch(&mut watcher, &dir, &mut watched);
+    if watched.is_none() {
+        watcher.watch(&dir, RecursiveMode::NonRecursive)?;
+    }
     let thread = std::thread::Builder::new()
         .name("config-watcher".into())
         .spawn(move || {
-            let mut next_check = Instant::now() + every;
+            let mut next_look = Instant::now() + every;
             loop {
-                match received.recv_timeout(next_check.saturating_duration_since(Instant::now())) {
-                    Ok(()) => {
+                match received.recv_timeout(next_look.saturating_duration_since(Instant::now())) {
+                    Ok(Event::Changed) => {
                         // Let the burst settle, then look once.
-                        while received.recv_timeout(DEBOUNCE).is_ok() {}
-                        reloader.reload_if_changed();
+                        while matches!(received.recv_timeout(DEBOUNCE), Ok(Event::Changed)) {}
                     }
-                    Err(RecvTimeoutError::Timeout) => {
-                        reloader.reload_if_changed();
-                        next_check = Instant::now() + every;
-                    }
-                    Err(RecvTimeoutError::Disconnected) => break,
+                    Err(RecvTimeoutError::Timeout) => next_look = Instant::now() + every,
+                    Ok(Event::Stop) | Err(RecvTimeoutError::Disconnected) => break,
                 }
+                rewatch(&mut watcher, &dir, &mut watched);
+                reloader.request(Trigger::Watch);
             }
         })
         .map_err(notify::Error::io)?;
     Ok(WatchHandle {
-        watcher: Some(watcher),
+        events,
         thread: Some(thread),
     })
 }
 
+/// Keeps the watch on `dir` alive across the directory being deleted,
+/// replaced or recreated: `watched` is the directory (device, inode) the
+/// watch is on, `None` while there is none.
+fn rewatch(watcher: &mut impl Watcher, dir: &PathBuf, watched: &mut Option<(u64, u64)>) {
+    let now = std::fs::metadata(dir)
+        .ok()
+        .filter(|m| m.is_dir())
+        .map(|m| (m.dev(), m.ino()));
+    if now == *watched {
+        return;
+    }
+    let _ = watcher.unwatch(dir);
+    *watched = match now {
+        Some(id) => match watcher.watch(dir, RecursiveMode::NonRecursive) {
+            Ok(()) => {
+                tracing::debug!(dir = %dir.display(), "watching --config.dir");
+                Some(id)
+            }
+            Err(e) => {
+                tracing::warn!(dir = %dir.display(), "cannot watch --config.dir (the periodic look still applies changes): {e}");
+                None
+            }
+        },
+        None => None,
+    };
+}
+
 /// Stops watching when dropped.
 pub struct WatchHandle {
-    watcher: Option<notify::RecommendedWatcher>,
-    thread: Option<std::thread::JoinHandle<()>>,
+    events: mpsc::Sender<Event>,
+    thread: Option<JoinHandle<()>>,
 }
 
 impl Drop for WatchHandle {
     fn drop(&mut self) {
-        self.watcher.take();
+        let _ = self.events.send(Event::Stop);
         if let Some(thread) = self.thread.take() {
             let _ = thread.join();
         }

@@ -16,6 +16,7 @@ mod testing;
 
 use std::convert::Infallible;
 use std::future::Future;
+use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -55,8 +56,10 @@ const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
 
 /// Runs a config reload for `POST /-/reload`: `Ok` with a summary when
 /// every change applied, `Err` with the reasons when some were refused.
-/// Blocking; the server calls it off the async threads.
-pub type ReloadHook = Arc<dyn Fn() -> Result<String, String> + Send + Sync>;
+/// Asynchronous, so waiting requests hold no thread; requests that arrive
+/// together are answered by one reload.
+pub type ReloadHook =
+    Arc<dyn Fn() -> Pin<Box<dyn Future<Output = Result<String, String>> + Send>> + Send + Sync>;
 
 /// What every connection task needs.
 struct Context {

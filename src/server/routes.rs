@@ -41,18 +41,17 @@ async fn handle_reload(method: &Method, ctx: &Context) -> Resp {
     let Some(hook) = ctx.reload.clone() else {
         return plain(StatusCode::NOT_FOUND, "Reloading is not enabled\n");
     };
-    match tokio::task::spawn_blocking(move || hook()).await {
-        Ok(Ok(summary)) => response(
+    match hook().await {
+        Ok(summary) => response(
             StatusCode::OK,
             "text/plain; charset=utf-8",
             format!("{summary}\n").into(),
         ),
-        Ok(Err(reasons)) => response(
+        Err(reasons) => response(
             StatusCode::INTERNAL_SERVER_ERROR,
             "text/plain; charset=utf-8",
             format!("{reasons}\n").into(),
         ),
-        Err(_) => plain(StatusCode::INTERNAL_SERVER_ERROR, "the reload did not finish\n"),
     }
 }
 
@@ -90,8 +89,14 @@ fn handle<B>(req: &Request<B>, ctx: &Context) -> Resp {
             response(StatusCode::OK, "text/html; charset=utf-8", html.into())
         }
         Route::Healthy => plain(StatusCode::OK, "Healthy\n"),
-        Route::Ready if ctx.cell.is_ready() => plain(StatusCode::OK, "Ready\n"),
-        Route::Ready => plain(StatusCode::SERVICE_UNAVAILABLE, "Not ready\n"),
+        Route::Ready => match &ctx.cell.load().not_ready {
+            None => plain(StatusCode::OK, "Ready\n"),
+            Some(why) => response(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "text/plain; charset=utf-8",
+                format!("Not ready: {why}\n").into(),
+            ),
+        },
     }
 }
 
@@ -241,7 +246,7 @@ mod tests {
         let not_ready = request(server.addr, "GET", "/-/ready", &[]).await;
         assert_eq!(
             (not_ready.status, not_ready.text().as_str()),
-            (503, "Not ready\n")
+            (503, "Not ready: starting: no snapshot published yet\n")
         );
 
         // Metrics are served (empty) even before the first snapshot.

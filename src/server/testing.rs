@@ -11,7 +11,8 @@ use tokio::net::TcpStream;
 
 use super::{bind, serve, ServerOptions};
 use crate::metrics::{
-    ConfigState, ConfigStatus, Family, MetricKind, ProgramStatus, Sample, Snapshot, SnapshotCell, Value,
+    ConfigState, ConfigStatus, Family, MetricKind, ProgramStatus, Reason, Sample, Snapshot, SnapshotCell,
+    Value,
 };
 
 pub(super) fn snapshot() -> Snapshot {
@@ -34,11 +35,14 @@ pub(super) fn snapshot() -> Snapshot {
                 source: "embedded:configs/syscalls.yaml".into(),
                 program: "syscalls".into(),
                 state: ConfigState::Running,
+                reason: None,
                 error: None,
+                rejected: None,
                 programs: vec![ProgramStatus {
                     name: "count_enter".into(),
                     section: "tracepoint/raw_syscalls/sys_enter".into(),
                     attached: true,
+                    reason: None,
                     error: None,
                 }],
             },
@@ -47,16 +51,20 @@ pub(super) fn snapshot() -> Snapshot {
                 source: "/etc/x & y.yaml".into(),
                 program: "tcp".into(),
                 state: ConfigState::Failed,
+                reason: Some(Reason::HookMissing),
                 error: Some("attach failed: \"<nope>\"".into()),
+                rejected: None,
                 programs: vec![ProgramStatus {
                     name: "kprobe_<x>".into(),
                     section: "kprobe/tcp_v4_connect".into(),
                     attached: false,
+                    reason: Some(Reason::HookMissing),
                     error: Some("ENOENT <missing>".into()),
                 }],
             },
         ],
         taken_at: SystemTime::now(),
+        not_ready: None,
     }
 }
 

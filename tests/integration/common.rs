@@ -10,11 +10,17 @@ use std::ops::RangeInclusive;
 use std::os::fd::FromRawFd;
 use std::sync::{PoisonError, RwLock, RwLockWriteGuard};
 
+use std::path::Path;
+use std::sync::Arc;
+
+use bpf_exporter::cli::Args;
 use bpf_exporter::config::{self, Source};
-use bpf_exporter::exporter::{self, Outcome};
-use bpf_exporter::metrics::{Family, Histogram, Snapshot, Value};
-use bpf_exporter::reader::maps::ReadMethod;
-use bpf_exporter::reader::Reader;
+use bpf_exporter::exporter::{self, Exporter, Threads};
+use bpf_exporter::metrics::{ConfigStatus, Family, Histogram, Snapshot, SnapshotCell, Value};
+use bpf_exporter::reload::trigger::Trigger;
+use bpf_exporter::reload::{self, ReloadOutcome};
+use bpf_exporter::settings::Settings;
+use clap::Parser;
 
 /// Under `CI=true` what a test needs must be there: CI must prove the
 /// kernel paths and the tools' checks, never skip them.
@@ -59,25 +65,64 @@ pub fn tool_available(name: &str) -> bool {
     found
 }
 
-/// Assembles embedded configs by name; every one must come up fully.
-pub fn start(names: &[&str]) -> Reader {
+/// Starts embedded configs by name; every one must come up fully.
+pub fn start(names: &[&str]) -> Exporter {
     let names: Vec<String> = names.iter().map(|s| s.to_string()).collect();
-    let sources = config::sources(None, Some(&names)).unwrap();
-    start_sources(&sources)
+    start_sources(&embedded_sources(&names))
 }
 
-pub fn start_sources(sources: &[Source]) -> Reader {
-    let (reader, outcomes) = exporter::assemble(sources, "ebpf_", ReadMethod::Batch);
-    assert_all_good(&outcomes);
-    reader
+/// The embedded configs named.
+pub fn embedded_sources(names: &[String]) -> Vec<Source> {
+    config::sources(None, Some(names)).unwrap().sources
 }
 
-pub fn assert_all_good(outcomes: &[Outcome]) {
+pub fn start_sources(sources: &[Source]) -> Exporter {
+    let (exporter, _) = Exporter::with_sources(sources);
+    assert_all_good(&exporter.statuses());
+    exporter
+}
+
+pub fn assert_all_good(statuses: &[ConfigStatus]) {
     assert!(
-        outcomes.iter().all(Outcome::is_good),
+        statuses.iter().all(ConfigStatus::is_good),
         "configs did not all load:\n{}",
-        exporter::report(outcomes)
+        exporter::report(statuses)
     );
+}
+
+/// The exporter as the binary runs it, on `dir`, without the HTTP server:
+/// the reader and reloader on their threads, reads every hour (so only
+/// reloads publish), no watcher.
+pub struct Threaded {
+    pub threads: Threads,
+    pub cell: Arc<SnapshotCell>,
+}
+
+impl Threaded {
+    pub fn start(dir: &Path) -> Threaded {
+        Threaded::with_args(dir, &[])
+    }
+
+    pub fn with_args(dir: &Path, args: &[&str]) -> Threaded {
+        let dir_arg = format!("--config.dir={}", dir.display());
+        let mut all = vec!["bpf-exporter", &dir_arg, "--maps.read-interval=1h"];
+        all.extend_from_slice(args);
+        let settings = Settings::from(Args::parse_from(all));
+        let listing = settings.selection.read().unwrap();
+        let (fleet, _) = reload::start(&listing, &settings.load, settings.strict);
+        let cell = Arc::new(SnapshotCell::default());
+        let threads = exporter::spawn(fleet, &listing, &settings, Arc::clone(&cell)).unwrap();
+        Threaded { threads, cell }
+    }
+
+    /// Reloads, waits, and returns the outcome; panics if the configs could
+    /// not be listed.
+    pub fn reload(&self, trigger: Trigger) -> ReloadOutcome {
+        match &*self.threads.reloader.reload(trigger) {
+            Ok(outcome) => outcome.clone(),
+            Err(e) => panic!("the reload failed: {e}"),
+        }
+    }
 }
 
 /// The value of the series of family `name` with exactly these labels.

@@ -93,16 +93,16 @@ fn xdp_packets_counts_each_packet_per_cpu_and_summed() {
 
 #[test]
 fn a_second_xdp_program_on_the_same_interface_fails_alone_and_says_why() {
-    use bpf_exporter::exporter;
-    use bpf_exporter::reader::maps::ReadMethod;
+    use bpf_exporter::exporter::Exporter;
     if !bpf_available() {
         return;
     }
     std::thread::spawn(|| {
         private_loopback();
         let _first = start_sources(&[xdp_source("")]);
-        let (mut second, outcomes) = exporter::assemble(&[xdp_source("")], "ebpf_", ReadMethod::Batch);
-        let program = &outcomes[0].status.programs[0];
+        let (mut second, _) = Exporter::with_sources(&[xdp_source("")]);
+        let statuses = second.statuses();
+        let program = &statuses[0].programs[0];
         assert!(!program.attached);
         let error = program.error.as_deref().unwrap();
         assert!(error.contains("another XDP program is attached to lo"), "{error}");
@@ -125,14 +125,15 @@ fn a_failing_program_fails_alone() {
         text: "metrics:\n  counters:\n    - name: isolation_events_total\n      help: getppid calls.\n"
             .into(),
     };
-    let (mut reader, outcomes) =
-        bpf_exporter::exporter::assemble(&[source], "ebpf_", bpf_exporter::reader::maps::ReadMethod::Batch);
-    let status = &outcomes[0].status;
+    let (mut reader, _) = bpf_exporter::exporter::Exporter::with_sources(&[source]);
+    let statuses = reader.statuses();
+    let status = &statuses[0];
+    // Some of its programs run: degraded, not running, and read.
     assert_eq!(
         status.state,
-        bpf_exporter::metrics::ConfigState::Running,
+        bpf_exporter::metrics::ConfigState::Degraded,
         "{}",
-        bpf_exporter::exporter::report(&outcomes)
+        bpf_exporter::exporter::report(&statuses)
     );
     let program = |name: &str| status.programs.iter().find(|p| p.name == name).unwrap();
 

@@ -11,7 +11,7 @@ use std::net::{SocketAddr, TcpListener, TcpStream, UdpSocket};
 use std::time::{Duration, Instant};
 
 use bpf_exporter::decoders::{self, DecoderOptions};
-use bpf_exporter::reader::Reader;
+use bpf_exporter::exporter::Exporter;
 use socket2::{Domain, SockFilter, Socket, Type};
 
 use crate::common::*;
@@ -136,7 +136,7 @@ fn tcp_connect_latency_times_each_connect_and_counts_each_refused_one_for_ipv4_a
 /// (a simultaneous open: SYN_SENT, SYN_RECV, ESTABLISHED) and to a port
 /// bound without a listener (refused), in tries until one counts exactly
 /// those; every try must count at least as many.
-fn count_connects(reader: &mut Reader, family: &str, addr: SocketAddr) {
+fn count_connects(reader: &mut Exporter, family: &str, addr: SocketAddr) {
     const CONNECTS: u64 = 100;
     const SELF_CONNECTS: u64 = 20;
     const REFUSED: u64 = 50;

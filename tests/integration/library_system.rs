@@ -8,10 +8,9 @@
 use std::collections::BTreeMap;
 use std::os::fd::AsRawFd;
 
-use bpf_exporter::config::{self, Source};
-use bpf_exporter::exporter;
+use bpf_exporter::config::Source;
+use bpf_exporter::exporter::{self, Exporter};
 use bpf_exporter::metrics::{ConfigState, Snapshot, Value};
-use bpf_exporter::reader::maps::ReadMethod;
 
 use crate::common::*;
 use crate::workload::*;
@@ -425,16 +424,16 @@ fn a_config_on_tracepoints_the_kernel_lacks_fails_alone_and_says_so() {
     if !bpf_available() {
         return;
     }
-    let mut sources = config::sources(None, Some(&["syscall_errors".to_string()])).unwrap();
+    let mut sources = embedded_sources(&["syscall_errors".to_string()]);
     sources.push(missing_hooks_source());
-    let (mut reader, outcomes) = exporter::assemble(&sources, "ebpf_", ReadMethod::Batch);
-    let report = exporter::report(&outcomes);
+    let (mut reader, _) = Exporter::with_sources(&sources);
+    let statuses = reader.statuses();
+    let report = exporter::report(&statuses);
     let status = |name: &str| {
-        &outcomes
+        statuses
             .iter()
-            .find(|o| o.status.name == name)
-            .unwrap_or_else(|| panic!("no outcome for {name}:\n{report}"))
-            .status
+            .find(|s| s.name == name)
+            .unwrap_or_else(|| panic!("no status for {name}:\n{report}"))
     };
     assert_eq!(status("syscall_errors").state, ConfigState::Running, "{report}");
     let missing = status("missing_hooks");

@@ -266,7 +266,7 @@ fn tcp_retransmits_counts_a_lost_segment_under_its_connection_for_ipv4_and_ipv6(
 /// connection's addresses (printed `addr`) and ports. The count is at least
 /// one, not exact: how many retransmissions go out (tail loss probe, then
 /// timeouts backing off) depends on timing.
-fn lose_and_recover(reader: &mut bpf_exporter::reader::Reader, listen: &str, addr: &str) {
+fn lose_and_recover(reader: &mut bpf_exporter::exporter::Exporter, listen: &str, addr: &str) {
     let (mut client, mut server) = connected(listen);
     let client_port = client.local_addr().unwrap().port().to_string();
     let server_port = server.local_addr().unwrap().port().to_string();

@@ -2,11 +2,11 @@
 //! what changed is swapped, what is broken is refused and the running
 //! version kept, what is gone is detached.
 
-use bpf_exporter::config::{self, Source};
+use bpf_exporter::config::{Listing, Source};
+use bpf_exporter::exporter::Exporter;
 use bpf_exporter::metrics::Snapshot;
-use bpf_exporter::reader::maps::ReadMethod;
-use bpf_exporter::reader::Reader;
-use bpf_exporter::reload::{self, ReloadOutcome};
+use bpf_exporter::reload::trigger::Trigger;
+use bpf_exporter::reload::ReloadOutcome;
 
 use crate::common::*;
 
@@ -18,13 +18,11 @@ const BROKEN: (i64, &str) = (libc::SYS_sched_getscheduler, "sched_getscheduler")
 const CHANGED: (i64, &str) = (libc::SYS_getsid, "getsid");
 
 fn embedded(name: &str) -> Source {
-    config::sources(None, Some(&[name.to_string()]))
-        .unwrap()
-        .remove(0)
+    embedded_sources(&[name.to_string()]).remove(0)
 }
 
-fn reload(reader: &mut Reader, sources: &[Source]) -> ReloadOutcome {
-    reload::reconcile(reader, sources, "ebpf_", ReadMethod::Batch)
+fn reload(exporter: &mut Exporter, sources: &[Source]) -> ReloadOutcome {
+    exporter.reload(&Listing::from(sources.to_vec()))
 }
 
 fn calls((nr, _): (i64, &str), n: u64) {
@@ -232,32 +230,16 @@ fn replaced_configs_leave_nothing_in_the_label_cache() {
 
 #[test]
 fn the_periodic_check_reloads_only_when_the_directory_changed() {
-    use bpf_exporter::metrics::SnapshotCell;
-    use bpf_exporter::reload::trigger::Reloader;
-    use std::sync::Arc;
     if !bpf_available() {
         return;
     }
-    let dir = std::env::temp_dir().join(format!("bpf-exporter-poll-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    let path = dir.join("syscalls.yaml");
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("syscalls.yaml");
     std::fs::write(&path, embedded("syscalls").text).unwrap();
-    let sources = config::sources(Some(&dir), None).unwrap();
-    let reader = start_sources(&sources);
-    let cell = Arc::new(SnapshotCell::default());
-    let running = Arc::new(
-        bpf_exporter::reader::spawn(reader, Arc::clone(&cell), std::time::Duration::from_secs(3600)).unwrap(),
-    );
-    let reloader = Reloader::new(
-        running,
-        Some(dir.clone()),
-        None,
-        "ebpf_".into(),
-        ReadMethod::Batch,
-        &sources,
-    );
-    // What the periodic check (and the watcher) call: nothing changed yet.
-    assert!(reloader.reload_if_changed().is_none());
+    let running = Threaded::start(dir.path());
+    // What the periodic check (and the watcher) ask for: nothing changed yet.
+    let outcome = running.reload(Trigger::Watch);
+    assert!(!outcome.changed_anything(), "{outcome:?}");
     std::fs::write(
         &path,
         embedded("syscalls")
@@ -265,12 +247,15 @@ fn the_periodic_check_reloads_only_when_the_directory_changed() {
             .replace("help: System calls entered", "help: Polled"),
     )
     .unwrap();
-    let outcome = reloader.reload_if_changed().expect("a change on disk").unwrap();
+    let outcome = running.reload(Trigger::Watch);
     assert_eq!(outcome.changed, ["syscalls"]);
     // The answer comes once a snapshot with the change is published.
-    let snapshot = cell.load();
+    let snapshot = running.cell.load();
     let family = family(&snapshot, "ebpf_syscalls_total");
     assert!(family.help.starts_with("Polled"), "{}", family.help);
-    assert!(reloader.reload_if_changed().is_none(), "the same files twice");
-    std::fs::remove_dir_all(&dir).unwrap();
+    let outcome = running.reload(Trigger::Watch);
+    assert!(!outcome.changed_anything(), "the same files twice: {outcome:?}");
+    // Only the look that found a change counts as a reload.
+    running.reload(Trigger::Request);
+    assert_eq!(reloads(&running.cell.load(), "success"), 2);
 }

@@ -19,9 +19,12 @@ use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader, Read, Write};
 use std::process::{Child, ChildStdin, ChildStdout, Command, Stdio};
 
-use bpf_exporter::config::Source;
+use bpf_exporter::config::{Listing, Source};
+use bpf_exporter::exporter::Exporter;
 use bpf_exporter::metrics::{Histogram, Snapshot, Value};
-use bpf_exporter::reader::Reader;
+use bpf_exporter::reader::cache::LabelCache;
+use bpf_exporter::reader::{Reader, DEFAULT_CACHE_SIZE, DEFAULT_REFRESH};
+use bpf_exporter::reload::LoadSettings;
 
 use crate::common::*;
 
@@ -130,10 +133,10 @@ pub fn source(metrics: &str, pid: i32) -> Source {
     }
 }
 
-/// A target process with the truth program attached to it and read by a
-/// [`Reader`].
+/// A target process with the truth program attached to it and read by an
+/// [`Exporter`].
 pub struct Truth {
-    reader: Reader,
+    reader: Exporter,
     pub target: Target,
 }
 
@@ -141,8 +144,15 @@ impl Truth {
     /// Starts a target and loads the truth program with `metrics` for it;
     /// every program must attach.
     pub fn start(metrics: &str) -> Truth {
+        Truth::start_with(metrics, Reader::default())
+    }
+
+    /// [`Truth::start`], read by `reader`.
+    pub fn start_with(metrics: &str, reader: Reader) -> Truth {
         let target = Target::spawn();
-        let reader = start_sources(&[source(metrics, target.pid())]);
+        let listing = Listing::from(vec![source(metrics, target.pid())]);
+        let (reader, _) = Exporter::start(&listing, LoadSettings::default(), reader);
+        assert_all_good(&reader.statuses());
         Truth { reader, target }
     }
 
@@ -153,11 +163,6 @@ impl Truth {
 
     pub fn read(&mut self) -> Snapshot {
         self.reader.read()
-    }
-
-    /// Exports the programs' kernel run-time statistics from now on.
-    pub fn export_run_stats(&mut self) {
-        self.reader.export_run_stats();
     }
 }
 
@@ -270,8 +275,7 @@ fn truth_pid_filter_ignores_calls_from_other_processes() {
 
 #[test]
 fn truth_uprobe_that_cannot_attach_fails_its_program_alone_and_names_binary_and_function() {
-    use bpf_exporter::exporter::{self, report};
-    use bpf_exporter::reader::maps::ReadMethod;
+    use bpf_exporter::exporter::report;
     if !bpf_available() {
         return;
     }
@@ -287,11 +291,12 @@ fn truth_uprobe_that_cannot_attach_fails_its_program_alone_and_names_binary_and_
         "binary: /nonexistent/truth_target",
         1,
     );
-    let (mut reader, outcomes) =
-        exporter::assemble(&[missing_symbol, missing_binary], "ebpf_", ReadMethod::Batch);
+    // Apart: both export the same metric.
+    let (mut reader, _) = Exporter::with_sources(&[missing_symbol]);
+    let (mut other, _) = Exporter::with_sources(&[missing_binary]);
+    let outcomes = [reader.statuses(), other.statuses()].concat();
     let status = |i: usize, name: &str| {
         outcomes[i]
-            .status
             .programs
             .iter()
             .find(|p| p.name == name)
@@ -323,6 +328,7 @@ fn truth_uprobe_that_cannot_attach_fails_its_program_alone_and_names_binary_and_
     target.run("observe 5");
     target.run("gauge 3");
     drop(reader.read());
+    drop(other.read());
 }
 
 /// `pinned` work for every usable CPU, a different call count on each.
@@ -711,8 +717,8 @@ fn truth_run_stats_count_every_probe_run_exactly() {
     // Counting starts with statistics on, so the probes' runs since load
     // are exactly the calls made here.
     let _stats = bpf_exporter::programs::stats::enable().expect("enabling BPF statistics");
-    let mut truth = Truth::start(CALLS);
-    truth.export_run_stats();
+    let run_stats = Reader::new(LabelCache::new(DEFAULT_CACHE_SIZE, DEFAULT_REFRESH), true);
+    let mut truth = Truth::start_with(CALLS, run_stats);
     let values: Vec<String> = (0..250).map(|v| v.to_string()).collect();
     truth.run(&format!("observe {}", values.join(" ")));
     truth.run("gauge 3");

@@ -14,8 +14,8 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use bpf_exporter::config::Source;
+use bpf_exporter::exporter::Exporter;
 use bpf_exporter::metrics::{Snapshot, Value};
-use bpf_exporter::reader::Reader;
 
 pub use crate::oom::OomCgroup;
 
@@ -129,7 +129,7 @@ impl LoopDevice {
 
     /// Waits for whatever a new disk sets off (udev probing it, where udev
     /// runs) to finish: until the device's requests stop changing.
-    pub fn settle(&self, reader: &mut Reader) {
+    pub fn settle(&self, reader: &mut Exporter) {
         let _ = std::process::Command::new("udevadm")
             .args(["settle", "--timeout=10"])
             .stdout(std::process::Stdio::null())

@@ -1,0 +1,197 @@
+//! The exporter's own metrics (`bpf_exporter_*`): the state of every config
+//! and program, how each map read went, the label cache, reloads, and the
+//! kernel's run-time statistics of each program. Built from what the fleet
+//! and the reader hand over, so every snapshot says how it was made.
+
+use std::collections::BTreeMap;
+use std::time::{Duration, SystemTime};
+
+use super::{ConfigState, ConfigStatus, Family, MetricKind, Sample, Value};
+use crate::config::MetricSpec;
+use crate::programs::stats::RunStats;
+use crate::reader::cache::LabelCache;
+use crate::reader::maps::ReadMethod;
+
+/// Prefix of the exporter's own metrics.
+pub const PREFIX: &str = "bpf_exporter_";
+
+/// How the reads of one map have gone.
+#[derive(Debug, Clone, PartialEq)]
+pub struct MapStats {
+    /// Entries found at the last read.
+    pub entries: usize,
+    pub read_errors: u64,
+    /// Rows dropped, by the decoder that failed.
+    pub decode_errors: BTreeMap<String, u64>,
+    /// How long the last read took, and how it was done.
+    pub duration: Duration,
+    pub method: ReadMethod,
+}
+
+impl Default for MapStats {
+    fn default() -> Self {
+        MapStats {
+            entries: 0,
+            read_errors: 0,
+            decode_errors: BTreeMap::new(),
+            duration: Duration::ZERO,
+            method: ReadMethod::Batch,
+        }
+    }
+}
+
+/// Reload results, exported as Prometheus exports its own.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ReloadStats {
+    /// `None` until the first reload: the start counts as successful.
+    pub last_successful: Option<bool>,
+    pub last_success: SystemTime,
+    pub successes: u64,
+    pub failures: u64,
+}
+
+impl Default for ReloadStats {
+    fn default() -> Self {
+        ReloadStats {
+            last_successful: None,
+            last_success: SystemTime::now(),
+            successes: 0,
+            failures: 0,
+        }
+    }
+}
+
+impl ReloadStats {
+    pub fn record(&mut self, successful: bool) {
+        self.last_successful = Some(successful);
+        if successful {
+            self.successes += 1;
+            self.last_success = SystemTime::now();
+        } else {
+            self.failures += 1;
+        }
+    }
+}
+
+/// One program's run-time totals.
+pub struct RunTotals<'a> {
+    pub config: &'a str,
+    pub program: &'a str,
+    pub stats: RunStats,
+}
+
+/// Everything the self-metrics are made of.
+pub struct Inputs<'a> {
+    pub configs: &'a [ConfigStatus],
+    pub reloads: &'a ReloadStats,
+    /// Config name, metric, and how its map reads went.
+    pub maps: &'a [(&'a str, &'a MetricSpec, &'a MapStats)],
+    /// Empty unless `--bpf.stats`.
+    pub runs: &'a [RunTotals<'a>],
+    pub cache: &'a LabelCache,
+    pub last_cycle: Duration,
+    pub last_read: SystemTime,
+}
+
+pub fn families(inputs: &Inputs<'_>) -> Vec<Family> {
+    let mut state = Vec::new();
+    let mut attached = Vec::new();
+    let mut failures = Vec::new();
+    for status in inputs.configs {
+        for s in ConfigState::ALL {
+            state.push(gauge(
+                &[&status.name, s.as_str()],
+                f64::from(u8::from(status.state == s)),
+            ));
+        }
+        let mut reasons: BTreeMap<&str, u64> = BTreeMap::new();
+        if let Some(reason) = status.reason.filter(|_| !status.state.is_serving()) {
+            *reasons.entry(reason.as_str()).or_default() += 1;
+        }
+        for p in &status.programs {
+            attached.push(gauge(&[&status.name, &p.name], f64::from(u8::from(p.attached))));
+            if let Some(reason) = p.reason.filter(|_| !p.attached && status.state.is_serving()) {
+                *reasons.entry(reason.as_str()).or_default() += 1;
+            }
+        }
+        for (reason, n) in reasons {
+            failures.push(gauge(&[&status.name, reason], n as f64));
+        }
+    }
+    let (mut duration, mut entries, mut read_errors, mut decode_errors) =
+        (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+    for (config, spec, m) in inputs.maps {
+        duration.push(gauge(
+            &[config, &spec.map, m.method.as_str()],
+            m.duration.as_secs_f64(),
+        ));
+        entries.push(gauge(&[config, &spec.map], m.entries as f64));
+        read_errors.push(counter(&[config, &spec.map], m.read_errors));
+        for (decoder, n) in &m.decode_errors {
+            decode_errors.push(counter(&[config, &spec.name, decoder], *n));
+        }
+    }
+    let (mut runs, mut run_time) = (Vec::new(), Vec::new());
+    for r in inputs.runs {
+        let labels = [r.config, r.program];
+        runs.push(counter(&labels, r.stats.run_count));
+        run_time.push(sample(
+            &labels,
+            Value::FloatCounter(r.stats.run_time_ns as f64 / 1e9),
+        ));
+    }
+    let cache = inputs.cache.stats;
+    let unix = |t: SystemTime| {
+        t.duration_since(SystemTime::UNIX_EPOCH)
+            .unwrap_or_default()
+            .as_secs_f64()
+    };
+    let reloads = inputs.reloads;
+    vec![
+        family("build_info", "Build information; always 1.", MetricKind::Gauge, &["version"], vec![gauge(&[env!("CARGO_PKG_VERSION")], 1.0)]),
+        family("config_state", "State of each config: running (every program attached), degraded (some attached), invalid (the file was refused) or failed (its program did not load or attach); 1 for the current state.", MetricKind::Gauge, &["config", "state"], state),
+        family("config_failures", "Why each config is not running, by kind: for an invalid or failed config its one reason, for a degraded one its unattached programs by reason.", MetricKind::Gauge, &["config", "reason"], failures),
+        family("program_attached", "Whether each BPF program of a config is attached (1) or not (0).", MetricKind::Gauge, &["config", "program"], attached),
+        family("map_read_duration_seconds", "Time the last read of each map took, and how it was read (batch or per_key).", MetricKind::Gauge, &["config", "map", "method"], duration),
+        family("map_entries", "Entries found in each map at the last read.", MetricKind::Gauge, &["config", "map"], entries),
+        family("map_read_errors_total", "Failed reads of each map; the metric keeps its last good values meanwhile.", MetricKind::Counter, &["config", "map"], read_errors),
+        family("decode_errors_total", "Map rows dropped because a label could not be decoded, by the decoder that failed.", MetricKind::Counter, &["config", "metric", "decoder"], decode_errors),
+        family("label_cache_entries", "Decoded label sets held in the label cache.", MetricKind::Gauge, &[], vec![gauge(&[], inputs.cache.len() as f64)]),
+        family("label_cache_hits_total", "Map keys whose labels came from the cache.", MetricKind::Counter, &[], vec![counter(&[], cache.hits)]),
+        family("label_cache_misses_total", "Map keys decoded because the cache did not have them (or had them too long).", MetricKind::Counter, &[], vec![counter(&[], cache.misses)]),
+        family("label_cache_evictions_total", "Label sets dropped from the full cache, least recently used first.", MetricKind::Counter, &[], vec![counter(&[], cache.evictions)]),
+        family("label_cache_refreshes_total", "Label sets decoded again because their decoders' answers can change (cgroup, ifname, ksym) and they were older than the refresh interval.", MetricKind::Counter, &[], vec![counter(&[], cache.refreshes)]),
+        family("program_runs_total", "Times each BPF program ran, from kernel statistics (--bpf.stats).", MetricKind::Counter, &["config", "program"], runs),
+        family("program_run_time_seconds_total", "Time each BPF program spent running, from kernel statistics (--bpf.stats); divided by program_runs_total it is the cost per event.", MetricKind::Counter, &["config", "program"], run_time),
+        family("config_last_reload_successful", "Whether the last config reload applied every change (1) or rejected some (0).", MetricKind::Gauge, &[], vec![gauge(&[], f64::from(u8::from(reloads.last_successful.unwrap_or(true))))]),
+        family("config_last_reload_success_timestamp_seconds", "Unix time of the last reload that applied every change (or of the start).", MetricKind::Gauge, &[], vec![gauge(&[], unix(reloads.last_success))]),
+        family("config_reloads_total", "Config reloads, by result: success (every change applied) or failure (some rejected; the previous versions keep running).", MetricKind::Counter, &["result"], vec![counter(&["success"], reloads.successes), counter(&["failure"], reloads.failures)]),
+        family("read_cycle_duration_seconds", "Time the last read of all maps took.", MetricKind::Gauge, &[], vec![gauge(&[], inputs.last_cycle.as_secs_f64())]),
+        family("last_read_timestamp_seconds", "Unix time of the last completed read cycle.", MetricKind::Gauge, &[], vec![gauge(&[], unix(inputs.last_read))]),
+    ]
+}
+
+fn family(name: &str, help: &str, kind: MetricKind, labels: &[&str], samples: Vec<Sample>) -> Family {
+    Family {
+        name: format!("{PREFIX}{name}"),
+        help: help.to_string(),
+        kind,
+        label_names: labels.iter().map(|l| l.to_string()).collect(),
+        samples,
+    }
+}
+
+fn sample(labels: &[&str], value: Value) -> Sample {
+    Sample {
+        label_values: labels.iter().map(|l| l.to_string()).collect(),
+        value,
+    }
+}
+
+fn gauge(labels: &[&str], value: f64) -> Sample {
+    sample(labels, Value::Gauge(value))
+}
+
+fn counter(labels: &[&str], value: u64) -> Sample {
+    sample(labels, Value::Counter(value))
+}

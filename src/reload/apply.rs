@@ -1,0 +1,297 @@
+//! A [`Plan`] carried out on the [`Fleet`]: removed configs are detached,
+//! changed and added ones are parsed, checked against the others, loaded
+//! and attached, and replace what ran only once they are attached (make
+//! before break). A change that fails leaves the running version as it
+//! was: its programs attached, its maps and their values untouched.
+//!
+//! Only an exclusive hook (one XDP program per interface and mode) makes a
+//! new version wait for the old one: then the old one is detached, not
+//! unloaded, so if the new one still fails the old one attaches again with
+//! its maps, and its counters carry on where they were.
+//!
+//! Start-up is this same path from an empty fleet. Nothing here logs: the
+//! caller reports the [`ReloadOutcome`].
+
+use std::sync::Arc;
+
+use super::plan::{Known, Plan};
+use super::ReloadOutcome;
+use crate::config::{self, Config, Listing, Source};
+use crate::fleet::{fingerprint, FailedConfig, Fingerprint, Fleet, Member, RunningConfig, State};
+use crate::metrics::self_metrics::PREFIX as SELF_PREFIX;
+use crate::metrics::{ConfigState, Failure, ProgramStatus, Reason};
+use crate::programs::loader::{self, Loaded};
+use crate::reader::maps::ReadMethod;
+use crate::reader::Target;
+
+/// How configs are turned into loaded programs and map reads; fixed for
+/// the life of the exporter.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LoadSettings {
+    /// `--metrics.prefix`.
+    pub prefix: String,
+    /// `--maps.read-method`.
+    pub method: ReadMethod,
+}
+
+impl Default for LoadSettings {
+    fn default() -> Self {
+        LoadSettings {
+            prefix: "ebpf_".to_string(),
+            method: ReadMethod::Batch,
+        }
+    }
+}
+
+/// The start-up: `listing` applied to an empty fleet, after which
+/// readiness follows the configs.
+pub fn start(listing: &Listing, settings: &LoadSettings, strict: bool) -> (Fleet, ReloadOutcome) {
+    let mut fleet = Fleet::new(strict);
+    let outcome = apply(&mut fleet, listing, settings);
+    fleet.mark_started();
+    (fleet, outcome)
+}
+
+/// Brings `fleet` to `listing` (the whole selected set).
+pub fn apply(fleet: &mut Fleet, listing: &Listing, settings: &LoadSettings) -> ReloadOutcome {
+    let desired: Vec<(String, Fingerprint)> = listing
+        .sources
+        .iter()
+        .map(|s| (s.name.clone(), fingerprint(s)))
+        .chain(
+            listing
+                .unreadable
+                .iter()
+                .map(|u| (u.name.clone(), fingerprint(u))),
+        )
+        .collect();
+    let plan = Plan::new(&Known::of(fleet), &desired);
+    let mut outcome = ReloadOutcome {
+        unchanged: plan.unchanged.clone(),
+        removed: plan.removed.clone(),
+        ..ReloadOutcome::default()
+    };
+    for name in &plan.removed {
+        fleet.remove(name);
+    }
+    for name in plan.changed.iter().chain(&plan.added).chain(&plan.retried) {
+        let fp = desired.iter().find(|(n, _)| n == name).map_or(0, |(_, fp)| *fp);
+        let was_running = fleet.get(name).is_some_and(|m| m.running().is_some());
+        let (origin, prepared) = match listing.sources.iter().find(|s| &s.name == name) {
+            Some(source) => (source.origin.clone(), prepare(fleet, source, settings)),
+            None => {
+                let bad = listing.unreadable.iter().find(|u| &u.name == name);
+                let origin = bad.map(|u| u.origin.clone()).unwrap_or_default();
+                let error = bad.map(|u| u.error.clone()).unwrap_or_default();
+                (
+                    origin,
+                    Err(Refusal::invalid(Failure::new(Reason::Unreadable, error))),
+                )
+            }
+        };
+        let result = settle(fleet, name, fp, origin, prepared, settings.method);
+        let retried = plan.retried.contains(name);
+        match result {
+            Ok(()) if was_running => outcome.changed.push(name.clone()),
+            Ok(()) => outcome.added.push(name.clone()),
+            // Still waiting on the same others: nothing new was refused.
+            Err(_) if retried => outcome.unchanged.push(name.clone()),
+            Err(failure) => {
+                if was_running {
+                    outcome.kept.push(name.clone());
+                }
+                outcome.rejected.push((name.clone(), failure.message));
+            }
+        }
+    }
+    outcome.unchanged.sort();
+    outcome
+}
+
+/// A config that did not get as far as running.
+struct Refusal {
+    state: ConfigState,
+    program: String,
+    failure: Failure,
+    programs: Vec<ProgramStatus>,
+}
+
+impl Refusal {
+    fn invalid(failure: Failure) -> Self {
+        Refusal {
+            state: ConfigState::Invalid,
+            program: String::new(),
+            failure,
+            programs: Vec::new(),
+        }
+    }
+}
+
+/// A new version, loaded and attached as far as it goes.
+struct Prepared {
+    config: Arc<Config>,
+    loaded: Loaded,
+}
+
+/// Parses `source`, checks that its metrics are its own, loads and
+/// attaches it.
+fn prepare(fleet: &Fleet, source: &Source, settings: &LoadSettings) -> Result<Prepared, Refusal> {
+    let config = config::parse(source, &settings.prefix)
+        .map_err(|errors| Refusal::invalid(Failure::new(Reason::Invalid, errors.to_string())))?;
+    let refused = |state, failure| Refusal {
+        state,
+        program: config.program.clone(),
+        failure,
+        programs: Vec::new(),
+    };
+    if let Some(failure) = conflict(fleet, &config) {
+        return Err(refused(ConfigState::Invalid, failure));
+    }
+    let loaded = loader::load(&config).map_err(|failure| refused(ConfigState::Failed, failure))?;
+    Ok(Prepared {
+        config: Arc::new(config),
+        loaded,
+    })
+}
+
+/// Two configs exporting one family make a page that promtool and strict
+/// OpenMetrics parsers reject, and that Prometheus reads as one of them.
+fn conflict(fleet: &Fleet, config: &Config) -> Option<Failure> {
+    for spec in &config.metrics {
+        if spec.name.starts_with(SELF_PREFIX) {
+            return Some(Failure::new(
+                Reason::Conflict,
+                format!(
+                    "{}: metric {:?} starts with {SELF_PREFIX}, which the exporter's own metrics use: \
+                     choose another name or --metrics.prefix",
+                    config.origin, spec.name
+                ),
+            ));
+        }
+        if let Some((other, origin)) = fleet.metric_owner(&spec.name, &config.name) {
+            return Some(Failure::new(
+                Reason::Conflict,
+                format!(
+                    "{}: metric {:?} is already exported by config {other} ({origin}); two configs \
+                     cannot export one metric: give it another `name:` in one of the two files",
+                    config.origin, spec.name
+                ),
+            ));
+        }
+    }
+    None
+}
+
+/// Puts the outcome of `prepared` into the fleet under `name`: the new
+/// version replaces the old one, or is refused and the old one stays.
+fn settle(
+    fleet: &mut Fleet,
+    name: &str,
+    fp: Fingerprint,
+    origin: String,
+    prepared: Result<Prepared, Refusal>,
+    method: ReadMethod,
+) -> Result<(), Failure> {
+    let mut new = match prepared {
+        Ok(new) => new,
+        Err(refusal) => return refuse(fleet, name, fp, origin, refusal),
+    };
+    if !new.loaded.fully_attached() && new.loaded.hook_busy() {
+        if let Some(old) = fleet.get_mut(name).and_then(Member::running_mut) {
+            // Break before make: the hook takes one program, and the old
+            // version's is there.
+            old.loaded.detach();
+            new.loaded.attach(&new.config);
+            if !new.loaded.fully_attached() {
+                let failure = new.loaded.failures();
+                drop(new);
+                old.loaded.attach(&old.config);
+                return refuse(
+                    fleet,
+                    name,
+                    fp,
+                    origin,
+                    failed(String::new(), failure, Vec::new()),
+                );
+            }
+        }
+    }
+    let old_complete = fleet
+        .get(name)
+        .and_then(Member::running)
+        .is_some_and(|r| r.loaded.fully_attached());
+    let serves = new.loaded.programs().iter().any(|p| p.attached);
+    if !new.loaded.fully_attached() && (!serves || old_complete) {
+        // Nothing attached, or less than what runs now.
+        let program = new.config.program.clone();
+        let programs = new.loaded.programs().to_vec();
+        return refuse(
+            fleet,
+            name,
+            fp,
+            origin,
+            failed(program, new.loaded.failures(), programs),
+        );
+    }
+    let id = fleet.next_id();
+    let target = match Target::new(id, Arc::clone(&new.config), &new.loaded, method) {
+        Ok(target) => Arc::new(target),
+        Err(failure) => {
+            let program = new.config.program.clone();
+            return refuse(fleet, name, fp, origin, failed(program, failure, Vec::new()));
+        }
+    };
+    fleet.insert(
+        name,
+        Member {
+            origin,
+            fingerprint: fp,
+            state: State::Running(Box::new(RunningConfig {
+                config: new.config,
+                loaded: new.loaded,
+                target,
+            })),
+            rejected: None,
+        },
+    );
+    Ok(())
+}
+
+fn failed(program: String, failure: Failure, programs: Vec<ProgramStatus>) -> Refusal {
+    Refusal {
+        state: ConfigState::Failed,
+        program,
+        failure,
+        programs,
+    }
+}
+
+/// A running config keeps running and remembers what was refused; any
+/// other becomes (or stays) failed, with the new reason.
+fn refuse(
+    fleet: &mut Fleet,
+    name: &str,
+    fp: Fingerprint,
+    origin: String,
+    refusal: Refusal,
+) -> Result<(), Failure> {
+    let failure = refusal.failure.clone();
+    match fleet.get_mut(name) {
+        Some(member) if member.running().is_some() => member.rejected = Some((fp, refusal.failure)),
+        _ => fleet.insert(
+            name,
+            Member {
+                origin,
+                fingerprint: fp,
+                state: State::Failed(FailedConfig {
+                    state: refusal.state,
+                    program: refusal.program,
+                    failure: refusal.failure,
+                    programs: refusal.programs,
+                }),
+                rejected: None,
+            },
+        ),
+    }
+    Err(failure)
+}

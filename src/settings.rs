@@ -1,0 +1,70 @@
+//! Flags resolved once into what each part of the exporter is built from,
+//! so prefix, read method, directory and names are not threaded through
+//! constructors one by one ([`crate::cli`] holds them as parsed).
+
+use std::time::Duration;
+
+use crate::cli::Args;
+use crate::config::Selection;
+use crate::reader::cache::LabelCache;
+use crate::reader::Reader;
+use crate::reload::LoadSettings;
+use crate::server::ServerOptions;
+
+#[derive(Debug, Clone)]
+pub struct Settings {
+    /// Which configs run: read again on every reload.
+    pub selection: Selection,
+    pub load: LoadSettings,
+    pub server: ServerOptions,
+    /// `--config.check`: load, report, exit.
+    pub check: bool,
+    /// `--config.strict`: any failure at start is fatal, and ready means
+    /// every config runs.
+    pub strict: bool,
+    pub read_interval: Duration,
+    /// How often `--config.dir` is looked at without file events.
+    pub check_interval: Duration,
+    pub label_cache_size: usize,
+    pub label_refresh: Duration,
+    pub bpf_stats: bool,
+    pub log_level: tracing::Level,
+}
+
+impl From<Args> for Settings {
+    fn from(args: Args) -> Self {
+        Settings {
+            selection: Selection {
+                dir: args.config_dir,
+                names: args.config_names,
+            },
+            load: LoadSettings {
+                prefix: args.metrics_prefix,
+                method: args.read_method,
+            },
+            server: ServerOptions {
+                listen: args.listen_address,
+                telemetry_path: args.telemetry_path,
+            },
+            check: args.config_check,
+            strict: args.config_strict,
+            read_interval: args.read_interval,
+            check_interval: args.config_check_interval,
+            label_cache_size: args.label_cache_size,
+            label_refresh: args.label_refresh,
+            bpf_stats: args.bpf_stats,
+            log_level: args.log_level,
+        }
+    }
+}
+
+impl Settings {
+    /// A reader with the configured label cache, exporting run-time
+    /// statistics under `--bpf.stats`.
+    pub fn reader(&self) -> Reader {
+        Reader::new(
+            LabelCache::new(self.label_cache_size, self.label_refresh),
+            self.bpf_stats,
+        )
+    }
+}
