@@ -28,12 +28,6 @@ mod skb_drop_reason;
 mod static_map;
 mod string;
 mod syscall;
-// Each architecture's table is built for its own target and for every
-// test build, so all of them are checked wherever tests run.
-#[cfg(any(target_arch = "aarch64", test))]
-mod syscall_table_aarch64;
-#[cfg(any(target_arch = "x86_64", test))]
-mod syscall_table_x86_64;
 mod uint;
 
 /// Why a decoder did not produce a value.
