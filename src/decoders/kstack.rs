@@ -29,7 +29,7 @@ pub(super) fn build(options: &DecoderOptions) -> Result<Box<dyn Decoder>, String
 
 impl Decoder for Kstack {
     fn decode(&self, input: &[u8]) -> Result<Vec<u8>, DecodeError> {
-        if input.len() % 8 != 0 {
+        if !input.len().is_multiple_of(8) {
             return Err(DecodeError::Invalid(format!(
                 "kstack decoder: cannot decode {} bytes, expected a whole number of 8-byte addresses \
                  (set the label's size to the stack array's)",

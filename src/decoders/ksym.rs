@@ -135,7 +135,7 @@ impl Kallsyms {
         let mut state = self.state.lock().unwrap_or_else(|e| e.into_inner());
         let age = state.read_at.map(|at| at.elapsed());
         let mut fresh = false;
-        if age.map_or(true, |age| age >= self.refresh.after) {
+        if age.is_none_or(|age| age >= self.refresh.after) {
             self.reread(&mut state);
             fresh = true;
         }

@@ -95,7 +95,7 @@ impl LabelCache {
         self.scratch.clear();
         self.scratch.extend_from_slice(&metric.to_ne_bytes());
         self.scratch.extend_from_slice(key);
-        let fresh = |entry: &Entry| entry.expires.map_or(true, |at| now < at);
+        let fresh = |entry: &Entry| entry.expires.is_none_or(|at| now < at);
         let stale = if let Some(entry) = self.current.get(self.scratch.as_slice()) {
             if fresh(entry) {
                 self.stats.hits += 1;

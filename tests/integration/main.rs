@@ -16,5 +16,6 @@ mod oom;
 mod programs;
 mod prometheus;
 mod reload;
+mod toolchain;
 mod truth;
 mod workload;

@@ -645,7 +645,7 @@ fn truth_percpu_histogram_splits_by_cpu_exactly() {
         let (count, value) = (10 + 3 * i as u64, 3u64 << (2 * i));
         command.push_str(&format!(" {cpu} {count} {value} {cpu} 1 5000"));
         let values = per_cpu.entry(cpu).or_default();
-        values.extend(std::iter::repeat(value).take(count as usize));
+        values.extend(std::iter::repeat_n(value, count as usize));
         values.push(5000);
     }
     truth.run(&command);
