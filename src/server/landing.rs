@@ -31,7 +31,7 @@ fn esc(s: &str) -> String {
 
 /// The whole page: version, a link to the metrics, the snapshot's age and
 /// one row per config.
-pub(super) fn landing_page(telemetry_path: &str, snapshot: &Snapshot, ready: bool) -> String {
+pub(super) fn landing_page(telemetry_path: &str, snapshot: &Snapshot) -> String {
     let mut html = String::with_capacity(2048);
     // Relative link, so the page keeps working behind a path-prefixing proxy.
     let _ = write!(
@@ -41,29 +41,30 @@ pub(super) fn landing_page(telemetry_path: &str, snapshot: &Snapshot, ready: boo
          body {{ font-family: sans-serif; margin: 2em; }}\n\
          table {{ border-collapse: collapse; margin-bottom: 1em; }}\n\
          th, td {{ border: 1px solid #ccc; padding: 0.3em 0.6em; text-align: left; vertical-align: top; }}\n\
-         .running {{ color: #060; }} .failed, .invalid, .error {{ color: #a00; }}\n\
+         .running {{ color: #060; }} .degraded {{ color: #a60; }} .failed, .invalid, .error {{ color: #a00; }}\n\
          </style>\n</head>\n<body>\n<h1>bpf-exporter</h1>\n\
          <p>Prometheus exporter that turns eBPF maps into metrics. Version {}.</p>\n\
-         <p><a href=\".{}\">Metrics</a></p>\n",
+         <p><a href=\".{}\">Metrics</a> · <a href=\"./-/status\">Status (JSON)</a></p>\n",
         esc(env!("CARGO_PKG_VERSION")),
         esc(telemetry_path),
     );
-    if ready {
+    if snapshot.taken_at > SystemTime::UNIX_EPOCH {
         let age = SystemTime::now()
             .duration_since(snapshot.taken_at)
             .map(|d| format!("{:.1} s ago", d.as_secs_f64()))
             .unwrap_or_else(|_| "just now".to_string());
         let _ = writeln!(html, "<p>Last snapshot taken {}.</p>", esc(&age));
-    } else {
-        html.push_str("<p class=\"error\">Not ready: no snapshot published yet.</p>\n");
+    }
+    if let Some(why) = &snapshot.not_ready {
+        let _ = writeln!(html, "<p class=\"error\">Not ready: {}.</p>", esc(why));
     }
     html.push_str("<h2>Configs</h2>\n");
     if snapshot.configs.is_empty() {
-        html.push_str("<p>No configs loaded.</p>\n");
+        html.push_str("<p>No configs selected: only the exporter's own metrics are served.</p>\n");
     } else {
         html.push_str(
             "<table>\n<thead><tr><th>Name</th><th>Source</th><th>Program</th>\
-             <th>State</th><th>Error</th><th>BPF programs</th></tr></thead>\n<tbody>\n",
+             <th>State</th><th>Reason</th><th>Error</th><th>BPF programs</th></tr></thead>\n<tbody>\n",
         );
         for config in &snapshot.configs {
             config_row(&mut html, config);
@@ -78,12 +79,21 @@ fn config_row(html: &mut String, config: &ConfigStatus) {
     let state = config.state.as_str();
     let _ = write!(
         html,
-        "<tr><td>{}</td><td>{}</td><td>{}</td><td class=\"{state}\">{state}</td><td class=\"error\">{}</td><td>",
+        "<tr><td>{}</td><td>{}</td><td>{}</td><td class=\"{state}\">{state}</td><td>{}</td><td class=\"error\">{}",
         esc(&config.name),
         esc(&config.source),
         esc(&config.program),
+        config.reason.map_or("", |r| r.as_str()),
         esc(config.error.as_deref().unwrap_or("")),
     );
+    if let Some(rejected) = &config.rejected {
+        let _ = write!(
+            html,
+            "<p>A newer version was refused; the version before it keeps running: {}</p>",
+            esc(rejected)
+        );
+    }
+    html.push_str("</td><td>");
     if config.programs.is_empty() {
         html.push_str("none");
     } else {
@@ -112,7 +122,7 @@ mod tests {
 
     #[test]
     fn lists_configs_escaped() {
-        let html = landing_page("/metrics", &snapshot(), true);
+        let html = landing_page("/metrics", &snapshot());
         assert!(html.contains("<title>bpf-exporter</title>"));
         assert!(html.contains("href=\"./metrics\""));
         assert!(html.contains("Last snapshot taken"));
@@ -124,15 +134,28 @@ mod tests {
         assert!(html.contains("attach failed: &quot;&lt;nope&gt;&quot;"));
         assert!(html.contains("kprobe_&lt;x&gt;"));
         assert!(html.contains("ENOENT &lt;missing&gt;"));
+        assert!(html.contains("<td>hook_missing</td>"));
         assert!(!html.contains("<script>"));
         assert!(!html.contains("<nope>"));
     }
 
     #[test]
+    fn shows_a_refused_change_beside_the_version_that_runs() {
+        let mut snapshot = snapshot();
+        snapshot.configs[0].rejected = Some("x.yaml:3:5: bad <thing>".into());
+        let html = landing_page("/metrics", &snapshot);
+        assert!(
+            html.contains("the version before it keeps running: x.yaml:3:5: bad &lt;thing&gt;"),
+            "{html}"
+        );
+    }
+
+    #[test]
     fn says_when_not_ready() {
-        let html = landing_page("/m", &Snapshot::default(), false);
-        assert!(html.contains("Not ready"));
-        assert!(html.contains("No configs loaded."));
+        let html = landing_page("/m", &Snapshot::default());
+        assert!(html.contains("Not ready: starting: no snapshot published yet."));
+        assert!(!html.contains("Last snapshot taken"));
+        assert!(html.contains("No configs selected"));
         assert!(html.contains("href=\"./m\""));
     }
 }

@@ -14,7 +14,7 @@ use hyper::{Method, Request, Response, StatusCode};
 use super::landing::landing_page;
 use super::negotiate::{accepts_gzip, negotiate};
 use super::Context;
-use crate::metrics::exposition;
+use crate::metrics::{exposition, Snapshot};
 
 pub(super) type Resp = Response<Full<Bytes>>;
 
@@ -60,6 +60,7 @@ enum Route {
     Landing,
     Healthy,
     Ready,
+    Status,
 }
 
 /// Routes a request. Synchronous: everything it needs is in memory.
@@ -72,6 +73,7 @@ fn handle<B>(req: &Request<B>, ctx: &Context) -> Resp {
             "/" => Route::Landing,
             "/-/healthy" => Route::Healthy,
             "/-/ready" => Route::Ready,
+            "/-/status" => Route::Status,
             _ => return plain(StatusCode::NOT_FOUND, "Not Found\n"),
         }
     };
@@ -85,7 +87,7 @@ fn handle<B>(req: &Request<B>, ctx: &Context) -> Resp {
         Route::Metrics => metrics(req, ctx),
         Route::Landing => {
             let snapshot = ctx.cell.load();
-            let html = landing_page(&ctx.telemetry_path, &snapshot, ctx.cell.is_ready());
+            let html = landing_page(&ctx.telemetry_path, &snapshot);
             response(StatusCode::OK, "text/html; charset=utf-8", html.into())
         }
         Route::Healthy => plain(StatusCode::OK, "Healthy\n"),
@@ -97,7 +99,29 @@ fn handle<B>(req: &Request<B>, ctx: &Context) -> Resp {
                 format!("Not ready: {why}\n").into(),
             ),
         },
+        Route::Status => response(
+            StatusCode::OK,
+            "application/json",
+            status_json(&ctx.cell.load()).into(),
+        ),
     }
+}
+
+/// `GET /-/status`: what `/` shows, for scripts and orchestration.
+fn status_json(snapshot: &Snapshot) -> String {
+    let taken_at = snapshot
+        .taken_at
+        .duration_since(std::time::SystemTime::UNIX_EPOCH)
+        .map_or(0.0, |d| d.as_secs_f64());
+    let status = serde_json::json!({
+        "ready": snapshot.is_ready(),
+        "not_ready": snapshot.not_ready,
+        "snapshot_timestamp_seconds": taken_at,
+        "configs": snapshot.configs,
+    });
+    let mut body = status.to_string();
+    body.push('\n');
+    body
 }
 
 fn header_str<B>(req: &Request<B>, name: header::HeaderName) -> Option<&str> {
@@ -234,6 +258,26 @@ mod tests {
         .await;
         assert_eq!(refused.header("content-encoding"), None);
         assert_eq!(refused.body, plain.body);
+        server.shutdown().await;
+    }
+
+    #[tokio::test(flavor = "current_thread")]
+    async fn status_is_json_for_scripts() {
+        let server = TestServer::start(false).await;
+        server.cell.publish(snapshot());
+        let status = request(server.addr, "GET", "/-/status", &[]).await;
+        assert_eq!(status.status, 200);
+        assert_eq!(status.header("content-type"), Some("application/json"));
+        let json: serde_json::Value = serde_json::from_slice(&status.body).unwrap();
+        assert_eq!(json["ready"], true);
+        assert_eq!(json["not_ready"], serde_json::Value::Null);
+        let configs = json["configs"].as_array().unwrap();
+        assert_eq!(configs[0]["name"], "syscalls");
+        assert_eq!(configs[0]["state"], "running");
+        assert_eq!(configs[1]["state"], "failed");
+        assert_eq!(configs[1]["reason"], "hook_missing");
+        assert_eq!(configs[1]["programs"][0]["attached"], false);
+        assert_eq!(configs[1]["programs"][0]["reason"], "hook_missing");
         server.shutdown().await;
     }
 
