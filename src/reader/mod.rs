@@ -283,13 +283,15 @@ enum Command {
     Stop,
 }
 
-/// Publishes a first snapshot at once, then one per `interval`.
+/// Publishes a first snapshot before it returns, then one per `interval`
+/// from its own thread.
 pub fn spawn(mut reader: Reader, cell: Arc<SnapshotCell>, interval: Duration) -> std::io::Result<Running> {
     let (commands, received) = mpsc::channel::<Command>();
+    cell.publish(reader.read());
     let thread = std::thread::Builder::new()
         .name("map-reader".into())
         .spawn(move || {
-            let mut next = Instant::now();
+            let mut next = Instant::now() + interval;
             loop {
                 if Instant::now() >= next {
                     cell.publish(reader.read());

@@ -105,6 +105,12 @@ impl Exporter {
     }
 
     fn spawn(args: &[&str], log: Stdio) -> Exporter {
+        Exporter::spawn_until(args, log, "/-/ready")
+    }
+
+    /// Started and answering `path` with 200 (`/-/healthy`: serving, ready
+    /// or not), its log going to `log`.
+    pub(crate) fn spawn_until(args: &[&str], log: Stdio, path: &str) -> Exporter {
         let port = free_port();
         let child = Command::new(BIN)
             .args([
@@ -120,11 +126,15 @@ impl Exporter {
             .unwrap();
         let exporter = Exporter { child, port };
         let deadline = Instant::now() + Duration::from_secs(30);
-        while exporter.try_get("/-/ready", "").map(|r| r.0) != Some(200) {
-            assert!(Instant::now() < deadline, "exporter not ready after 30s");
+        while exporter.try_get(path, "").map(|r| r.0) != Some(200) {
+            assert!(Instant::now() < deadline, "exporter: no 200 on {path} after 30s");
             std::thread::sleep(Duration::from_millis(50));
         }
         exporter
+    }
+
+    pub(crate) fn pid(&self) -> u32 {
+        self.child.id()
     }
 
     fn try_get(&self, path: &str, headers: &str) -> Option<(u16, String, String)> {
@@ -145,7 +155,7 @@ impl Exporter {
     }
 
     /// Value of the sample line starting with `series ` in /metrics.
-    fn sample(&self, series: &str) -> u64 {
+    pub(crate) fn sample(&self, series: &str) -> u64 {
         let body = self.get("/metrics", "").2;
         body.lines()
             .find_map(|l| l.strip_prefix(series).and_then(|rest| rest.strip_prefix(' ')))
@@ -295,7 +305,7 @@ fn unknown_config_name_is_an_error_listing_the_known_ones() {
 }
 
 /// Polls /metrics until `check` holds; returns how long that took.
-fn until(exporter: &Exporter, what: &str, check: impl Fn(&str) -> bool) -> Duration {
+pub(crate) fn until(exporter: &Exporter, what: &str, check: impl Fn(&str) -> bool) -> Duration {
     let started = Instant::now();
     loop {
         if check(&exporter.get("/metrics", "").2) {

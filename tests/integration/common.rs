@@ -91,8 +91,8 @@ pub fn assert_all_good(statuses: &[ConfigStatus]) {
 }
 
 /// The exporter as the binary runs it, on `dir`, without the HTTP server:
-/// the reader and reloader on their threads, reads every hour (so only
-/// reloads publish), no watcher.
+/// the reader and reloader on their threads, reads every hour unless
+/// `args` say otherwise (so only reloads publish), no watcher.
 pub struct Threaded {
     pub threads: Threads,
     pub cell: Arc<SnapshotCell>,
@@ -105,7 +105,10 @@ impl Threaded {
 
     pub fn with_args(dir: &Path, args: &[&str]) -> Threaded {
         let dir_arg = format!("--config.dir={}", dir.display());
-        let mut all = vec!["bpf-exporter", &dir_arg, "--maps.read-interval=1h"];
+        let mut all = vec!["bpf-exporter", &dir_arg];
+        if !args.iter().any(|a| a.starts_with("--maps.read-interval")) {
+            all.push("--maps.read-interval=1h");
+        }
         all.extend_from_slice(args);
         let settings = Settings::from(Args::parse_from(all));
         let listing = settings.selection.read().unwrap();

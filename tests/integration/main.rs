@@ -10,6 +10,7 @@ mod dashboards;
 mod golden;
 mod kernel;
 mod library_network;
+mod lifecycle;
 mod library_system;
 mod maps;
 mod oom;

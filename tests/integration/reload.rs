@@ -2,9 +2,11 @@
 //! what changed is swapped, what is broken is refused and the running
 //! version kept, what is gone is detached.
 
+use std::path::Path;
+
 use bpf_exporter::config::{Listing, Source};
 use bpf_exporter::exporter::Exporter;
-use bpf_exporter::metrics::Snapshot;
+use bpf_exporter::metrics::{ConfigState, Reason, Snapshot};
 use bpf_exporter::reload::trigger::Trigger;
 use bpf_exporter::reload::ReloadOutcome;
 
@@ -258,4 +260,158 @@ fn the_periodic_check_reloads_only_when_the_directory_changed() {
     // Only the look that found a change counts as a reload.
     running.reload(Trigger::Request);
     assert_eq!(reloads(&running.cell.load(), "success"), 2);
+}
+
+/// A version of syscalls.yaml that parses and loads, but none of whose
+/// programs attach: the kernel lacks their hooks.
+fn unattachable(source: &Source) -> Source {
+    Source {
+        text: "program: missing_hooks\nmetrics:\n  counters:\n    - name: missing_hooks_total\n      help: Never counted.\n"
+            .into(),
+        ..source.clone()
+    }
+}
+
+const REFUSED: (i64, &str) = (libc::SYS_sched_get_priority_min, "sched_get_priority_min");
+
+/// Used to: the running version was detached for any refused change and
+/// rebuilt from its text into fresh maps, so every refused edit reset its
+/// counters (a counter reset for Prometheus).
+#[test]
+fn a_refused_change_keeps_the_running_counters_without_a_reset() {
+    if !bpf_available() {
+        return;
+    }
+    let source = embedded("syscalls");
+    let mut exporter = start_sources(std::slice::from_ref(&source));
+    let before = syscalls(&exporter.read(), REFUSED);
+    calls(REFUSED, 300);
+    assert_eq!(syscalls(&exporter.read(), REFUSED) - before, 300);
+    let outcome = reload(&mut exporter, &[unattachable(&source)]);
+    assert_eq!(outcome.kept, ["syscalls"], "{outcome}");
+    assert!(outcome.rejected[0].1.contains("no_such_tracepoint"), "{outcome}");
+    calls(REFUSED, 200);
+    let snapshot = exporter.read();
+    // Every call before and after the refused edit: the same maps.
+    assert_eq!(syscalls(&snapshot, REFUSED) - before, 500);
+    let attached = gauge(
+        &snapshot,
+        "bpf_exporter_program_attached",
+        &[("config", "syscalls"), ("program", "sys_enter")],
+    );
+    assert_eq!(attached, 1.0);
+    let status = &exporter.statuses()[0];
+    assert_eq!(status.state, ConfigState::Running);
+    assert!(status.rejected.as_deref().is_some_and(|r| r.contains("no_such_tracepoint")), "{status:?}");
+    // The refused version is not tried again until the file changes.
+    assert_eq!(reload(&mut exporter, &[unattachable(&source)]).unchanged, ["syscalls"]);
+}
+
+/// Used to: a copy of execs.yaml under another name was accepted, and the
+/// page carried two `ebpf_execs_total` families that promtool rejects.
+#[test]
+fn two_configs_cannot_export_the_same_metric() {
+    if !bpf_available() {
+        return;
+    }
+    let execs = embedded("execs");
+    let copy = Source {
+        name: "execs_copy".into(),
+        origin: "/etc/bpf-exporter/execs_copy.yaml".into(),
+        text: format!("program: execs\n{}", execs.text),
+    };
+    let (mut exporter, outcome) = Exporter::with_sources(&[execs.clone(), copy.clone()]);
+    assert_eq!(outcome.added, ["execs"], "{outcome}");
+    let (name, reason) = &outcome.rejected[0];
+    assert_eq!(name, "execs_copy");
+    assert!(
+        reason.starts_with("/etc/bpf-exporter/execs_copy.yaml: metric \"ebpf_execs_total\" is already exported by config execs (embedded:configs/execs.yaml)"),
+        "{reason}"
+    );
+    let snapshot = exporter.read();
+    let families = snapshot.families.iter().filter(|f| f.name == "ebpf_execs_total").count();
+    assert_eq!(families, 1);
+    let status = exporter.statuses().into_iter().find(|s| s.name == "execs_copy").unwrap();
+    assert_eq!((status.state, status.reason), (ConfigState::Invalid, Some(Reason::Conflict)));
+
+    // Once the original goes, the copy comes up in the same reload.
+    let outcome = reload(&mut exporter, std::slice::from_ref(&copy));
+    assert_eq!((outcome.removed.as_slice(), outcome.added.as_slice()), (&["execs".to_string()][..], &["execs_copy".to_string()][..]), "{outcome}");
+    assert!(outcome.is_successful(), "{outcome}");
+}
+
+fn write(dir: &Path, name: &str, text: &str) {
+    std::fs::write(dir.join(name), text).unwrap();
+}
+
+/// Used to: the watcher's reloads dropped every error reading the
+/// directory, so the gauge stayed 1, nothing was logged, and while one bad
+/// entry was there no other edit applied.
+#[test]
+fn watcher_triggered_failures_cost_only_the_bad_entry_and_are_reported() {
+    if !bpf_available() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let text = embedded("syscalls").text;
+    write(dir.path(), "syscalls.yaml", &text);
+    let running = Threaded::start(dir.path());
+    let successful = || gauge(&running.cell.load(), "bpf_exporter_config_last_reload_successful", &[]);
+
+    std::fs::create_dir(dir.path().join("broken.yaml")).unwrap();
+    write(dir.path(), "syscalls.yaml", &text.replace("help: System calls entered", "help: Edited"));
+    let outcome = running.reload(Trigger::Watch);
+    assert_eq!(outcome.changed, ["syscalls"], "the other edit applies: {outcome}");
+    assert_eq!(outcome.rejected.len(), 1, "{outcome}");
+    assert!(outcome.rejected[0].1.contains("broken.yaml: a directory, not a config file"), "{outcome}");
+    assert_eq!(successful(), 0.0);
+    assert!(family(&running.cell.load(), "ebpf_syscalls_total").help.starts_with("Edited"));
+
+    std::fs::remove_dir(dir.path().join("broken.yaml")).unwrap();
+    let outcome = running.reload(Trigger::Watch);
+    assert_eq!(outcome.removed, ["broken"], "{outcome}");
+    assert_eq!(successful(), 1.0, "fixed: the next reload sets the gauge back");
+
+    // The whole directory gone: a failed reload, and every config keeps
+    // running (and counting) as it was.
+    let path = dir.path().to_path_buf();
+    std::fs::remove_dir_all(&path).unwrap();
+    let failed = running.threads.reloader.reload(Trigger::Watch);
+    let error = failed.as_ref().as_ref().unwrap_err();
+    assert!(error.contains("cannot read the directory: it does not exist"), "{error}");
+    assert_eq!(successful(), 0.0);
+    let before = syscalls(&running.cell.load(), UNCHANGED);
+    calls(UNCHANGED, 40);
+    std::fs::create_dir(&path).unwrap();
+    write(&path, "syscalls.yaml", &text.replace("help: System calls entered", "help: Edited"));
+    let outcome = running.reload(Trigger::Watch);
+    assert!(!outcome.changed_anything() && outcome.is_successful(), "{outcome}");
+    assert_eq!(successful(), 1.0);
+    running.threads.reloader.reload(Trigger::Request);
+    let snapshot = running.cell.load();
+    // The same maps throughout (a full read after the forced reload).
+    assert!(syscalls(&snapshot, UNCHANGED) >= before, "reset");
+    assert_eq!(counter(&snapshot, "bpf_exporter_config_reloads_total", &[("result", "failure")]), 2);
+}
+
+/// Used to: an empty directory was an error, so deleting every config left
+/// the last ones running. Now it means "run nothing".
+#[test]
+fn removing_every_config_runs_nothing_and_stays_ready() {
+    if !bpf_available() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    write(dir.path(), "syscalls.yaml", &embedded("syscalls").text);
+    let running = Threaded::start(dir.path());
+    assert!(running.cell.load().families.iter().any(|f| f.name == "ebpf_syscalls_total"));
+    std::fs::remove_file(dir.path().join("syscalls.yaml")).unwrap();
+    let outcome = running.reload(Trigger::Watch);
+    assert_eq!(outcome.removed, ["syscalls"]);
+    let snapshot = running.cell.load();
+    assert!(!snapshot.families.iter().any(|f| f.name.starts_with("ebpf_")));
+    assert!(snapshot.families.iter().any(|f| f.name == "bpf_exporter_config_reloads_total"));
+    assert!(snapshot.configs.is_empty());
+    assert_eq!(snapshot.not_ready, None);
+    assert_eq!(gauge(&snapshot, "bpf_exporter_config_last_reload_successful", &[]), 1.0);
 }
