@@ -75,9 +75,7 @@ fn totals(snapshot: &Snapshot) -> BTreeMap<String, (u64, f64)> {
 }
 
 fn workload() {
-    let dir = std::env::temp_dir().join(format!("bpf-exporter-bench-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).expect("temp dir");
-    let mut file = std::fs::File::create(dir.join("data")).expect("temp file");
+    let mut file = tempfile::tempfile().expect("temp file");
     let receiver = std::net::UdpSocket::bind("127.0.0.1:0").expect("udp");
     let sender = std::net::UdpSocket::bind("127.0.0.1:0").expect("udp");
     // This socket's filter keeps 0 bytes of each datagram, which drops it
@@ -122,7 +120,6 @@ fn workload() {
         std::net::TcpStream::connect(address(&unlistened)).expect_err("connect to a port without a listener");
         std::thread::sleep(Duration::from_millis(1));
     }
-    let _ = std::fs::remove_dir_all(&dir);
 }
 
 /// A socket of `kind` bound to a free port on 127.0.0.1.

@@ -231,18 +231,19 @@ mod tests {
     use super::*;
 
     /// A scratch directory, removed when dropped.
-    struct Scratch(PathBuf);
+    struct Scratch(tempfile::TempDir);
 
     impl Scratch {
-        fn new(name: &str) -> Scratch {
-            let dir = std::env::temp_dir().join(format!("bpf-exporter-cgroup-{name}-{}", std::process::id()));
-            let _ = fs::remove_dir_all(&dir);
-            fs::create_dir_all(&dir).unwrap();
-            Scratch(dir)
+        fn new() -> Scratch {
+            Scratch(tempfile::tempdir().unwrap())
+        }
+
+        fn path(&self) -> &Path {
+            self.0.path()
         }
 
         fn mkdir(&self, relative: &str) -> (u64, String) {
-            let path = self.0.join(relative);
+            let path = self.0.path().join(relative);
             fs::create_dir_all(&path).unwrap();
             (
                 fs::metadata(&path).unwrap().ino(),
@@ -251,29 +252,23 @@ mod tests {
         }
     }
 
-    impl Drop for Scratch {
-        fn drop(&mut self) {
-            let _ = fs::remove_dir_all(&self.0);
-        }
-    }
-
     #[test]
     fn decodes_table() {
-        let tree = Scratch::new("table");
+        let tree = Scratch::new();
         let root = (
-            fs::metadata(&tree.0).unwrap().ino(),
-            tree.0.to_str().unwrap().to_string(),
+            fs::metadata(tree.path()).unwrap().ino(),
+            tree.path().to_str().unwrap().to_string(),
         );
         let system = tree.mkdir("system.slice");
         let ssh = tree.mkdir("system.slice/ssh.service");
         let spaced = tree.mkdir("user.slice/user 1000.slice");
         let deep = tree.mkdir("kubepods.slice/kubepods-burstable.slice/pod1/cri-containerd-abc.scope");
         // Files and symlinks are not cgroups.
-        fs::write(tree.0.join("system.slice/cgroup.procs"), "").unwrap();
-        let file_ino = fs::metadata(tree.0.join("system.slice/cgroup.procs"))
+        fs::write(tree.path().join("system.slice/cgroup.procs"), "").unwrap();
+        let file_ino = fs::metadata(tree.path().join("system.slice/cgroup.procs"))
             .unwrap()
             .ino();
-        std::os::unix::fs::symlink(tree.0.join("system.slice"), tree.0.join("link")).unwrap();
+        std::os::unix::fs::symlink(tree.path().join("system.slice"), tree.path().join("link")).unwrap();
         let unknown = (1u64 << 40).to_string();
         let file_unknown = format!("unknown_cgroup_id:{file_ino}");
         let unknown_text = format!("unknown_cgroup_id:{unknown}");
@@ -305,7 +300,7 @@ mod tests {
                 Err("cgroup decoder: expected a decimal cgroup id, got \"\" (put `uint` before `cgroup`)"),
             ),
         ];
-        let decoder = Cgroup::new(tree.0.clone(), Duration::ZERO);
+        let decoder = Cgroup::new(tree.path().to_path_buf(), Duration::ZERO);
         let cases: Vec<_> = cases.iter().map(|(n, i, w)| (*n, i.as_bytes(), *w)).collect();
         // Twice: the second pass answers from what the first walk found.
         for _ in 0..2 {
@@ -316,28 +311,28 @@ mod tests {
 
     #[test]
     fn walk_maps_every_directory_inode_to_its_path() {
-        let tree = Scratch::new("walk");
+        let tree = Scratch::new();
         let mut expected = HashMap::from([(
-            fs::metadata(&tree.0).unwrap().ino(),
-            tree.0.as_os_str().as_bytes().to_vec(),
+            fs::metadata(tree.path()).unwrap().ino(),
+            tree.path().as_os_str().as_bytes().to_vec(),
         )]);
         for dir in ["a", "a/b", "a/b/c", "d", "d/e f"] {
             let (ino, path) = tree.mkdir(dir);
             expected.insert(ino, path.into_bytes());
         }
-        fs::write(tree.0.join("a/memory.max"), "max").unwrap();
-        assert_eq!(walk(&tree.0).unwrap(), expected);
+        fs::write(tree.path().join("a/memory.max"), "max").unwrap();
+        assert_eq!(walk(tree.path()).unwrap(), expected);
         assert_eq!(
-            walk(&tree.0.join("missing")).unwrap_err().kind(),
+            walk(&tree.path().join("missing")).unwrap_err().kind(),
             io::ErrorKind::NotFound
         );
     }
 
     #[test]
     fn a_cgroup_created_later_is_found() {
-        let tree = Scratch::new("later");
+        let tree = Scratch::new();
         tree.mkdir("system.slice");
-        let decoder = Cgroup::new(tree.0.clone(), Duration::ZERO);
+        let decoder = Cgroup::new(tree.path().to_path_buf(), Duration::ZERO);
         assert!(decoder.decode(b"1").is_ok());
         let (id, path) = tree.mkdir("system.slice/new.service");
         assert_eq!(decoder.decode(id.to_string().as_bytes()), Ok(path.into_bytes()));
@@ -345,22 +340,22 @@ mod tests {
 
     #[test]
     fn a_deleted_cgroup_keeps_its_path() {
-        let tree = Scratch::new("deleted");
+        let tree = Scratch::new();
         let (id, path) = tree.mkdir("gone.scope");
-        let decoder = Cgroup::new(tree.0.clone(), Duration::ZERO);
+        let decoder = Cgroup::new(tree.path().to_path_buf(), Duration::ZERO);
         assert_eq!(
             decoder.decode(id.to_string().as_bytes()),
             Ok(path.clone().into_bytes())
         );
-        fs::remove_dir(tree.0.join("gone.scope")).unwrap();
+        fs::remove_dir(tree.path().join("gone.scope")).unwrap();
         assert!(decoder.decode(b"0").is_ok());
         assert_eq!(decoder.decode(id.to_string().as_bytes()), Ok(path.into_bytes()));
     }
 
     #[test]
     fn ids_looked_up_between_walks_are_settled_by_the_next_walk() {
-        let tree = Scratch::new("throttle");
-        let decoder = Cgroup::new(tree.0.clone(), Duration::from_secs(3600));
+        let tree = Scratch::new();
+        let decoder = Cgroup::new(tree.path().to_path_buf(), Duration::from_secs(3600));
         // The first lookup walks; a cgroup made after it is not seen until
         // the next walk, which the throttle holds back.
         assert_eq!(decoder.decode(b"0"), Ok(b"unknown_cgroup_id:0".to_vec()));

@@ -329,35 +329,32 @@ mod tests {
         }
     }
 
-    fn temp_path(name: &str) -> std::path::PathBuf {
-        std::env::temp_dir().join(format!("bpf-exporter-pci-ids-{}-{name}", std::process::id()))
-    }
-
     #[test]
     fn loads_the_first_file_found() {
-        let plain = temp_path("plain");
+        let dir = tempfile::tempdir().unwrap();
+        let plain = dir.path().join("plain");
         std::fs::write(&plain, "8086  Intel Corporation\n").unwrap();
-        let missing = temp_path("missing");
+        let missing = dir.path().join("missing");
         let db = load(&[missing.to_str().unwrap(), plain.to_str().unwrap()]).unwrap();
         assert_eq!(db.vendor(0x8086), Some("Intel Corporation"));
-        std::fs::remove_file(plain).unwrap();
     }
 
     #[test]
     fn loads_gzipped_files() {
         use std::io::Write;
-        let gz = temp_path("pci.ids.gz");
+        let dir = tempfile::tempdir().unwrap();
+        let gz = dir.path().join("pci.ids.gz");
         let mut encoder = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
         encoder.write_all(b"C 02  Network controller\n").unwrap();
         std::fs::write(&gz, encoder.finish().unwrap()).unwrap();
         let db = load(&[gz.to_str().unwrap()]).unwrap();
         assert_eq!(db.class(0x02), Some("Network controller"));
-        std::fs::remove_file(gz).unwrap();
     }
 
     #[test]
     fn no_file_is_none() {
-        assert!(load(&[temp_path("absent").to_str().unwrap()]).is_none());
+        let dir = tempfile::tempdir().unwrap();
+        assert!(load(&[dir.path().join("absent").to_str().unwrap()]).is_none());
     }
 
     #[test]

@@ -675,12 +675,10 @@ ebpf_test_latency_seconds_bucket{le="+Inf",op="read"} 9
                 }
             })
             .collect();
-        let dir = std::env::temp_dir().join(format!("bpf-exporter-om-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).expect("create temp dir");
-        let input = dir.join("input.om");
+        let dir = tempfile::tempdir().expect("create temp dir");
+        let input = dir.path().join("input.om");
         std::fs::write(&input, &with_timestamps).expect("write input");
-        let output = dir.join("blocks");
+        let output = dir.path().join("blocks");
         let result = promtool(
             &[
                 "tsdb",
@@ -691,7 +689,6 @@ ebpf_test_latency_seconds_bucket{le="+Inf",op="read"} 9
             ],
             "",
         );
-        let _ = std::fs::remove_dir_all(&dir);
         let Some(out) = result else {
             return;
         };

@@ -242,8 +242,8 @@ pub(crate) fn promtool_check(body: &str) {
 
 #[test]
 fn config_check_reports_every_error_with_its_place_and_fails() {
-    let dir = std::env::temp_dir().join(format!("bpf-exporter-check-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
     std::fs::write(
         dir.join("syscalls.yaml"),
         "metrics:\n  counters:\n    - name: syscalls_total\n      help: x\n      labels:\n        - name: syscall\n          size: 4\n          decoders:\n            - name: uintt\n",
@@ -251,7 +251,7 @@ fn config_check_reports_every_error_with_its_place_and_fails() {
     .unwrap();
     let out = Command::new(BIN)
         .args(["--config.check", "--config.dir"])
-        .arg(&dir)
+        .arg(dir)
         .output()
         .unwrap();
     let stdout = String::from_utf8_lossy(&out.stdout);
@@ -264,7 +264,6 @@ fn config_check_reports_every_error_with_its_place_and_fails() {
         )),
         "{stdout}"
     );
-    std::fs::remove_dir_all(&dir).unwrap();
 }
 
 #[test]
@@ -324,12 +323,12 @@ fn config_changes_apply_while_running() {
     if !bpf_available() {
         return;
     }
-    let dir = std::env::temp_dir().join(format!("bpf-exporter-reload-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
     let syscalls = embedded("syscalls");
     let path = dir.join("syscalls.yaml");
     std::fs::write(&path, syscalls).unwrap();
-    let exporter = Exporter::watching(&dir);
+    let exporter = Exporter::watching(dir);
     assert!(exporter
         .get("/metrics", "")
         .2
@@ -381,7 +380,6 @@ fn config_changes_apply_while_running() {
             .is_some_and(|v| v.parse::<u64>().unwrap() > before)
     });
     exporter.stop();
-    std::fs::remove_dir_all(&dir).unwrap();
 }
 
 /// The exporter's open BPF objects by kind, all its fds, and its RSS in kB.
@@ -416,8 +414,8 @@ fn hundreds_of_reloads_under_scrapes_leak_nothing() {
         return;
     }
     const RELOADS: usize = 300;
-    let dir = std::env::temp_dir().join(format!("bpf-exporter-soak-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
     let text = embedded("syscalls");
     let versions = [
         text.to_string(),
@@ -425,7 +423,7 @@ fn hundreds_of_reloads_under_scrapes_leak_nothing() {
     ];
     let path = dir.join("syscalls.yaml");
     std::fs::write(&path, &versions[0]).unwrap();
-    let exporter = Exporter::watching(&dir);
+    let exporter = Exporter::watching(dir);
     let pid = exporter.child.id();
     // One reload cycle first, so buffers that live for good are allocated.
     for version in versions.iter().rev() {
@@ -487,7 +485,6 @@ fn hundreds_of_reloads_under_scrapes_leak_nothing() {
         "RSS grew from {rss_before} to {rss_after} kB"
     );
     exporter.stop();
-    std::fs::remove_dir_all(&dir).unwrap();
 }
 
 #[test]
@@ -496,8 +493,8 @@ fn a_configmap_style_symlink_swap_applies() {
         return;
     }
     use std::os::unix::fs::symlink;
-    let dir = std::env::temp_dir().join(format!("bpf-exporter-configmap-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
     let text = embedded("syscalls");
     // Kubernetes' layout: <name> -> ..data/<name>, ..data -> ..<timestamp>/.
     let publish = |generation: usize, help: &str| {
@@ -516,7 +513,7 @@ fn a_configmap_style_symlink_swap_applies() {
     };
     publish(0, "Generation 0.");
     symlink("..data/syscalls.yaml", dir.join("syscalls.yaml")).unwrap();
-    let exporter = Exporter::watching(&dir);
+    let exporter = Exporter::watching(dir);
     assert!(exporter
         .get("/metrics", "")
         .2
@@ -534,5 +531,4 @@ fn a_configmap_style_symlink_swap_applies() {
         latencies[latencies.len() - 1]
     );
     exporter.stop();
-    std::fs::remove_dir_all(&dir).unwrap();
 }

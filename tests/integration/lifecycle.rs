@@ -56,8 +56,14 @@ fn a_taken_port_fails_before_any_program_is_loaded() {
         .unwrap();
     let log = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(1), "{log}");
-    assert!(log.contains(&format!("cannot listen on {address}")) && log.contains("already listens there"), "{log}");
-    assert!(!log.contains("running") && !log.contains("attach"), "programs were loaded first:\n{log}");
+    assert!(
+        log.contains(&format!("cannot listen on {address}")) && log.contains("already listens there"),
+        "{log}"
+    );
+    assert!(
+        !log.contains("running") && !log.contains("attach"),
+        "programs were loaded first:\n{log}"
+    );
 }
 
 /// Used to: `/-/ready` answered 200 with no config running.
@@ -79,7 +85,10 @@ fn ready_is_503_while_no_config_runs() {
         }
         std::thread::sleep(Duration::from_millis(50));
     };
-    assert_eq!((status, body.as_str()), (503, "Not ready: 0 of 1 configs running\n"));
+    assert_eq!(
+        (status, body.as_str()),
+        (503, "Not ready: 0 of 1 configs running\n")
+    );
     // One config running is enough.
     write(dir.path(), "syscalls.yaml", embedded("syscalls"));
     let (status, _, body) = exporter.request("POST", "/-/reload", "").unwrap();
@@ -109,8 +118,19 @@ fn a_bad_entry_at_start_costs_only_itself() {
         assert_eq!(value(&page, &series), Some(1.0), "{bad}: {page}");
     }
     let status: serde_json::Value = serde_json::from_str(&exporter.get("/-/status", "").2).unwrap();
-    let sub = status["configs"].as_array().unwrap().iter().find(|c| c["name"] == "sub").unwrap();
-    assert!(sub["error"].as_str().unwrap().contains("a directory, not a config file"), "{sub}");
+    let sub = status["configs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["name"] == "sub")
+        .unwrap();
+    assert!(
+        sub["error"]
+            .as_str()
+            .unwrap()
+            .contains("a directory, not a config file"),
+        "{sub}"
+    );
     promtool_check(&page);
 }
 
@@ -123,17 +143,30 @@ fn a_copy_of_a_config_is_refused_naming_both_files_and_the_page_stays_valid() {
     }
     let dir = tempfile::tempdir().unwrap();
     write(dir.path(), "execs.yaml", embedded("execs"));
-    write(dir.path(), "execs_copy.yaml", &format!("program: execs\n{}", embedded("execs")));
+    write(
+        dir.path(),
+        "execs_copy.yaml",
+        &format!("program: execs\n{}", embedded("execs")),
+    );
     let exporter = Exporter::start_unlogged(&["--config.dir", dir.path().to_str().unwrap()]);
     for _ in 0..3 {
         assert!(Command::new("/bin/true").status().unwrap().success());
     }
     until(&exporter, "an exec counted", |p| p.contains("ebpf_execs_total{"));
     let page = exporter.get("/metrics", "").2;
-    assert_eq!(page.matches("# TYPE ebpf_execs_total counter").count(), 1, "{page}");
+    assert_eq!(
+        page.matches("# TYPE ebpf_execs_total counter").count(),
+        1,
+        "{page}"
+    );
     promtool_check(&page);
     let status: serde_json::Value = serde_json::from_str(&exporter.get("/-/status", "").2).unwrap();
-    let copy = status["configs"].as_array().unwrap().iter().find(|c| c["name"] == "execs_copy").unwrap();
+    let copy = status["configs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["name"] == "execs_copy")
+        .unwrap();
     let error = copy["error"].as_str().unwrap();
     let (copy_path, original) = (dir.path().join("execs_copy.yaml"), dir.path().join("execs.yaml"));
     assert!(
@@ -154,7 +187,10 @@ fn watcher_triggered_failures_are_logged_and_set_the_gauge() {
     let dir = tempfile::tempdir().unwrap();
     write(dir.path(), "syscalls.yaml", embedded("syscalls"));
     let path = dir.path().to_str().unwrap();
-    let logged = Logged::start(&["--config.dir", path, "--config.check-interval", "1h"], "/-/ready");
+    let logged = Logged::start(
+        &["--config.dir", path, "--config.check-interval", "1h"],
+        "/-/ready",
+    );
     let exporter = &logged.exporter;
     let gauge = "bpf_exporter_config_last_reload_successful";
 
@@ -165,7 +201,10 @@ fn watcher_triggered_failures_are_logged_and_set_the_gauge() {
         p.contains("bpf_exporter_config_state{config=\"execs\",state=\"running\"} 1")
     });
     let log = logged.log();
-    assert!(log.contains("broken.yaml: a directory, not a config file"), "{log}");
+    assert!(
+        log.contains("broken.yaml: a directory, not a config file"),
+        "{log}"
+    );
 
     std::fs::remove_dir(dir.path().join("broken.yaml")).unwrap();
     until(exporter, "the gauge back at 1", |p| value(p, gauge) == Some(1.0));
@@ -183,19 +222,30 @@ fn a_deleted_and_recreated_config_dir_is_watched_again() {
     std::fs::create_dir(&dir).unwrap();
     write(&dir, "syscalls.yaml", embedded("syscalls"));
     let logged = Logged::start(
-        &["--config.dir", dir.to_str().unwrap(), "--config.check-interval", "1h"],
+        &[
+            "--config.dir",
+            dir.to_str().unwrap(),
+            "--config.check-interval",
+            "1h",
+        ],
         "/-/ready",
     );
     let exporter = &logged.exporter;
     let gauge = "bpf_exporter_config_last_reload_successful";
     std::fs::remove_dir_all(&dir).unwrap();
-    until(exporter, "the missing directory reported", |p| value(p, gauge) == Some(0.0));
+    until(exporter, "the missing directory reported", |p| {
+        value(p, gauge) == Some(0.0)
+    });
     assert!(logged.log().contains("does not exist"), "{}", logged.log());
     // Every config keeps running meanwhile.
-    assert!(exporter.get("/metrics", "").2.contains("# TYPE ebpf_syscalls_total counter"));
+    assert!(exporter
+        .get("/metrics", "")
+        .2
+        .contains("# TYPE ebpf_syscalls_total counter"));
 
     std::fs::create_dir(&dir).unwrap();
-    let edited = embedded("syscalls").replace("help: System calls entered, by syscall name.", "help: Recreated.");
+    let edited =
+        embedded("syscalls").replace("help: System calls entered, by syscall name.", "help: Recreated.");
     write(&dir, "syscalls.yaml", &edited);
     until(exporter, "the recreated directory's config", |p| {
         p.contains("# HELP ebpf_syscalls_total Recreated.") && value(p, gauge) == Some(1.0)
@@ -243,14 +293,24 @@ fn a_storm_of_reloads_coalesces_into_a_few() {
         (worst, most)
     });
     let done = reloads(&exporter.get("/metrics", "").2) - before;
-    let lines = logged.log().lines().filter(|l| l.contains("configs reloaded")).count();
+    let lines = logged
+        .log()
+        .lines()
+        .filter(|l| l.contains("configs reloaded"))
+        .count();
     eprintln!(
         "{REQUESTS} concurrent reloads in {:?}: {done} reloads ran, slowest answer {worst:?}, threads {idle_threads} -> \
          {most_threads} at most, {lines} reload log lines",
         started.elapsed()
     );
-    assert!(done >= 1.0 && done <= (REQUESTS / 10) as f64, "{done} reloads for {REQUESTS} requests");
-    assert!(most_threads <= idle_threads + 8, "threads {idle_threads} -> {most_threads}");
+    assert!(
+        done >= 1.0 && done <= (REQUESTS / 10) as f64,
+        "{done} reloads for {REQUESTS} requests"
+    );
+    assert!(
+        most_threads <= idle_threads + 8,
+        "threads {idle_threads} -> {most_threads}"
+    );
     assert_eq!(lines, 0, "a reload that changes nothing logs nothing at info");
 }
 
@@ -264,7 +324,12 @@ fn snapshots_keep_coming_while_a_reload_loads_a_slow_program() {
     }
     let dir = tempfile::tempdir().unwrap();
     write(dir.path(), "syscalls.yaml", embedded("syscalls"));
-    let exporter = Exporter::start(&["--config.dir", dir.path().to_str().unwrap(), "--config.check-interval", "1h"]);
+    let exporter = Exporter::start(&[
+        "--config.dir",
+        dir.path().to_str().unwrap(),
+        "--config.check-interval",
+        "1h",
+    ]);
     write(
         dir.path(),
         "slow.yaml",
@@ -287,8 +352,66 @@ fn snapshots_keep_coming_while_a_reload_loads_a_slow_program() {
         }
         (reload.join().unwrap(), reads.len())
     });
-    eprintln!("a reload loading slow_verifier took {took:?}; {reads} read cycles served meanwhile (every 100 ms)");
-    assert!(took >= Duration::from_millis(800), "the load was not slow ({took:?}): the test proves nothing");
+    eprintln!(
+        "a reload loading slow_verifier took {took:?}; {reads} read cycles served meanwhile (every 100 ms)"
+    );
+    assert!(
+        took >= Duration::from_millis(800),
+        "the load was not slow ({took:?}): the test proves nothing"
+    );
     assert!(reads >= 4, "{reads} read cycles in {took:?}");
-    assert!(exporter.get("/metrics", "").2.contains("# TYPE ebpf_slow_verifier_events_total counter"));
+    assert!(exporter
+        .get("/metrics", "")
+        .2
+        .contains("# TYPE ebpf_slow_verifier_events_total counter"));
+}
+
+/// Used to: a refused change of a running config detached it and rebuilt
+/// it from its text into fresh maps, so its counters restarted at zero.
+#[test]
+fn a_refused_edit_leaves_the_counters_growing() {
+    if !bpf_available() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    write(dir.path(), "syscalls.yaml", embedded("syscalls"));
+    let exporter = Exporter::start_unlogged(&[
+        "--config.dir",
+        dir.path().to_str().unwrap(),
+        "--config.check-interval",
+        "1h",
+    ]);
+    let series = r#"ebpf_syscalls_total{syscall="sched_get_priority_min"}"#;
+    let calls = |n: usize| {
+        for _ in 0..n {
+            // SAFETY: a query with no memory arguments.
+            unsafe { libc::sched_get_priority_min(libc::SCHED_OTHER) };
+        }
+    };
+    let wait_for = |wanted: u64| {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        let mut seen = exporter.sample(series);
+        while seen < wanted && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(50));
+            seen = exporter.sample(series);
+        }
+        seen
+    };
+    let before = exporter.sample(series);
+    calls(300);
+    assert_eq!(wait_for(before + 300) - before, 300);
+    // Loads, but none of its programs attach: refused.
+    write(
+        dir.path(),
+        "syscalls.yaml",
+        "program: missing_hooks\nmetrics:\n  counters:\n    - name: missing_hooks_total\n      help: Never counted.\n",
+    );
+    let (status, _, body) = exporter.request("POST", "/-/reload", "").unwrap();
+    assert_eq!(status, 500, "{body}");
+    calls(200);
+    assert_eq!(
+        wait_for(before + 500) - before,
+        500,
+        "the counter was reset by the refused edit"
+    );
 }

@@ -302,9 +302,18 @@ fn a_refused_change_keeps_the_running_counters_without_a_reset() {
     assert_eq!(attached, 1.0);
     let status = &exporter.statuses()[0];
     assert_eq!(status.state, ConfigState::Running);
-    assert!(status.rejected.as_deref().is_some_and(|r| r.contains("no_such_tracepoint")), "{status:?}");
+    assert!(
+        status
+            .rejected
+            .as_deref()
+            .is_some_and(|r| r.contains("no_such_tracepoint")),
+        "{status:?}"
+    );
     // The refused version is not tried again until the file changes.
-    assert_eq!(reload(&mut exporter, &[unattachable(&source)]).unchanged, ["syscalls"]);
+    assert_eq!(
+        reload(&mut exporter, &[unattachable(&source)]).unchanged,
+        ["syscalls"]
+    );
 }
 
 /// Used to: a copy of execs.yaml under another name was accepted, and the
@@ -329,14 +338,29 @@ fn two_configs_cannot_export_the_same_metric() {
         "{reason}"
     );
     let snapshot = exporter.read();
-    let families = snapshot.families.iter().filter(|f| f.name == "ebpf_execs_total").count();
+    let families = snapshot
+        .families
+        .iter()
+        .filter(|f| f.name == "ebpf_execs_total")
+        .count();
     assert_eq!(families, 1);
-    let status = exporter.statuses().into_iter().find(|s| s.name == "execs_copy").unwrap();
-    assert_eq!((status.state, status.reason), (ConfigState::Invalid, Some(Reason::Conflict)));
+    let status = exporter
+        .statuses()
+        .into_iter()
+        .find(|s| s.name == "execs_copy")
+        .unwrap();
+    assert_eq!(
+        (status.state, status.reason),
+        (ConfigState::Invalid, Some(Reason::Conflict))
+    );
 
     // Once the original goes, the copy comes up in the same reload.
     let outcome = reload(&mut exporter, std::slice::from_ref(&copy));
-    assert_eq!((outcome.removed.as_slice(), outcome.added.as_slice()), (&["execs".to_string()][..], &["execs_copy".to_string()][..]), "{outcome}");
+    assert_eq!(
+        (outcome.removed.as_slice(), outcome.added.as_slice()),
+        (&["execs".to_string()][..], &["execs_copy".to_string()][..]),
+        "{outcome}"
+    );
     assert!(outcome.is_successful(), "{outcome}");
 }
 
@@ -356,16 +380,33 @@ fn watcher_triggered_failures_cost_only_the_bad_entry_and_are_reported() {
     let text = embedded("syscalls").text;
     write(dir.path(), "syscalls.yaml", &text);
     let running = Threaded::start(dir.path());
-    let successful = || gauge(&running.cell.load(), "bpf_exporter_config_last_reload_successful", &[]);
+    let successful = || {
+        gauge(
+            &running.cell.load(),
+            "bpf_exporter_config_last_reload_successful",
+            &[],
+        )
+    };
 
     std::fs::create_dir(dir.path().join("broken.yaml")).unwrap();
-    write(dir.path(), "syscalls.yaml", &text.replace("help: System calls entered", "help: Edited"));
+    write(
+        dir.path(),
+        "syscalls.yaml",
+        &text.replace("help: System calls entered", "help: Edited"),
+    );
     let outcome = running.reload(Trigger::Watch);
     assert_eq!(outcome.changed, ["syscalls"], "the other edit applies: {outcome}");
     assert_eq!(outcome.rejected.len(), 1, "{outcome}");
-    assert!(outcome.rejected[0].1.contains("broken.yaml: a directory, not a config file"), "{outcome}");
+    assert!(
+        outcome.rejected[0]
+            .1
+            .contains("broken.yaml: a directory, not a config file"),
+        "{outcome}"
+    );
     assert_eq!(successful(), 0.0);
-    assert!(family(&running.cell.load(), "ebpf_syscalls_total").help.starts_with("Edited"));
+    assert!(family(&running.cell.load(), "ebpf_syscalls_total")
+        .help
+        .starts_with("Edited"));
 
     std::fs::remove_dir(dir.path().join("broken.yaml")).unwrap();
     let outcome = running.reload(Trigger::Watch);
@@ -378,20 +419,37 @@ fn watcher_triggered_failures_cost_only_the_bad_entry_and_are_reported() {
     std::fs::remove_dir_all(&path).unwrap();
     let failed = running.threads.reloader.reload(Trigger::Watch);
     let error = failed.as_ref().as_ref().unwrap_err();
-    assert!(error.contains("cannot read the directory: it does not exist"), "{error}");
+    assert!(
+        error.contains("cannot read the directory: it does not exist"),
+        "{error}"
+    );
     assert_eq!(successful(), 0.0);
     let before = syscalls(&running.cell.load(), UNCHANGED);
     calls(UNCHANGED, 40);
     std::fs::create_dir(&path).unwrap();
-    write(&path, "syscalls.yaml", &text.replace("help: System calls entered", "help: Edited"));
+    write(
+        &path,
+        "syscalls.yaml",
+        &text.replace("help: System calls entered", "help: Edited"),
+    );
     let outcome = running.reload(Trigger::Watch);
-    assert!(!outcome.changed_anything() && outcome.is_successful(), "{outcome}");
+    assert!(
+        !outcome.changed_anything() && outcome.is_successful(),
+        "{outcome}"
+    );
     assert_eq!(successful(), 1.0);
     running.threads.reloader.reload(Trigger::Request);
     let snapshot = running.cell.load();
     // The same maps throughout (a full read after the forced reload).
     assert!(syscalls(&snapshot, UNCHANGED) >= before, "reset");
-    assert_eq!(counter(&snapshot, "bpf_exporter_config_reloads_total", &[("result", "failure")]), 2);
+    assert_eq!(
+        counter(
+            &snapshot,
+            "bpf_exporter_config_reloads_total",
+            &[("result", "failure")]
+        ),
+        2
+    );
 }
 
 /// Used to: an empty directory was an error, so deleting every config left
@@ -404,14 +462,25 @@ fn removing_every_config_runs_nothing_and_stays_ready() {
     let dir = tempfile::tempdir().unwrap();
     write(dir.path(), "syscalls.yaml", &embedded("syscalls").text);
     let running = Threaded::start(dir.path());
-    assert!(running.cell.load().families.iter().any(|f| f.name == "ebpf_syscalls_total"));
+    assert!(running
+        .cell
+        .load()
+        .families
+        .iter()
+        .any(|f| f.name == "ebpf_syscalls_total"));
     std::fs::remove_file(dir.path().join("syscalls.yaml")).unwrap();
     let outcome = running.reload(Trigger::Watch);
     assert_eq!(outcome.removed, ["syscalls"]);
     let snapshot = running.cell.load();
     assert!(!snapshot.families.iter().any(|f| f.name.starts_with("ebpf_")));
-    assert!(snapshot.families.iter().any(|f| f.name == "bpf_exporter_config_reloads_total"));
+    assert!(snapshot
+        .families
+        .iter()
+        .any(|f| f.name == "bpf_exporter_config_reloads_total"));
     assert!(snapshot.configs.is_empty());
     assert_eq!(snapshot.not_ready, None);
-    assert_eq!(gauge(&snapshot, "bpf_exporter_config_last_reload_successful", &[]), 1.0);
+    assert_eq!(
+        gauge(&snapshot, "bpf_exporter_config_last_reload_successful", &[]),
+        1.0
+    );
 }

@@ -85,17 +85,10 @@ struct LoopConfig {
 
 impl LoopDevice {
     pub fn attach(size: u64) -> LoopDevice {
-        let backing_path = std::env::temp_dir().join(format!("{}.img", unique("bpf-exporter-loop")));
-        let backing = File::options()
-            .read(true)
-            .write(true)
-            .create(true)
-            .truncate(true)
-            .open(&backing_path)
-            .unwrap();
+        // Unlinked at once: the device keeps the file alive, nothing is
+        // left behind.
+        let backing = tempfile::tempfile().unwrap();
         backing.set_len(size).unwrap();
-        // The device keeps the file alive; nothing is left behind.
-        std::fs::remove_file(&backing_path).unwrap();
 
         let control = File::open("/dev/loop-control").unwrap();
         // Another process may take the free device first: try again.
