@@ -17,6 +17,13 @@ fn write(dir: &Path, name: &str, text: &str) {
     std::fs::write(dir.join(name), text).unwrap();
 }
 
+/// A config directory holding the embedded syscalls.yaml.
+fn with_syscalls() -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    write(dir.path(), "syscalls.yaml", embedded("syscalls"));
+    dir
+}
+
 /// The value of the sample line `series` in a /metrics page.
 fn value(page: &str, series: &str) -> Option<f64> {
     page.lines()
@@ -103,8 +110,7 @@ fn a_bad_entry_at_start_costs_only_itself() {
     if !bpf_available() {
         return;
     }
-    let dir = tempfile::tempdir().unwrap();
-    write(dir.path(), "syscalls.yaml", embedded("syscalls"));
+    let dir = with_syscalls();
     std::fs::create_dir(dir.path().join("sub.yaml")).unwrap();
     std::fs::write(dir.path().join("latin1.yaml"), b"metrics: caf\xe9\n").unwrap();
     std::os::unix::fs::symlink("nowhere.yaml", dir.path().join("dangling.yaml")).unwrap();
@@ -184,8 +190,7 @@ fn watcher_triggered_failures_are_logged_and_set_the_gauge() {
     if !bpf_available() {
         return;
     }
-    let dir = tempfile::tempdir().unwrap();
-    write(dir.path(), "syscalls.yaml", embedded("syscalls"));
+    let dir = with_syscalls();
     let path = dir.path().to_str().unwrap();
     let logged = Logged::start(
         &["--config.dir", path, "--config.check-interval", "1h"],
@@ -265,8 +270,7 @@ fn a_storm_of_reloads_coalesces_into_a_few() {
         return;
     }
     const REQUESTS: usize = 200;
-    let dir = tempfile::tempdir().unwrap();
-    write(dir.path(), "syscalls.yaml", embedded("syscalls"));
+    let dir = with_syscalls();
     let logged = Logged::start(&["--config.dir", dir.path().to_str().unwrap()], "/-/ready");
     let exporter = &logged.exporter;
     let reloads = |page: &str| value(page, "bpf_exporter_config_reloads_total{result=\"success\"}").unwrap();
@@ -323,14 +327,8 @@ fn snapshots_keep_coming_while_a_reload_loads_a_slow_program() {
     if !bpf_available() {
         return;
     }
-    let dir = tempfile::tempdir().unwrap();
-    write(dir.path(), "syscalls.yaml", embedded("syscalls"));
-    let exporter = Exporter::start(&[
-        "--config.dir",
-        dir.path().to_str().unwrap(),
-        "--config.check-interval",
-        "1h",
-    ]);
+    let dir = with_syscalls();
+    let exporter = Exporter::watching(dir.path());
     write(
         dir.path(),
         "slow.yaml",
@@ -374,14 +372,8 @@ fn a_refused_edit_leaves_the_counters_growing() {
     if !bpf_available() {
         return;
     }
-    let dir = tempfile::tempdir().unwrap();
-    write(dir.path(), "syscalls.yaml", embedded("syscalls"));
-    let exporter = Exporter::start_unlogged(&[
-        "--config.dir",
-        dir.path().to_str().unwrap(),
-        "--config.check-interval",
-        "1h",
-    ]);
+    let dir = with_syscalls();
+    let exporter = Exporter::watching(dir.path());
     let series = r#"ebpf_syscalls_total{syscall="sched_get_priority_min"}"#;
     let calls = |n: usize| {
         for _ in 0..n {
