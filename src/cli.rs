@@ -1,5 +1,5 @@
 //! Command-line flags, dotted as in Prometheus exporters
-//! (`--web.listen-address`), parsed raw by clap and resolved by [`Args::resolve`].
+//! (`--web.listen-address`), parsed raw by clap and resolved once into [`crate::settings::Settings`].
 
 use std::path::PathBuf;
 use std::time::Duration;

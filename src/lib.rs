@@ -1,8 +1,11 @@
 //! bpf-exporter: turns eBPF maps into Prometheus metrics.
 //!
-//! Data flows one way: [`config`] (YAML → validated specs) → [`programs`]
-//! (open, load, attach) → [`reader`] (periodic map reads) → [`metrics`]
-//! (immutable snapshots, exposition) → [`server`] (HTTP).
+//! Data flows one way: [`settings`] (flags, resolved once) → [`config`]
+//! (YAML → validated specs) → [`programs`] (open, load, attach) →
+//! [`fleet`] (the one owner of what runs) → [`reader`] (periodic map reads)
+//! → [`metrics`] (immutable snapshots, exposition) → [`server`] (HTTP).
+//! [`reload`] changes the fleet: a pure plan, applied off the reader thread
+//! and handed to the reader in one swap.
 
 pub mod cli;
 pub mod config;

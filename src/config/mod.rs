@@ -1,4 +1,4 @@
-//! Configs: where they come from ([`sources`]: embedded or `--config.dir`),
+//! Configs: where they come from ([`sources`](mod@sources): embedded or `--config.dir`),
 //! and the resolved specs the rest of the exporter works from.
 //!
 //! Parsing is two-staged: [`raw`] mirrors the YAML, [`validate`] checks it

@@ -211,7 +211,7 @@ pub struct Snapshot {
     pub configs: Vec<ConfigStatus>,
     pub taken_at: SystemTime,
     /// Why `/-/ready` answers 503, or `None` when it answers 200 (the rule
-    /// is [`crate::fleet::View::readiness`]).
+    /// is [`crate::fleet::Fleet::readiness`]).
     pub not_ready: Option<String>,
 }
 

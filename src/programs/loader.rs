@@ -2,6 +2,12 @@
 //! as little as possible: a program the kernel refuses is left out and the
 //! rest of the object still loads; a program that cannot attach is reported
 //! and the others stay attached.
+//!
+//! Every failure carries its kind ([`Reason`]): a reload decides from it
+//! whether the old version must make way (an exclusive hook) or simply
+//! stays, and the self-metrics label it. Attachments can be dropped and
+//! made again on the loaded object ([`Loaded::detach`], [`Loaded::attach`]),
+//! so an old version that made way keeps its maps and their values.
 
 use std::os::fd::{AsFd, AsRawFd, FromRawFd, OwnedFd};
 use std::path::Path;

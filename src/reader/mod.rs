@@ -64,26 +64,12 @@ impl Target {
             };
             sources.push(source);
         }
-        Ok(Target::from_sources(id, config, sources, loaded.program_fds()))
-    }
-
-    /// A target over any sources: fixed dumps read the same way as maps.
-    pub fn from_sources(
-        id: u64,
-        config: Arc<Config>,
-        sources: Vec<Box<dyn MapSource>>,
-        programs: Vec<(String, OwnedFd)>,
-    ) -> Target {
-        Target {
+        Ok(Target {
             id,
             config,
             sources: sources.into_iter().map(Mutex::new).collect(),
-            programs,
-        }
-    }
-
-    pub fn config(&self) -> &Config {
-        &self.config
+            programs: loaded.program_fds(),
+        })
     }
 }
 

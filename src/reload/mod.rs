@@ -1,6 +1,6 @@
 //! Config reloads: what starts one ([`trigger`]), what it is to do ([`plan`],
 //! a pure diff of what runs and what the files say), and doing it
-//! ([`apply`], off the reader thread, handed to the reader in one swap).
+//! ([`apply`](mod@apply), off the reader thread, handed to the reader in one swap).
 //! Configs whose file is unchanged are left alone: their programs stay
 //! attached and their counters keep counting.
 

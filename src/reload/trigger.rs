@@ -244,7 +244,7 @@ impl Worker {
 }
 
 /// Logs what a reload did: a line per refused change, one for the rest.
-pub fn report(outcome: &ReloadOutcome) {
+fn report(outcome: &ReloadOutcome) {
     for (name, reason) in &outcome.rejected {
         if outcome.kept.contains(name) {
             tracing::error!(config = %name, "change refused, the previous version keeps running: {reason}");

@@ -1,10 +1,11 @@
-//! HTTP: the telemetry path (default `/metrics`), a landing page at `/`,
-//! `/-/healthy` and `/-/ready` for orchestrators, and `POST /-/reload`.
+//! HTTP: the telemetry path (default `/metrics`), a landing page at `/` and
+//! its JSON twin `/-/status`, `/-/healthy` and `/-/ready` for
+//! orchestrators, and `POST /-/reload`.
 //!
 //! This module owns the connections: accepting them, bounding how long a
 //! client may hold one, and ending them gracefully on shutdown, so that
-//! what each request gets ([`routes`]) can be written without thinking of
-//! sockets. Binding ([`listen`]) is separate so that startup can fail on a
+//! what each request gets (`routes`) can be written without thinking of
+//! sockets. Binding (`listen`) is separate so that startup can fail on a
 //! taken port before any BPF program is loaded.
 
 mod landing;
@@ -69,7 +70,7 @@ struct Context {
 }
 
 /// Serves HTTP/1.1 on `listener` until `shutdown` resolves, then stops
-/// accepting and gives open connections [`SHUTDOWN_GRACE`] to finish their
+/// accepting and gives open connections `SHUTDOWN_GRACE` to finish their
 /// current response.
 pub async fn serve(
     listener: TcpListener,
