@@ -96,8 +96,9 @@ async fn serve(settings: Settings, listing: bpf_exporter::config::Listing) -> an
             .await
             .context("loading the configs")?
     };
-    report_start(&fleet.statuses());
-    if settings.strict && fleet.statuses().iter().any(|s| !s.is_good()) {
+    let statuses = fleet.statuses();
+    report_start(&statuses);
+    if settings.strict && statuses.iter().any(|s| !s.is_good()) {
         bail!("--config.strict: not every config loaded and attached (see above)");
     }
     if listing.is_empty() {

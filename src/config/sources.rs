@@ -61,14 +61,17 @@ impl Listing {
 
     /// Every config of the listing, named; sorted by name.
     pub fn names(&self) -> Vec<&str> {
-        let mut names: Vec<&str> = self
-            .sources
+        let mut names: Vec<&str> = self.in_order().collect();
+        names.sort_unstable();
+        names
+    }
+
+    /// The names of the configs read, then of those that could not be.
+    fn in_order(&self) -> impl Iterator<Item = &str> {
+        self.sources
             .iter()
             .map(|s| s.name.as_str())
             .chain(self.unreadable.iter().map(|u| u.name.as_str()))
-            .collect();
-        names.sort_unstable();
-        names
     }
 }
 
@@ -103,49 +106,39 @@ impl Selection {
 /// it is a typo in the flag); a name missing from `dir` is an unreadable
 /// entry, as the file may come back.
 pub fn sources(dir: Option<&Path>, names: Option<&[String]>) -> anyhow::Result<Listing> {
-    let (all, defaults): (Listing, Vec<bool>) = match dir {
+    let (all, default_set) = match dir {
         None => {
-            let sources: Vec<Source> = EMBEDDED_CONFIGS
+            let all = Listing::from(
+                EMBEDDED_CONFIGS
+                    .iter()
+                    .map(|c| Source {
+                        name: c.name.to_string(),
+                        origin: format!("embedded:{}", c.path),
+                        text: c.text.to_string(),
+                    })
+                    .collect::<Vec<_>>(),
+            );
+            let default_set = all
+                .sources
                 .iter()
-                .map(|c| Source {
-                    name: c.name.to_string(),
-                    origin: format!("embedded:{}", c.path),
-                    text: c.text.to_string(),
-                })
-                .collect();
-            (
-                Listing::from(sources),
-                EMBEDDED_CONFIGS.iter().map(|c| c.default).collect(),
-            )
+                .zip(EMBEDDED_CONFIGS)
+                .filter(|(_, c)| c.default)
+                .map(|(s, _)| s.clone())
+                .collect::<Vec<_>>();
+            (all, Some(Listing::from(default_set)))
         }
-        Some(dir) => {
-            let listing = read_dir(dir)?;
-            let n = listing.sources.len();
-            (listing, vec![true; n])
-        }
+        // Every config of a directory is in its default set.
+        Some(dir) => (read_dir(dir)?, None),
     };
     let Some(names) = names else {
-        let sources = all
-            .sources
-            .into_iter()
-            .zip(defaults)
-            .filter_map(|(s, default)| default.then_some(s))
-            .collect();
-        return Ok(Listing {
-            sources,
-            unreadable: all.unreadable,
-        });
+        return Ok(default_set.unwrap_or(all));
     };
+    let default_set = default_set.as_ref().unwrap_or(&all);
     let mut selected = Listing::default();
     for name in names {
         if name == DEFAULT_SET {
-            for (source, default) in all.sources.iter().zip(&defaults) {
-                if *default {
-                    select(&all, &mut selected, &source.name);
-                }
-            }
-            for bad in &all.unreadable {
-                select(&all, &mut selected, &bad.name);
+            for name in default_set.in_order() {
+                select(&all, &mut selected, name);
             }
             continue;
         }
@@ -178,7 +171,7 @@ pub fn sources(dir: Option<&Path>, names: Option<&[String]>) -> anyhow::Result<L
 
 /// Adds config `name` of `all` to `selected` once; false if `all` has none.
 fn select(all: &Listing, selected: &mut Listing, name: &str) -> bool {
-    if selected.names().contains(&name) {
+    if selected.in_order().any(|n| n == name) {
         return true;
     }
     if let Some(source) = all.sources.iter().find(|s| s.name == name) {

@@ -134,12 +134,8 @@ impl Loaded {
     pub fn attach(&mut self, config: &Config) {
         for prog in self.object.progs_mut() {
             let name = prog.name().to_string_lossy().into_owned();
-            let attached = self
-                .links
-                .iter()
-                .map(|(n, _)| n)
-                .chain(self.xdp_links.iter().map(|(n, _)| n));
-            if self.refused.contains(&name) || attached.into_iter().any(|n| *n == name) {
+            let attached = self.programs.iter().any(|p| p.name == name && p.attached);
+            if attached || self.refused.contains(&name) {
                 continue;
             }
             let section = prog.section().to_string_lossy().into_owned();

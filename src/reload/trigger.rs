@@ -58,7 +58,6 @@ struct Queue {
     forced: bool,
     /// Tickets served.
     done: u64,
-    last: Option<Arc<ReloadResult>>,
     stop: bool,
 }
 
@@ -75,7 +74,8 @@ struct Shared {
     wanted: Condvar,
     /// Wakes blocking waiters.
     done: Condvar,
-    /// Wakes async waiters (the HTTP server) without a thread each.
+    /// The last ticket served and its outcome; wakes async waiters (the
+    /// HTTP server) without a thread each.
     results: tokio::sync::watch::Sender<(u64, Option<Arc<ReloadResult>>)>,
 }
 
@@ -150,10 +150,12 @@ impl Reloader {
                 .wait(queue)
                 .unwrap_or_else(PoisonError::into_inner);
         }
-        queue
-            .last
-            .clone()
-            .unwrap_or_else(|| Arc::new(Err("the config reloader has stopped".into())))
+        drop(queue);
+        let finished = self.shared.results.borrow();
+        match &finished.1 {
+            Some(result) if finished.0 >= ticket => Arc::clone(result),
+            _ => Arc::new(Err("the config reloader has stopped".into())),
+        }
     }
 
     /// Reloads and waits for the outcome without holding a thread.
@@ -199,11 +201,10 @@ impl Worker {
                 (queue.wanted, std::mem::take(&mut queue.forced))
             };
             let result = Arc::new(self.reload(forced));
-            let mut queue = shared.lock();
-            queue.done = ticket;
-            queue.last = Some(Arc::clone(&result));
-            shared.done.notify_all();
+            // The outcome first: a waiter woken by `done` reads it.
             shared.results.send_replace((ticket, Some(result)));
+            shared.lock().done = ticket;
+            shared.done.notify_all();
         }
     }
 

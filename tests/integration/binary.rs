@@ -157,9 +157,19 @@ impl Exporter {
     /// Value of the sample line starting with `series ` in /metrics.
     pub(crate) fn sample(&self, series: &str) -> u64 {
         let body = self.get("/metrics", "").2;
-        body.lines()
-            .find_map(|l| l.strip_prefix(series).and_then(|rest| rest.strip_prefix(' ')))
-            .map_or(0, |v| v.parse().unwrap())
+        sample_text(&body, series).map_or(0, |v| v.parse().unwrap())
+    }
+
+    /// [`Exporter::sample`] once it reaches `wanted`, or after 10 s
+    /// whatever it is: reads run every 100 ms.
+    pub(crate) fn sample_reaching(&self, series: &str, wanted: u64) -> u64 {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        let mut seen = self.sample(series);
+        while seen < wanted && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(50));
+            seen = self.sample(series);
+        }
+        seen
     }
 
     fn stop(mut self) {
@@ -178,17 +188,8 @@ fn metrics_over_http_move_by_exactly_the_events_driven() {
     let exporter = Exporter::start(&["--config.names", "syscalls"]);
     let series = r#"ebpf_syscalls_total{syscall="sched_get_priority_min"}"#;
     let before = exporter.sample(series);
-    for _ in 0..500 {
-        // SAFETY: a query with no memory arguments.
-        unsafe { libc::sched_get_priority_min(libc::SCHED_OTHER) };
-    }
-    let deadline = Instant::now() + Duration::from_secs(10);
-    let mut after = exporter.sample(series);
-    while after < before + 500 && Instant::now() < deadline {
-        std::thread::sleep(Duration::from_millis(50));
-        after = exporter.sample(series);
-    }
-    assert_eq!(after - before, 500);
+    priority_min_queries(500);
+    assert_eq!(exporter.sample_reaching(series, before + 500) - before, 500);
 
     let (status, head, body) = exporter.get("/metrics", "");
     assert_eq!(status, 200);
@@ -216,6 +217,20 @@ fn metrics_over_http_move_by_exactly_the_events_driven() {
     assert!(page.contains("syscalls") && page.contains("sys_enter"));
     assert_eq!(exporter.get("/-/healthy", "").0, 200);
     exporter.stop();
+}
+
+/// The value, as written, of the sample line `series` of a /metrics page.
+pub(crate) fn sample_text<'a>(page: &'a str, series: &str) -> Option<&'a str> {
+    page.lines()
+        .find_map(|l| l.strip_prefix(series)?.strip_prefix(' '))
+}
+
+/// `n` `sched_get_priority_min` calls, counted by the syscalls config.
+pub(crate) fn priority_min_queries(n: usize) {
+    for _ in 0..n {
+        // SAFETY: a query with no memory arguments.
+        unsafe { libc::sched_get_priority_min(libc::SCHED_OTHER) };
+    }
 }
 
 /// `promtool check metrics` accepts `body` without a word.
@@ -371,13 +386,12 @@ fn config_changes_apply_while_running() {
     until(&exporter, "syscalls gone", |m| !m.contains("ebpf_syscalls_total"));
 
     // SIGHUP reloads (and does not end the process).
-    let before = exporter.sample("bpf_exporter_config_reloads_total{result=\"success\"}");
+    let successes = "bpf_exporter_config_reloads_total{result=\"success\"}";
+    let before = exporter.sample(successes);
     // SAFETY: signalling our own child.
     unsafe { libc::kill(exporter.child.id() as i32, libc::SIGHUP) };
     until(&exporter, "a SIGHUP reload", |m| {
-        m.lines()
-            .find_map(|l| l.strip_prefix("bpf_exporter_config_reloads_total{result=\"success\"} "))
-            .is_some_and(|v| v.parse::<u64>().unwrap() > before)
+        sample_text(m, successes).is_some_and(|v| v.parse::<u64>().unwrap() > before)
     });
     exporter.stop();
 }

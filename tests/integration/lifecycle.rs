@@ -8,7 +8,7 @@ use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use crate::binary::{embedded, promtool_check, until, Exporter};
+use crate::binary::{embedded, priority_min_queries, promtool_check, sample_text, until, Exporter};
 use crate::common::bpf_available;
 
 const BIN: &str = env!("CARGO_BIN_EXE_bpf-exporter");
@@ -26,9 +26,7 @@ fn with_syscalls() -> tempfile::TempDir {
 
 /// The value of the sample line `series` in a /metrics page.
 fn value(page: &str, series: &str) -> Option<f64> {
-    page.lines()
-        .find_map(|l| l.strip_prefix(series)?.strip_prefix(' '))
-        .and_then(|v| v.parse().ok())
+    sample_text(page, series).and_then(|v| v.parse().ok())
 }
 
 /// Its log, kept in a file the test reads.
@@ -375,24 +373,9 @@ fn a_refused_edit_leaves_the_counters_growing() {
     let dir = with_syscalls();
     let exporter = Exporter::watching(dir.path());
     let series = r#"ebpf_syscalls_total{syscall="sched_get_priority_min"}"#;
-    let calls = |n: usize| {
-        for _ in 0..n {
-            // SAFETY: a query with no memory arguments.
-            unsafe { libc::sched_get_priority_min(libc::SCHED_OTHER) };
-        }
-    };
-    let wait_for = |wanted: u64| {
-        let deadline = Instant::now() + Duration::from_secs(10);
-        let mut seen = exporter.sample(series);
-        while seen < wanted && Instant::now() < deadline {
-            std::thread::sleep(Duration::from_millis(50));
-            seen = exporter.sample(series);
-        }
-        seen
-    };
     let before = exporter.sample(series);
-    calls(300);
-    assert_eq!(wait_for(before + 300) - before, 300);
+    priority_min_queries(300);
+    assert_eq!(exporter.sample_reaching(series, before + 300) - before, 300);
     // Loads, but none of its programs attach: refused.
     write(
         dir.path(),
@@ -401,9 +384,9 @@ fn a_refused_edit_leaves_the_counters_growing() {
     );
     let (status, _, body) = exporter.request("POST", "/-/reload", "").unwrap();
     assert_eq!(status, 500, "{body}");
-    calls(200);
+    priority_min_queries(200);
     assert_eq!(
-        wait_for(before + 500) - before,
+        exporter.sample_reaching(series, before + 500) - before,
         500,
         "the counter was reset by the refused edit"
     );
