@@ -41,6 +41,27 @@ pub struct Args {
     #[arg(long = "web.listen-address", value_name = "ADDR", default_value = ":9435")]
     pub listen_address: String,
 
+    /// Listen on the socket systemd passes (socket activation, see
+    /// packaging/systemd/) instead of --web.listen-address.
+    #[arg(long = "web.systemd-socket")]
+    pub systemd_socket: bool,
+
+    /// exporter-toolkit web configuration file: TLS, client certificates,
+    /// basic authentication, response headers. Read again when it (or a
+    /// file it names) changes, and on SIGHUP.
+    #[arg(long = "web.config.file", value_name = "FILE")]
+    pub web_config_file: Option<PathBuf>,
+
+    /// Serve `POST /-/reload` (off by default, as in Prometheus: it lets
+    /// anyone who reaches the port make the exporter reload programs).
+    #[arg(long = "web.enable-lifecycle")]
+    pub enable_lifecycle: bool,
+
+    /// Open HTTP connections at most; beyond it, the connection idle
+    /// longest is closed to make room.
+    #[arg(long = "web.max-connections", value_name = "N", default_value_t = crate::server::DEFAULT_MAX_CONNECTIONS, value_parser = parse_positive)]
+    pub max_connections: usize,
+
     /// Path under which metrics are served.
     #[arg(long = "web.telemetry-path", value_name = "PATH", default_value = "/metrics")]
     pub telemetry_path: String,
@@ -97,6 +118,13 @@ pub fn parse_duration(s: &str) -> Result<Duration, String> {
         return Err("the interval must be longer than zero".into());
     }
     Ok(d)
+}
+
+fn parse_positive(s: &str) -> Result<usize, String> {
+    match s.parse::<usize>() {
+        Ok(n) if n > 0 => Ok(n),
+        _ => Err(format!("{s:?}: use a whole number above 0")),
+    }
 }
 
 fn parse_method(s: &str) -> Result<ReadMethod, String> {

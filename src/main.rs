@@ -53,11 +53,40 @@ fn run(settings: Settings) -> anyhow::Result<ExitCode> {
 }
 
 async fn serve(settings: Settings, listing: bpf_exporter::config::Listing) -> anyhow::Result<()> {
+    match server::raise_fd_limit() {
+        Ok(limit) => {
+            tracing::debug!(limit, "open files limit");
+            if limit < settings.server.max_connections as u64 + FD_RESERVE {
+                tracing::warn!(
+                    limit,
+                    max_connections = settings.server.max_connections,
+                    "the open files limit leaves little room beyond --web.max-connections; \
+                     raise LimitNOFILE= (systemd) or ulimit -n, or lower --web.max-connections"
+                );
+            }
+        }
+        Err(e) => tracing::warn!("cannot raise the open files limit: {e}"),
+    }
+    // A broken web configuration at start is fatal: serving without the
+    // TLS or authentication it asks for would be worse than not serving.
+    let web: server::SharedWeb = Arc::new(arc_swap::ArcSwap::from_pointee(
+        match &settings.server.web_config {
+            Some(path) => server::web::Web::load(path)
+                .map_err(|e| anyhow::anyhow!("--web.config.file: the web configuration is refused:\n{e}"))?,
+            None => server::web::Web::default(),
+        },
+    ));
     // Binding is cheap and the usual failure (a taken port): it comes
     // before any program is loaded, and the server answers (not ready)
     // while they load.
     let listener = server::bind(&settings.server).await?;
-    tracing::info!(address = %listener.local_addr()?, path = %settings.server.telemetry_path, "serving metrics");
+    tracing::info!(
+        address = %listener.local_addr()?,
+        path = %settings.server.telemetry_path,
+        web = %web.load().describe(),
+        lifecycle = settings.server.enable_lifecycle,
+        "serving metrics"
+    );
     let cell = Arc::new(SnapshotCell::default());
     let reloader: Arc<OnceLock<Arc<Reloader>>> = Arc::default();
     let hook: server::ReloadHook = {
@@ -76,12 +105,25 @@ async fn serve(settings: Settings, listing: bpf_exporter::config::Listing) -> an
             })
         })
     };
+    let (hangup_tx, hangups) = tokio::sync::watch::channel(0u64);
+    if let Some(path) = &settings.server.web_config {
+        tokio::spawn(server::web::keep_current(
+            path.clone(),
+            Arc::clone(&web),
+            WEB_CONFIG_CHECK,
+            hangups.clone(),
+        ));
+    }
     let server = tokio::spawn(server::serve(
         listener,
         settings.server.clone(),
         Arc::clone(&cell),
-        Some(hook),
-        shutdown_signal(),
+        web,
+        settings.server.enable_lifecycle.then_some(hook),
+        async {
+            shutdown_signal().await;
+            notify_systemd(&[sd_notify::NotifyState::Stopping]);
+        },
     ));
 
     // Held until exit: statistics stay on only while the exporter runs.
@@ -115,7 +157,12 @@ async fn serve(settings: Settings, listing: bpf_exporter::config::Listing) -> an
         ),
         None => None,
     };
-    tokio::spawn(reload_on_sighup(Arc::clone(&threads.reloader)));
+    let running = statuses.iter().filter(|s| s.is_good()).count();
+    notify_systemd(&[
+        sd_notify::NotifyState::Ready,
+        sd_notify::NotifyState::Status(&format!("{running} of {} configs running", statuses.len())),
+    ]);
+    tokio::spawn(reload_on_sighup(Arc::clone(&threads.reloader), hangup_tx));
     let _ = server.await;
     tracing::info!("shutting down; detaching programs");
     Ok(())
@@ -137,8 +184,24 @@ fn report_start(statuses: &[ConfigStatus]) {
     }
 }
 
-/// Reloads the configs on every SIGHUP, as Prometheus does.
-async fn reload_on_sighup(reloader: Arc<Reloader>) {
+/// Descriptors kept for everything but connections: maps, programs,
+/// links, perf events, files read by decoders.
+const FD_RESERVE: u64 = 256;
+
+/// How often the web configuration's files are looked at for changes.
+const WEB_CONFIG_CHECK: std::time::Duration = std::time::Duration::from_secs(1);
+
+/// Tells systemd (`Type=notify`) how the exporter stands; does nothing
+/// when not started by systemd.
+fn notify_systemd(states: &[sd_notify::NotifyState]) {
+    if let Err(e) = sd_notify::notify(states) {
+        tracing::warn!("cannot notify systemd: {e}");
+    }
+}
+
+/// Reloads the configs (and the web configuration) on every SIGHUP, as
+/// Prometheus does.
+async fn reload_on_sighup(reloader: Arc<Reloader>, web: tokio::sync::watch::Sender<u64>) {
     use tokio::signal::unix::{signal, SignalKind};
     let mut hangups = match signal(SignalKind::hangup()) {
         Ok(s) => s,
@@ -149,6 +212,7 @@ async fn reload_on_sighup(reloader: Arc<Reloader>) {
     };
     while hangups.recv().await.is_some() {
         reloader.request(Trigger::Signal);
+        web.send_modify(|n| *n += 1);
     }
 }
 

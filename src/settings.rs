@@ -44,7 +44,11 @@ impl From<Args> for Settings {
             },
             server: ServerOptions {
                 listen: args.listen_address,
+                systemd_socket: args.systemd_socket,
                 telemetry_path: args.telemetry_path,
+                max_connections: args.max_connections,
+                web_config: args.web_config_file,
+                enable_lifecycle: args.enable_lifecycle,
             },
             check: args.config_check,
             strict: args.config_strict,

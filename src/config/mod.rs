@@ -14,7 +14,7 @@ mod attach;
 mod histogram;
 mod labels;
 mod metric;
-mod yaml;
+pub(crate) mod yaml;
 
 use std::fmt;
 

@@ -1,4 +1,5 @@
-//! YAML text → [`RawConfig`], every failure with its place.
+//! YAML text → [`RawConfig`] (or any other strict schema, such as the web
+//! configuration), every failure with its place.
 //!
 //! serde alone says what is wrong but not where; recording the YAML path on
 //! the way down and taking the line and column from the parser lets a typo
@@ -23,6 +24,14 @@ pub(super) fn deserialize(file: &str, text: &str) -> Result<RawConfig, ConfigErr
             "the file is empty: a config needs at least a `metrics:` section with `counters:`",
         ));
     }
+    deserialize_located(file, text)
+}
+
+/// `text` as a `T`, a failure located at its `file:line:column` and YAML path.
+pub(crate) fn deserialize_located<T: serde::de::DeserializeOwned>(
+    file: &str,
+    text: &str,
+) -> Result<T, ConfigError> {
     let path = RefCell::new(String::new());
     let result = serde_saphyr::with_deserializer_from_str(text, |de| {
         serde_path_to_error::deserialize(de).map_err(|e| {

@@ -1,7 +1,9 @@
-//! The listening socket. Addresses follow Prometheus conventions (`:9435`
-//! means all interfaces) so flags can be copied from other exporters, and
-//! every bind failure names the address, the flag and a likely fix, since
-//! a taken or privileged port is the most common way startup fails.
+//! The listening socket, and the descriptors it needs. Addresses follow
+//! Prometheus conventions (`:9435` means all interfaces) so flags can be
+//! copied from other exporters, and every bind failure names the address,
+//! the flag and a likely fix, since a taken or privileged port is the most
+//! common way startup fails. Under systemd socket activation the socket is
+//! systemd's instead.
 
 use std::io;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
@@ -22,6 +24,9 @@ pub async fn bind(opts: &ServerOptions) -> anyhow::Result<TcpListener> {
             "telemetry path {:?} must start with '/'; fix --web.telemetry-path",
             opts.telemetry_path
         );
+    }
+    if opts.systemd_socket {
+        return systemd_socket();
     }
     match parse_listen(&opts.listen)? {
         Listen::AllInterfaces(port) => {
@@ -74,6 +79,58 @@ pub async fn bind(opts: &ServerOptions) -> anyhow::Result<TcpListener> {
             }))
         }
     }
+}
+
+/// The first socket systemd passed (`LISTEN_FDS`, for this process).
+fn systemd_socket() -> anyhow::Result<TcpListener> {
+    use std::os::fd::FromRawFd as _;
+    let hint = "start the exporter through its .socket unit (see packaging/systemd/), \
+                or drop --web.systemd-socket and use --web.listen-address";
+    let fd = sd_notify::listen_fds()
+        .context("--web.systemd-socket: reading LISTEN_FDS")?
+        .next()
+        .ok_or_else(|| anyhow!("--web.systemd-socket: systemd passed no socket; {hint}"))?;
+    // SAFETY: systemd hands the descriptor to this process to own; nothing
+    // else in the process uses it.
+    let socket = unsafe { socket2::Socket::from_raw_fd(fd) };
+    let listening = socket.r#type().ok() == Some(socket2::Type::STREAM)
+        && socket.local_addr().ok().and_then(|a| a.as_socket()).is_some();
+    if !listening {
+        bail!(
+            "--web.systemd-socket: the socket systemd passed (fd {fd}) is not a TCP stream socket; \
+               use ListenStream= with an address in the .socket unit"
+        );
+    }
+    socket.set_nonblocking(true)?;
+    Ok(TcpListener::from_std(socket.into())?)
+}
+
+/// Raises the soft limit on open files to the hard one, as Go programs do
+/// at start: the soft default (1024 under systemd) is what select(2)
+/// needed, and an exporter with it runs out of descriptors at ~1000 idle
+/// connections. Returns the limit now in force.
+pub fn raise_fd_limit() -> io::Result<u64> {
+    let mut limit = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit and setrlimit only read and write `limit`.
+    unsafe {
+        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) != 0 {
+            return Err(io::Error::last_os_error());
+        }
+        if limit.rlim_cur < limit.rlim_max {
+            let raised = libc::rlimit {
+                rlim_cur: limit.rlim_max,
+                rlim_max: limit.rlim_max,
+            };
+            if libc::setrlimit(libc::RLIMIT_NOFILE, &raised) != 0 {
+                return Err(io::Error::last_os_error());
+            }
+            limit = raised;
+        }
+    }
+    Ok(limit.rlim_cur)
 }
 
 #[derive(Debug, PartialEq)]
@@ -167,6 +224,7 @@ mod tests {
         let err = bind(&ServerOptions {
             listen: "127.0.0.1:0".into(),
             telemetry_path: "metrics".into(),
+            ..ServerOptions::default()
         })
         .await
         .expect_err("relative telemetry path")
@@ -185,6 +243,19 @@ mod tests {
             Ok(listener) => assert!(listener.local_addr().expect("addr").is_ipv6()),
             Err(err) => eprintln!("note: no IPv6 loopback here: {err}"),
         }
+    }
+
+    #[tokio::test(flavor = "current_thread")]
+    async fn a_systemd_socket_that_was_not_passed_is_a_clear_error() {
+        let err = bind(&ServerOptions {
+            systemd_socket: true,
+            ..ServerOptions::default()
+        })
+        .await
+        .expect_err("no LISTEN_FDS in tests")
+        .to_string();
+        assert!(err.contains("systemd passed no socket"), "{err}");
+        assert!(err.contains("--web.listen-address"), "{err}");
     }
 
     #[test]

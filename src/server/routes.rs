@@ -5,6 +5,7 @@
 //! off the async threads.
 
 use std::io::{self, Write as _};
+use std::sync::Arc;
 
 use http_body_util::Full;
 use hyper::body::Bytes;
@@ -21,12 +22,30 @@ pub(super) type Resp = Response<Full<Bytes>>;
 /// Prometheus's own reload endpoint, so the same tooling works.
 const RELOAD_PATH: &str = "/-/reload";
 
-/// Answers one request.
+/// Answers one request: authentication first (every path, as
+/// exporter-toolkit does), then the route, then the configured headers.
 pub(super) async fn route<B>(req: Request<B>, ctx: &Context) -> Resp {
-    if req.uri().path() == RELOAD_PATH {
-        return handle_reload(req.method(), ctx).await;
+    let web = ctx.web.load_full();
+    let allowed = match &web.auth {
+        None => true,
+        Some(auth) => auth.allows(req.headers().get(header::AUTHORIZATION)).await,
+    };
+    let mut resp = if !allowed {
+        let mut resp = plain(StatusCode::UNAUTHORIZED, "Unauthorized\n");
+        resp.headers_mut().insert(
+            header::WWW_AUTHENTICATE,
+            HeaderValue::from_static("Basic realm=\"bpf-exporter\", charset=\"UTF-8\""),
+        );
+        resp
+    } else if req.uri().path() == RELOAD_PATH {
+        handle_reload(req.method(), ctx).await
+    } else {
+        handle(&req, ctx)
+    };
+    for (name, value) in &web.headers {
+        resp.headers_mut().insert(name.clone(), value.clone());
     }
-    handle(&req, ctx)
+    resp
 }
 
 /// `POST /-/reload`: 200 when every change applied, 500 with the reasons
@@ -39,7 +58,11 @@ async fn handle_reload(method: &Method, ctx: &Context) -> Resp {
         return resp;
     }
     let Some(hook) = ctx.reload.clone() else {
-        return plain(StatusCode::NOT_FOUND, "Reloading is not enabled\n");
+        return plain(
+            StatusCode::FORBIDDEN,
+            "Lifecycle API is not enabled: start the exporter with --web.enable-lifecycle \
+             (configs also reload on SIGHUP and when --config.dir changes)\n",
+        );
     };
     match hook().await {
         Ok(summary) => response(
@@ -131,30 +154,75 @@ fn header_str<B>(req: &Request<B>, name: header::HeaderName) -> Option<&str> {
 
 fn metrics<B>(req: &Request<B>, ctx: &Context) -> Resp {
     let format = negotiate(header_str(req, header::ACCEPT));
-    let body = exposition::encode_snapshot(&ctx.cell.load(), format);
-    let mut resp = if accepts_gzip(header_str(req, header::ACCEPT_ENCODING)) {
-        match gzip(body.as_bytes()) {
-            Ok(compressed) => {
-                let mut resp = response(StatusCode::OK, format.content_type(), compressed.into());
-                resp.headers_mut()
-                    .insert(header::CONTENT_ENCODING, HeaderValue::from_static("gzip"));
-                resp
-            }
-            Err(err) => {
-                tracing::warn!(%err, "gzip failed; answering uncompressed");
-                response(StatusCode::OK, format.content_type(), body.into())
-            }
-        }
-    } else {
-        response(StatusCode::OK, format.content_type(), body.into())
-    };
+    let gzip = accepts_gzip(header_str(req, header::ACCEPT_ENCODING));
+    let (body, gzipped) = ctx.bodies.get(&ctx.cell.load(), format, gzip);
+    let mut resp = response(StatusCode::OK, format.content_type(), body);
+    if gzipped {
+        resp.headers_mut()
+            .insert(header::CONTENT_ENCODING, HeaderValue::from_static("gzip"));
+    }
     // Caches must not serve one client's format or encoding to another.
     resp.headers_mut()
         .insert(header::VARY, HeaderValue::from_static("Accept, Accept-Encoding"));
     resp
 }
 
-fn gzip(data: &[u8]) -> io::Result<Vec<u8>> {
+/// The bodies of the newest snapshot, each encoded (and compressed) once,
+/// on first demand: a thousand scrapers of one snapshot cost one encoding
+/// and one gzip, not a thousand, and the thread that serves every
+/// connection stays free for the rest (health probes included).
+#[derive(Default)]
+pub(super) struct Bodies {
+    cached: std::sync::Mutex<Option<Cached>>,
+}
+
+struct Cached {
+    snapshot: Arc<Snapshot>,
+    /// By format, then plain / gzip.
+    bodies: [[Option<Bytes>; 2]; 2],
+}
+
+impl Bodies {
+    /// The body for `snapshot` in `format`, gzipped if `gzip` and gzip
+    /// worked (the flag says which).
+    fn get(&self, snapshot: &Arc<Snapshot>, format: exposition::Format, gzip: bool) -> (Bytes, bool) {
+        let mut cached = self
+            .cached
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if !cached
+            .as_ref()
+            .is_some_and(|c| Arc::ptr_eq(&c.snapshot, snapshot))
+        {
+            *cached = Some(Cached {
+                snapshot: Arc::clone(snapshot),
+                bodies: Default::default(),
+            });
+        }
+        let bodies = &mut cached.as_mut().expect("set above").bodies[match format {
+            exposition::Format::Text004 => 0,
+            exposition::Format::OpenMetrics => 1,
+        }];
+        let plain = bodies[0]
+            .get_or_insert_with(|| exposition::encode_snapshot(snapshot, format).into())
+            .clone();
+        if !gzip {
+            return (plain, false);
+        }
+        if bodies[1].is_none() {
+            match compress(&plain) {
+                Ok(compressed) => bodies[1] = Some(compressed.into()),
+                Err(err) => {
+                    tracing::warn!(%err, "gzip failed; answering uncompressed");
+                    return (plain, false);
+                }
+            }
+        }
+        (bodies[1].clone().expect("set above"), true)
+    }
+}
+
+fn compress(data: &[u8]) -> io::Result<Vec<u8>> {
     let mut encoder =
         flate2::write::GzEncoder::new(Vec::with_capacity(data.len() / 4), flate2::Compression::default());
     encoder.write_all(data)?;
@@ -366,16 +434,14 @@ mod tests {
     }
 
     #[tokio::test(flavor = "current_thread")]
-    async fn reload_without_a_hook() {
+    async fn reload_is_refused_unless_the_lifecycle_api_is_enabled() {
         let server = TestServer::start(true).await;
         let get = request(server.addr, "GET", "/-/reload", &[]).await;
         assert_eq!(get.status, 405);
         assert_eq!(get.header("allow"), Some("POST, PUT"));
         let post = request(server.addr, "POST", "/-/reload", &[("Content-Length", "0")]).await;
-        assert_eq!(
-            (post.status, post.text().as_str()),
-            (404, "Reloading is not enabled\n")
-        );
+        assert_eq!(post.status, 403);
+        assert!(post.text().contains("--web.enable-lifecycle"), "{}", post.text());
         server.shutdown().await;
     }
 }

@@ -9,7 +9,8 @@ use std::time::{Duration, SystemTime};
 use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 use tokio::net::TcpStream;
 
-use super::{bind, serve, ServerOptions};
+use super::web::Web;
+use super::{bind, serve, ReloadHook, ServerOptions};
 use crate::metrics::{
     ConfigState, ConfigStatus, Family, MetricKind, ProgramStatus, Reason, Sample, Snapshot, SnapshotCell,
     Value,
@@ -77,9 +78,14 @@ pub(super) struct TestServer {
 
 impl TestServer {
     pub(super) async fn start(publish: bool) -> TestServer {
+        TestServer::start_with(publish, Web::default(), None).await
+    }
+
+    /// A server with the web configuration `web` and reload hook `reload`.
+    pub(super) async fn start_with(publish: bool, web: Web, reload: Option<ReloadHook>) -> TestServer {
         let opts = ServerOptions {
             listen: "127.0.0.1:0".into(),
-            telemetry_path: "/metrics".into(),
+            ..ServerOptions::default()
         };
         let listener = bind(&opts).await.expect("bind");
         let addr = listener.local_addr().expect("local addr");
@@ -88,7 +94,8 @@ impl TestServer {
             cell.publish(snapshot());
         }
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-        let task = tokio::spawn(serve(listener, opts, Arc::clone(&cell), None, async {
+        let web = Arc::new(arc_swap::ArcSwap::from_pointee(web));
+        let task = tokio::spawn(serve(listener, opts, Arc::clone(&cell), web, reload, async {
             let _ = stopped.await;
         }));
         TestServer {
