@@ -311,8 +311,12 @@ pub fn watch(dir: &Path, reloader: Arc<Reloader>, every: Duration) -> notify::Re
             loop {
                 match received.recv_timeout(next_look.saturating_duration_since(Instant::now())) {
                     Ok(Event::Changed) => {
-                        // Let the burst settle, then look once.
-                        while matches!(received.recv_timeout(DEBOUNCE), Ok(Event::Changed)) {}
+                        // Let the burst settle, then look once; a stop
+                        // that arrives meanwhile still stops.
+                        match settle(&received) {
+                            Settled::Look => {}
+                            Settled::Stop => break,
+                        }
                     }
                     Err(RecvTimeoutError::Timeout) => next_look = Instant::now() + every,
                     Ok(Event::Stop) | Err(RecvTimeoutError::Disconnected) => break,
@@ -326,6 +330,23 @@ pub fn watch(dir: &Path, reloader: Arc<Reloader>, every: Duration) -> notify::Re
         events,
         thread: Some(thread),
     })
+}
+
+enum Settled {
+    Look,
+    Stop,
+}
+
+/// Waits until no change has come for `DEBOUNCE`. Used to drop a stop
+/// that came in the meantime, so shutting down right after a change hung.
+fn settle(received: &mpsc::Receiver<Event>) -> Settled {
+    loop {
+        match received.recv_timeout(DEBOUNCE) {
+            Ok(Event::Changed) => {}
+            Err(RecvTimeoutError::Timeout) => return Settled::Look,
+            Ok(Event::Stop) | Err(RecvTimeoutError::Disconnected) => return Settled::Stop,
+        }
+    }
 }
 
 /// Keeps the watch on `dir` alive across the directory being deleted,
@@ -367,5 +388,22 @@ impl Drop for WatchHandle {
         if let Some(thread) = self.thread.take() {
             let _ = thread.join();
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Used to: a stop sent while a change settled was swallowed, and the
+    /// exporter hung on exit (SIGTERM right after an edit of --config.dir).
+    #[test]
+    fn a_stop_during_the_settling_of_a_change_stops() {
+        let (events, received) = mpsc::channel();
+        events.send(Event::Changed).unwrap();
+        events.send(Event::Stop).unwrap();
+        assert!(matches!(settle(&received), Settled::Stop));
+        events.send(Event::Changed).unwrap();
+        assert!(matches!(settle(&received), Settled::Look));
     }
 }

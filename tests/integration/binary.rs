@@ -84,13 +84,15 @@ fn dechunk(mut body: &[u8]) -> Option<Vec<u8>> {
 
 impl Exporter {
     /// Runs on the configs of `dir`, with a periodic check so rare that
-    /// only file events and explicit reloads can apply a change.
+    /// only file events and explicit reloads (`POST /-/reload`, enabled)
+    /// can apply a change.
     pub(crate) fn watching(dir: &std::path::Path) -> Exporter {
         Exporter::start(&[
             "--config.dir",
             dir.to_str().unwrap(),
             "--config.check-interval",
             "1h",
+            "--web.enable-lifecycle",
         ])
     }
 
@@ -111,8 +113,32 @@ impl Exporter {
     /// Started and answering `path` with 200 (`/-/healthy`: serving, ready
     /// or not), its log going to `log`.
     pub(crate) fn spawn_until(args: &[&str], log: Stdio, path: &str) -> Exporter {
+        Exporter::spawn_answering(args, log, |port| {
+            http(port, "GET", path, "").map(|r| r.0) == Some(200)
+        })
+    }
+
+    /// Started, on 127.0.0.1 and a free port, once `answers(port)` holds:
+    /// for exporters not spoken to in plain HTTP.
+    pub(crate) fn spawn_answering(args: &[&str], log: Stdio, answers: impl Fn(u16) -> bool) -> Exporter {
+        Exporter::spawn_wrapped(&[], args, log, answers)
+    }
+
+    /// [`Exporter::spawn_answering`], run through `wrapper` (such as
+    /// `prlimit --nofile=…`).
+    pub(crate) fn spawn_wrapped(
+        wrapper: &[&str],
+        args: &[&str],
+        log: Stdio,
+        answers: impl Fn(u16) -> bool,
+    ) -> Exporter {
         let port = free_port();
-        let child = Command::new(BIN)
+        let (program, wrapper_args) = match wrapper.split_first() {
+            Some((program, rest)) => (*program, [rest, &[BIN]].concat()),
+            None => (BIN, Vec::new()),
+        };
+        let child = Command::new(program)
+            .args(wrapper_args)
             .args([
                 "--web.listen-address",
                 &format!("127.0.0.1:{port}"),
@@ -126,8 +152,8 @@ impl Exporter {
             .unwrap();
         let exporter = Exporter { child, port };
         let deadline = Instant::now() + Duration::from_secs(30);
-        while exporter.try_get(path, "").map(|r| r.0) != Some(200) {
-            assert!(Instant::now() < deadline, "exporter: no 200 on {path} after 30s");
+        while !answers(port) {
+            assert!(Instant::now() < deadline, "exporter: not answering after 30s");
             std::thread::sleep(Duration::from_millis(50));
         }
         exporter
@@ -172,7 +198,7 @@ impl Exporter {
         seen
     }
 
-    fn stop(mut self) {
+    pub(crate) fn stop(mut self) {
         // SAFETY: signalling our own child.
         unsafe { libc::kill(self.child.id() as i32, libc::SIGTERM) };
         let status = self.child.wait().unwrap();

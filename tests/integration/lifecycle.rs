@@ -80,7 +80,14 @@ fn ready_is_503_while_no_config_runs() {
     let dir = tempfile::tempdir().unwrap();
     let xdp = embedded("xdp_packets").replace("interface: lo", "interface: nosuchif0");
     write(dir.path(), "xdp_packets.yaml", &xdp);
-    let logged = Logged::start(&["--config.dir", dir.path().to_str().unwrap()], "/-/healthy");
+    let logged = Logged::start(
+        &[
+            "--config.dir",
+            dir.path().to_str().unwrap(),
+            "--web.enable-lifecycle",
+        ],
+        "/-/healthy",
+    );
     let exporter = &logged.exporter;
     let deadline = Instant::now() + Duration::from_secs(20);
     let (status, body) = loop {
@@ -269,7 +276,14 @@ fn a_storm_of_reloads_coalesces_into_a_few() {
     }
     const REQUESTS: usize = 200;
     let dir = with_syscalls();
-    let logged = Logged::start(&["--config.dir", dir.path().to_str().unwrap()], "/-/ready");
+    let logged = Logged::start(
+        &[
+            "--config.dir",
+            dir.path().to_str().unwrap(),
+            "--web.enable-lifecycle",
+        ],
+        "/-/ready",
+    );
     let exporter = &logged.exporter;
     let reloads = |page: &str| value(page, "bpf_exporter_config_reloads_total{result=\"success\"}").unwrap();
     let before = reloads(&exporter.get("/metrics", "").2);

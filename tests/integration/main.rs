@@ -19,4 +19,5 @@ mod prometheus;
 mod reload;
 mod toolchain;
 mod truth;
+mod web;
 mod workload;

@@ -377,7 +377,11 @@ impl BrokenExporter {
         let partial = "program: test_isolation\nmetrics:\n  counters:\n    - name: isolation_events_total\n      help: getppid calls.\n";
         write("partial.yaml", partial);
         // Its errors are what it is for: the alerts report them.
-        let exporter = Exporter::start_unlogged(&["--config.dir", dir.path().to_str().unwrap()]);
+        let exporter = Exporter::start_unlogged(&[
+            "--config.dir",
+            dir.path().to_str().unwrap(),
+            "--web.enable-lifecycle",
+        ]);
         write("partial.yaml", &format!("{partial}  gauges: [\n"));
         let (status, _, body) = exporter.request("POST", "/-/reload", "").unwrap();
         assert_eq!(status, 500, "{body}");

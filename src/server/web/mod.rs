@@ -324,89 +324,6 @@ fn fingerprint_now(path: &Path, shared: &SharedWeb) -> Fingerprint {
 
 #[cfg(test)]
 pub(super) mod testing {
-    use std::path::Path;
-    use std::process::Command;
-
-    /// A CA, a server certificate for 127.0.0.1/localhost signed by it, and
-    /// a client certificate signed by it, made by the openssl CLI in `dir`.
-    pub fn make_pki(dir: &Path) {
-        let run = |args: &[&str]| {
-            let out = Command::new("openssl")
-                .args(args)
-                .current_dir(dir)
-                .output()
-                .expect("openssl runs");
-            assert!(
-                out.status.success(),
-                "openssl {args:?}: {}",
-                String::from_utf8_lossy(&out.stderr)
-            );
-        };
-        std::fs::write(
-            dir.join("server.ext"),
-            "subjectAltName=IP:127.0.0.1,DNS:localhost\nextendedKeyUsage=serverAuth\n",
-        )
-        .unwrap();
-        std::fs::write(dir.join("client.ext"), "extendedKeyUsage=clientAuth\n").unwrap();
-        for (name, subject) in [("ca", "/CN=test ca"), ("other-ca", "/CN=other ca")] {
-            run(&[
-                "req",
-                "-x509",
-                "-newkey",
-                "ec",
-                "-pkeyopt",
-                "ec_paramgen_curve:P-256",
-                "-nodes",
-                "-days",
-                "2",
-                "-subj",
-                subject,
-                "-keyout",
-                &format!("{name}.key"),
-                "-out",
-                &format!("{name}.crt"),
-            ]);
-        }
-        for (name, ca) in [("server", "ca"), ("client", "ca"), ("stranger", "other-ca")] {
-            run(&[
-                "req",
-                "-newkey",
-                "ec",
-                "-pkeyopt",
-                "ec_paramgen_curve:P-256",
-                "-nodes",
-                "-subj",
-                &format!("/CN={name}"),
-                "-keyout",
-                &format!("{name}.key"),
-                "-out",
-                &format!("{name}.csr"),
-            ]);
-            let ext = if name == "server" {
-                "server.ext"
-            } else {
-                "client.ext"
-            };
-            run(&[
-                "x509",
-                "-req",
-                "-in",
-                &format!("{name}.csr"),
-                "-CA",
-                &format!("{ca}.crt"),
-                "-CAkey",
-                &format!("{ca}.key"),
-                "-CAcreateserial",
-                "-days",
-                "2",
-                "-extfile",
-                ext,
-                "-out",
-                &format!("{name}.crt"),
-            ]);
-        }
-    }
-
     /// bcrypt of "secret" at the lowest cost, so tests stay fast.
     pub fn secret_hash() -> String {
         bcrypt::hash("secret", 4).expect("bcrypt")
@@ -462,66 +379,11 @@ http_server_config:
     }
 
     #[test]
-    fn a_full_configuration_loads() {
-        let dir = tempfile::tempdir().unwrap();
-        testing::make_pki(dir.path());
-        let text = format!(
-            "\
-tls_server_config:
-  cert_file: server.crt
-  key_file: {}
-  client_auth_type: RequireAndVerifyClientCert
-  client_ca_file: ca.crt
-  min_version: TLS12
-  max_version: TLS13
-  cipher_suites: [TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256, TLS_ECDHE_ECDSA_WITH_CHACHA20_POLY1305]
-  curve_preferences: [X25519, CurveP256]
-  prefer_server_cipher_suites: true
-http_server_config:
-  http2: false
-  headers:
-    x-content-type-options: NoSniff
-    Strict-Transport-Security: max-age=31536000
-basic_auth_users:
-  alice: {}
-",
-            dir.path().join("server.key").display(),
-            testing::secret_hash()
-        );
-        let web = parse(&text, dir.path()).unwrap();
-        assert!(web.tls.is_some());
-        assert_eq!(web.auth.as_ref().map(BasicAuth::users), Some(1));
-        assert_eq!(web.headers.len(), 2);
-        assert_eq!(web.headers[0].0.as_str(), "strict-transport-security");
-        assert_eq!(web.files.len(), 4, "the file, cert, key and CA are watched");
-        assert_eq!(web.describe(), "TLS, basic authentication (1 users)");
-    }
-
-    #[test]
     fn oversized_files_are_refused_before_they_are_read() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("web.yml");
         std::fs::write(&path, vec![b'#'; (MAX_FILE_BYTES + 1) as usize]).unwrap();
         let err = Web::load(&path).unwrap_err().to_string();
         assert!(err.contains("more than the 1048576"), "{err}");
-    }
-
-    #[test]
-    fn fingerprint_changes_when_a_named_file_is_replaced() {
-        let dir = tempfile::tempdir().unwrap();
-        testing::make_pki(dir.path());
-        let path = dir.path().join("web.yml");
-        std::fs::write(
-            &path,
-            "tls_server_config:\n  cert_file: server.crt\n  key_file: server.key\n",
-        )
-        .unwrap();
-        let web = Web::load(&path).unwrap();
-        let before = web.fingerprint();
-        assert_eq!(before, web.fingerprint());
-        let renewed = dir.path().join("renewed.crt");
-        std::fs::copy(dir.path().join("server.crt"), &renewed).unwrap();
-        std::fs::rename(&renewed, dir.path().join("server.crt")).unwrap();
-        assert_ne!(before, web.fingerprint());
     }
 }
