@@ -601,3 +601,82 @@ fn end_to_end() {
     );
     eprintln!("done after {:?}", started.elapsed());
 }
+
+/// A real Prometheus scrapes over TLS, with a client certificate and basic
+/// auth, and sees exactly the events driven; a job with the wrong password
+/// is refused (`up` 0) and gets no series.
+#[test]
+fn prometheus_scrapes_over_tls_with_basic_auth_and_counts_exactly() {
+    use crate::binary::priority_min_queries;
+    use crate::web::{secured_web_config, Pki};
+    if !bpf_available() || !tool_available("prometheus") || !tool_available("curl") {
+        return;
+    }
+    let pki = Pki::new();
+    let web = pki.path("web.yml");
+    std::fs::write(&web, secured_web_config(&pki)).unwrap();
+    let exporter = Exporter::spawn_answering(
+        &["--config.names", "syscalls", "--web.config.file", &web],
+        Stdio::inherit(),
+        |port| {
+            Command::new("curl")
+                .args([
+                    "-sf",
+                    "-o",
+                    "/dev/null",
+                    "--cacert",
+                    &pki.path("ca.crt"),
+                    "--cert",
+                    &pki.path("client.crt"),
+                ])
+                .args(["--key", &pki.path("client.key"), "-u", "alice:secret"])
+                .arg(format!("https://127.0.0.1:{port}/-/ready"))
+                .status()
+                .is_ok_and(|s| s.success())
+        },
+    );
+    let target = format!("127.0.0.1:{}", exporter.port);
+    let job = |name: &str, password: &str| {
+        json!({
+            "job_name": name,
+            "scheme": "https",
+            "scrape_interval": "1s",
+            "scrape_timeout": "1s",
+            "tls_config": {
+                "ca_file": pki.path("ca.crt"),
+                "cert_file": pki.path("client.crt"),
+                "key_file": pki.path("client.key"),
+            },
+            "basic_auth": { "username": "alice", "password": password },
+            "static_configs": [{ "targets": [target] }],
+        })
+    };
+    let prometheus = Prometheus::start(&json!({
+        "global": { "scrape_interval": "1s" },
+        "scrape_configs": [job("tls", "secret"), job("wrong", "guess")],
+    }));
+    let series = r#"ebpf_syscalls_total{job="tls",syscall="sched_get_priority_min"}"#;
+    let scraped = |s: &[Series]| s.len() == 1 && s[0].1.is_finite();
+    prometheus.wait_for("a scrape over TLS", r#"up{job="tls"} == 1"#, |s| s.len() == 1);
+    // The series exists once the call has been made at least once.
+    priority_min_queries(1);
+    let before = prometheus.wait_for("a first scrape of the series", series, scraped)[0].1;
+    priority_min_queries(400);
+    prometheus.wait_for("the 400 calls", series, |s| {
+        scraped(s) && s[0].1 >= before + 400.0
+    });
+    // Exactly 400: a later scrape must not have more.
+    std::thread::sleep(Duration::from_secs(2));
+    let after = prometheus.query(series).unwrap()[0].1;
+    assert_eq!(after - before, 400.0);
+    let up = prometheus.wait_for("both jobs scraped", "up", |s| s.len() == 2);
+    for (labels, value) in up {
+        let expected = if labels["job"] == "tls" { 1.0 } else { 0.0 };
+        assert_eq!(value, expected, "up{labels:?}");
+    }
+    assert!(prometheus
+        .query(r#"ebpf_syscalls_total{job="wrong"}"#)
+        .unwrap()
+        .is_empty());
+    exporter.stop();
+}
