@@ -8,7 +8,9 @@
 //! - `configs.rs`: the YAML files of `configs/` (the default set) and of
 //!   `configs/opt-in/` (shipped, run only when named).
 //!
-//! It also builds `tests/target/truth_target.c`, the process the truth tests
+//! It also hands the build's identity to the code (`BPF_EXPORTER_REVISION`,
+//! `BPF_EXPORTER_RUSTC`, `BPF_EXPORTER_TARGET`, for `--version` and
+//! `bpf_exporter_build_info`), and builds `tests/target/truth_target.c`, the process the truth tests
 //! probe, and hands its path to them as `BPF_EXPORTER_TRUTH_TARGET`.
 //!
 //! The objects are embedded whole rather than as typed skeleton structs:
@@ -32,6 +34,7 @@ fn main() {
     println!("cargo:rerun-if-changed=bpf");
     println!("cargo:rerun-if-changed=configs");
     println!("cargo:rerun-if-changed=tests/bpf");
+    build_identity(&root);
 
     let test_programs = match env::var_os("CARGO_FEATURE_TEST_PROGRAMS") {
         Some(_) => files_with_suffix(&root.join("tests/bpf"), ".bpf.c"),
@@ -111,6 +114,43 @@ fn build_truth_target(root: &Path, out: &Path) {
 
 /// The committed `vmlinux.h` for the target architecture. Stops the build
 /// with instructions when there is none.
+/// The git revision (or `unknown` outside a checkout), the compiler's
+/// version and the target, as environment variables of the build.
+fn build_identity(root: &Path) {
+    let git = |args: &[&str]| {
+        Command::new("git")
+            .args(args)
+            .current_dir(root)
+            .output()
+            .ok()
+            .filter(|o| o.status.success())
+            .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
+    };
+    let revision = git(&["rev-parse", "--short=12", "HEAD"]).unwrap_or_else(|| "unknown".into());
+    // A new commit moves HEAD or the branch it names: look again then.
+    if let Some(dir) = git(&["rev-parse", "--absolute-git-dir"]) {
+        println!("cargo:rerun-if-changed={dir}/HEAD");
+        if let Some(branch) = git(&["symbolic-ref", "-q", "HEAD"]) {
+            if let Some(common) = git(&["rev-parse", "--path-format=absolute", "--git-common-dir"]) {
+                println!("cargo:rerun-if-changed={common}/{branch}");
+                println!("cargo:rerun-if-changed={common}/packed-refs");
+            }
+        }
+    }
+    let rustc = env::var("RUSTC").unwrap_or_else(|_| "rustc".into());
+    let rustc_version = Command::new(rustc)
+        .arg("--version")
+        .output()
+        .ok()
+        .and_then(|o| String::from_utf8(o.stdout).ok())
+        .and_then(|v| v.split_whitespace().nth(1).map(str::to_string))
+        .unwrap_or_else(|| "unknown".into());
+    let target = env::var("TARGET").unwrap_or_else(|_| "unknown".into());
+    println!("cargo:rustc-env=BPF_EXPORTER_REVISION={revision}");
+    println!("cargo:rustc-env=BPF_EXPORTER_RUSTC={rustc_version}");
+    println!("cargo:rustc-env=BPF_EXPORTER_TARGET={target}");
+}
+
 fn vmlinux_dir(include: &Path) -> PathBuf {
     let arch = env::var("CARGO_CFG_TARGET_ARCH").expect("cargo sets CARGO_CFG_TARGET_ARCH");
     let dir = match arch.as_str() {

@@ -8,8 +8,20 @@ use clap::Parser;
 
 use crate::reader::maps::ReadMethod;
 
+/// What `--version` prints: the labels of `bpf_exporter_build_info`.
+pub const VERSION: &str = concat!(
+    env!("CARGO_PKG_VERSION"),
+    " (revision ",
+    env!("BPF_EXPORTER_REVISION"),
+    ", rustc ",
+    env!("BPF_EXPORTER_RUSTC"),
+    ", ",
+    env!("BPF_EXPORTER_TARGET"),
+    ")"
+);
+
 #[derive(Debug, Parser)]
-#[command(name = "bpf-exporter", version, about = "Prometheus exporter for eBPF maps")]
+#[command(name = "bpf-exporter", version = VERSION, about = "Prometheus exporter for eBPF maps")]
 pub struct Args {
     /// Directory of <name>.yaml configs; replaces the embedded default set.
     #[arg(long = "config.dir", value_name = "DIR")]
@@ -98,6 +110,10 @@ pub struct Args {
     /// Log level: error, warn, info, debug or trace.
     #[arg(long = "log.level", value_name = "LEVEL", default_value = "info")]
     pub log_level: tracing::Level,
+
+    /// Log line format: logfmt or json.
+    #[arg(long = "log.format", value_name = "FORMAT", default_value = "logfmt")]
+    pub log_format: crate::logging::LogFormat,
 }
 
 /// Prometheus-style durations: a whole number and a unit among ms, s, m, h.

@@ -12,6 +12,7 @@ pub mod config;
 pub mod decoders;
 pub mod exporter;
 pub mod fleet;
+pub mod logging;
 pub mod metrics;
 pub mod programs;
 pub mod reader;

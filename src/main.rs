@@ -16,11 +16,7 @@ use bpf_exporter::{exporter, programs, reload, server};
 
 fn main() -> ExitCode {
     let settings = Settings::from(Args::parse());
-    tracing_subscriber::fmt()
-        .with_max_level(settings.log_level)
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .init();
+    bpf_exporter::logging::init(settings.log_level, settings.log_format);
     match run(settings) {
         Ok(code) => code,
         Err(e) => {

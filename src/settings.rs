@@ -29,6 +29,7 @@ pub struct Settings {
     pub label_refresh: Duration,
     pub bpf_stats: bool,
     pub log_level: tracing::Level,
+    pub log_format: crate::logging::LogFormat,
 }
 
 impl From<Args> for Settings {
@@ -58,6 +59,7 @@ impl From<Args> for Settings {
             label_refresh: args.label_refresh,
             bpf_stats: args.bpf_stats,
             log_level: args.log_level,
+            log_format: args.log_format,
         }
     }
 }

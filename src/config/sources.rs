@@ -219,7 +219,7 @@ fn read_dir(dir: &Path) -> anyhow::Result<Listing> {
             });
             continue;
         }
-        match std::fs::read_to_string(&path) {
+        match read_limited(&path) {
             Ok(text) => listing.sources.push(Source { name, origin, text }),
             Err(e) => listing.unreadable.push(Unreadable {
                 error: format!("{origin}: {}", unreadable(&path, &e)),
@@ -233,8 +233,37 @@ fn read_dir(dir: &Path) -> anyhow::Result<Listing> {
     Ok(listing)
 }
 
+/// The largest config file read. ebpf_exporter's biggest configs are a
+/// few KB; a file of megabytes is a mistake (a log, a dump) that would cost
+/// hundreds of MB resident and a page of the same size.
+pub const MAX_CONFIG_BYTES: u64 = 1 << 20;
+
+/// `path` as UTF-8 text, refused without reading it all when it is bigger
+/// than [`MAX_CONFIG_BYTES`] (an `ErrorKind::FileTooLarge` error).
+pub(crate) fn read_limited(path: &Path) -> io::Result<String> {
+    use std::io::Read as _;
+    let file = std::fs::File::open(path)?;
+    let size = file.metadata()?.len();
+    let mut text = String::new();
+    // `take` too: the file may grow between the check and the read.
+    file.take(MAX_CONFIG_BYTES + 1).read_to_string(&mut text)?;
+    if size > MAX_CONFIG_BYTES || text.len() as u64 > MAX_CONFIG_BYTES {
+        return Err(io::Error::new(
+            io::ErrorKind::FileTooLarge,
+            format!(
+                "{} bytes, more than the {MAX_CONFIG_BYTES} a config file can be: is it the right file?",
+                size.max(text.len() as u64)
+            ),
+        ));
+    }
+    Ok(text)
+}
+
 /// Why a config file could not be read, with what to do.
 fn unreadable(path: &Path, e: &io::Error) -> String {
+    if e.kind() == io::ErrorKind::FileTooLarge {
+        return e.to_string();
+    }
     match e.raw_os_error() {
         Some(libc::EISDIR) => {
             "a directory, not a config file: move it out of --config.dir or rename it".into()
@@ -256,6 +285,24 @@ fn unreadable(path: &Path, e: &io::Error) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Used to: a 50 MB YAML file was read whole and accepted (213 MB
+    /// resident, a 52 MB `/metrics`).
+    #[test]
+    fn an_oversized_config_is_refused_unread_and_the_others_are_read() {
+        let dir = tempfile::tempdir().unwrap();
+        let big = dir.path().join("big.yaml");
+        let file = std::fs::File::create(&big).unwrap();
+        file.set_len(50 << 20).unwrap();
+        std::fs::write(dir.path().join("small.yaml"), "metrics: {}\n").unwrap();
+        let listing = sources(Some(dir.path()), None).unwrap();
+        assert_eq!(names(&listing), ["small"]);
+        let error = &listing.unreadable[0].error;
+        assert!(
+            error.contains("big.yaml: 52428800 bytes, more than the 1048576"),
+            "{error}"
+        );
+    }
 
     fn names(listing: &Listing) -> Vec<&str> {
         listing.sources.iter().map(|s| s.name.as_str()).collect()

@@ -148,7 +148,7 @@ pub fn families(inputs: &Inputs<'_>) -> Vec<Family> {
     };
     let reloads = inputs.reloads;
     vec![
-        family("build_info", "Build information; always 1.", MetricKind::Gauge, &["version"], vec![gauge(&[env!("CARGO_PKG_VERSION")], 1.0)]),
+        family("build_info", "Build information; always 1.", MetricKind::Gauge, &["version", "revision", "rustc_version", "target"], vec![gauge(&[env!("CARGO_PKG_VERSION"), env!("BPF_EXPORTER_REVISION"), env!("BPF_EXPORTER_RUSTC"), env!("BPF_EXPORTER_TARGET")], 1.0)]),
         family("config_state", "State of each config: running (every program attached), degraded (some attached), invalid (the file was refused) or failed (its program did not load or attach); 1 for the current state.", MetricKind::Gauge, &["config", "state"], state),
         family("config_failures", "Why each config is not running, by kind: for an invalid or failed config its one reason, for a degraded one its unattached programs by reason.", MetricKind::Gauge, &["config", "reason"], failures),
         family("program_attached", "Whether each BPF program of a config is attached (1) or not (0).", MetricKind::Gauge, &["config", "program"], attached),

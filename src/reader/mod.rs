@@ -247,6 +247,7 @@ impl Reader {
             last_cycle: self.last_cycle,
             last_read: self.last_read.unwrap_or(taken_at),
         }));
+        families.extend(crate::metrics::process::families());
         Snapshot {
             families,
             configs: view.configs.clone(),

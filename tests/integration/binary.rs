@@ -572,3 +572,59 @@ fn a_configmap_style_symlink_swap_applies() {
     );
     exporter.stop();
 }
+
+/// Every line of the log is one record with `time`, `level` and `msg`, in
+/// both formats, including a config's failure report, which spans lines.
+#[test]
+fn every_log_line_is_one_record_in_logfmt_and_json() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("broken.yaml"),
+        "metrics:\n  counters:\n    - name: x\n      tabel: y\n",
+    )
+    .unwrap();
+    for format in ["logfmt", "json"] {
+        let log = tempfile::NamedTempFile::new().unwrap();
+        let exporter = Exporter::spawn_until(
+            &[
+                "--config.dir",
+                dir.path().to_str().unwrap(),
+                "--log.format",
+                format,
+            ],
+            Stdio::from(log.reopen().unwrap()),
+            "/-/healthy",
+        );
+        drop(exporter);
+        let text = std::fs::read_to_string(log.path()).unwrap();
+        let lines: Vec<&str> = text.lines().collect();
+        assert!(
+            lines.iter().any(|l| l.contains("tabel")),
+            "{format}: the report is logged:\n{text}"
+        );
+        for line in lines {
+            match format {
+                "json" => {
+                    let record: serde_json::Value =
+                        serde_json::from_str(line).unwrap_or_else(|e| panic!("{e}: {line}"));
+                    for key in ["time", "level", "msg"] {
+                        assert!(record[key].is_string(), "{key} in {line}");
+                    }
+                }
+                _ => assert!(
+                    line.starts_with("time=20") && line.contains(" level=") && line.contains(" msg="),
+                    "{line}"
+                ),
+            }
+        }
+    }
+}
+
+#[test]
+fn version_names_the_build() {
+    let out = Command::new(BIN).arg("--version").output().unwrap();
+    let text = String::from_utf8(out.stdout).unwrap();
+    let expected = format!("bpf-exporter {} (revision ", env!("CARGO_PKG_VERSION"));
+    assert!(text.starts_with(&expected), "{text}");
+    assert!(text.contains(", rustc 1.") && text.contains("-linux-"), "{text}");
+}

@@ -21,13 +21,10 @@ use hyper::header::{HeaderName, HeaderValue};
 use serde::Deserialize;
 use serde_saphyr::Spanned;
 
+use crate::config::sources::read_limited;
 use crate::config::yaml::deserialize_located;
 use crate::config::{ConfigError, ConfigErrors};
 pub use auth::BasicAuth;
-
-/// Files bigger than this are not web configurations; reading them whole
-/// would only cost memory.
-const MAX_FILE_BYTES: u64 = 1 << 20;
 
 /// The web configuration in force: what every connection and request is
 /// checked against.
@@ -108,23 +105,11 @@ impl Web {
     /// Reads and checks `path`.
     pub fn load(path: &Path) -> Result<Web, ConfigErrors> {
         let file = path.display().to_string();
-        let single = |message: String| ConfigErrors(vec![ConfigError::file_level(&file, message)]);
-        let size = std::fs::metadata(path)
-            .map_err(|e| {
-                single(format!(
-                    "cannot read the web configuration: {e}; fix --web.config.file"
-                ))
-            })?
-            .len();
-        if size > MAX_FILE_BYTES {
-            return Err(single(format!(
-                "the web configuration is {size} bytes, more than the {MAX_FILE_BYTES} a web configuration can be"
-            )));
-        }
-        let text = std::fs::read_to_string(path).map_err(|e| {
-            single(format!(
-                "cannot read the web configuration: {e}; fix --web.config.file"
-            ))
+        let text = read_limited(path).map_err(|e| {
+            ConfigErrors(vec![ConfigError::file_level(
+                &file,
+                format!("cannot read the web configuration: {e}; fix --web.config.file"),
+            )])
         })?;
         let base = path.parent().unwrap_or(Path::new("."));
         Web::parse(&file, &text, base)
@@ -206,7 +191,10 @@ impl Web {
 /// changes when a file is edited, replaced or swapped by a symlink change
 /// (Kubernetes Secrets and ConfigMaps).
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Fingerprint(Vec<Option<(u64, u64, u64, i64, i64)>>);
+pub struct Fingerprint(Vec<Option<FileId>>);
+
+/// Device, inode, size, modification seconds and nanoseconds.
+type FileId = (u64, u64, u64, i64, i64);
 
 fn fingerprint(files: &[PathBuf]) -> Fingerprint {
     use std::os::unix::fs::MetadataExt as _;
@@ -382,7 +370,11 @@ http_server_config:
     fn oversized_files_are_refused_before_they_are_read() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("web.yml");
-        std::fs::write(&path, vec![b'#'; (MAX_FILE_BYTES + 1) as usize]).unwrap();
+        std::fs::write(
+            &path,
+            vec![b'#'; (crate::config::sources::MAX_CONFIG_BYTES + 1) as usize],
+        )
+        .unwrap();
         let err = Web::load(&path).unwrap_err().to_string();
         assert!(err.contains("more than the 1048576"), "{err}");
     }
