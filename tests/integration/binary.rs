@@ -339,7 +339,8 @@ fn unknown_config_name_is_an_error_listing_the_known_ones() {
         .map(|c| c.name)
         .collect();
     assert!(
-        stderr.contains("no config named \"sycalls\"") && stderr.contains(&known.join(", ")),
+        // The log line quotes the message, and the name in it (logfmt).
+        stderr.contains(r#"no config named \"sycalls\""#) && stderr.contains(&known.join(", ")),
         "{stderr}"
     );
 }
