@@ -10,8 +10,12 @@ FUZZ_SECONDS ?= 60
 # programs, libelf/zlib/pkg-config build libbpf, bpftool regenerates
 # vmlinux.h, prometheus provides promtool (exposition and rule checks) and
 # the server the end-to-end dashboard test runs, pci.ids is the database the
-# pci_* decoders read.
-PACKAGES := clang llvm libelf-dev zlib1g-dev pkg-config make bpftool prometheus pci.ids
+# pci_* decoders read, systemd provides systemd-analyze (the unit checks of
+# packaging/systemd/).
+PACKAGES := clang llvm libelf-dev zlib1g-dev pkg-config make bpftool prometheus pci.ids systemd
+# Checks packaging/kubernetes/ offline (from PyPI; pinned, as its schemas
+# follow its version).
+KUBERNETES_VALIDATE := 1.37.0
 
 .PHONY: deps build run test lint fuzz
 
@@ -21,6 +25,8 @@ deps:
 		echo "installing:$$missing"; \
 		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $$missing; \
 	fi
+	@kubernetes-validate --version 2>/dev/null | grep -qx '$(KUBERNETES_VALIDATE)' || \
+		python3 -m pip install --quiet 'kubernetes-validate==$(KUBERNETES_VALIDATE)'
 
 build: deps
 	$(CARGO) build --release --locked

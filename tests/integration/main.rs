@@ -14,6 +14,7 @@ mod library_system;
 mod lifecycle;
 mod maps;
 mod oom;
+mod packaging;
 mod programs;
 mod prometheus;
 mod reload;

@@ -20,20 +20,35 @@ use crate::workload::*;
 
 const EXAMPLES: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/prometheus");
 
+/// The example configs of `prometheus/`: one host, and a fleet on
+/// Kubernetes (which loads the fleet rules too).
+const EXAMPLE_CONFIGS: [&str; 2] = ["prometheus.yml", "kubernetes.yml"];
+
 /// `prometheus/prometheus.yml`, parsed.
 pub(crate) fn example_config() -> Value {
     yaml(&format!("{EXAMPLES}/prometheus.yml"))
 }
 
-/// The rule files the example config loads, relative to `prometheus/`.
-fn rule_files() -> Vec<String> {
-    let files: Vec<String> = example_config()["rule_files"]
+/// The rule files `config` loads, relative to `prometheus/`.
+fn rule_files_of(config: &Value) -> Vec<String> {
+    let files: Vec<String> = config["rule_files"]
         .as_array()
         .unwrap()
         .iter()
         .map(|f| f.as_str().unwrap().to_string())
         .collect();
     assert!(!files.is_empty());
+    files
+}
+
+/// The rule files of every example config, each once.
+fn rule_files() -> Vec<String> {
+    let mut files: Vec<String> = EXAMPLE_CONFIGS
+        .iter()
+        .flat_map(|c| rule_files_of(&yaml(&format!("{EXAMPLES}/{c}"))))
+        .collect();
+    files.sort();
+    files.dedup();
     files
 }
 
@@ -48,10 +63,11 @@ fn rule_tests() -> Vec<String> {
     files
 }
 
-/// The distinct names of the example rules of `kind` (`record`, `alert`).
-fn rule_names(kind: &str) -> BTreeSet<String> {
-    rule_files()
-        .into_iter()
+/// The distinct names of the rules of `kind` (`record`, `alert`) in
+/// `files`.
+fn rule_names(files: &[String], kind: &str) -> BTreeSet<String> {
+    files
+        .iter()
         .flat_map(|file| {
             let rules = yaml(&format!("{EXAMPLES}/{file}"));
             rules["groups"]
@@ -63,6 +79,37 @@ fn rule_names(kind: &str) -> BTreeSet<String> {
                 .collect::<Vec<_>>()
         })
         .collect()
+}
+
+/// `config` as Debian's promtool can check it: Debian builds Prometheus
+/// without Kubernetes service discovery, so each `kubernetes_sd_configs`
+/// becomes a static target carrying the labels pod discovery would give
+/// it (the relabelling still reads them), and the rule files are named
+/// by absolute path.
+fn without_kubernetes_sd(mut config: Value) -> Value {
+    config["rule_files"] = json!(rule_files_of(&config)
+        .iter()
+        .map(|f| format!("{EXAMPLES}/{f}"))
+        .collect::<Vec<_>>());
+    for job in config["scrape_configs"].as_array_mut().unwrap() {
+        if job
+            .as_object_mut()
+            .unwrap()
+            .remove("kubernetes_sd_configs")
+            .is_some()
+        {
+            job["static_configs"] = json!([{
+                "targets": ["10.0.0.1:9435"],
+                "labels": {
+                    "__meta_kubernetes_pod_container_port_name": "metrics",
+                    "__meta_kubernetes_pod_node_name": "node-1",
+                    "__meta_kubernetes_namespace": "bpf-exporter",
+                    "__meta_kubernetes_pod_name": "bpf-exporter-x1",
+                },
+            }]);
+        }
+    }
+    config
 }
 
 /// promtool run in `prometheus/` (where the example files name each other
@@ -86,12 +133,24 @@ fn the_example_config_and_rules_pass_promtool_and_their_unit_tests() {
     if !tool_available("promtool") {
         return;
     }
+    let dir = tempfile::tempdir().unwrap();
+    for name in EXAMPLE_CONFIGS {
+        let config = yaml(&format!("{EXAMPLES}/{name}"));
+        let loads = rule_files_of(&config).len();
+        let path = dir.path().join(name);
+        // JSON is YAML: promtool reads the config as written.
+        std::fs::write(
+            &path,
+            serde_json::to_string(&without_kubernetes_sd(config)).unwrap(),
+        )
+        .unwrap();
+        let (ok, out) = promtool(&["check", "config", path.to_str().unwrap()]);
+        assert!(
+            ok && out.contains(&format!("{loads} rule files found")),
+            "{name}: {out}"
+        );
+    }
     let files = rule_files();
-    let (ok, out) = promtool(&["check", "config", "prometheus.yml"]);
-    assert!(
-        ok && out.contains(&format!("{} rule files found", files.len())),
-        "{out}"
-    );
     let mut args = vec!["check", "rules"];
     args.extend(files.iter().map(String::as_str));
     let (ok, out) = promtool(&args);
@@ -136,7 +195,8 @@ fn the_rule_unit_tests_cover_every_rule_and_fail_without_it() {
         return;
     }
     let (alerts, exprs) = rule_test_cases();
-    for alert in rule_names("alert") {
+    let files = rule_files();
+    for alert in rule_names(&files, "alert") {
         for fires in [true, false] {
             assert!(
                 alerts.contains(&(alert.clone(), fires)),
@@ -145,7 +205,7 @@ fn the_rule_unit_tests_cover_every_rule_and_fail_without_it() {
             );
         }
     }
-    let records = rule_names("record");
+    let records = rule_names(&files, "record");
     assert!(records.len() >= 10, "{records:?}");
     for record in &records {
         assert!(exprs.contains(record), "no unit test evaluates {record}");
@@ -153,11 +213,13 @@ fn the_rule_unit_tests_cover_every_rule_and_fail_without_it() {
 
     // Each rule left out in turn: its tests must notice.
     let dir = tempfile::tempdir().unwrap();
-    let names = rule_names("alert").into_iter().chain(records.iter().cloned());
+    let names = rule_names(&files, "alert")
+        .into_iter()
+        .chain(records.iter().cloned());
     for name in names {
         let mut tested_file = None;
-        let mut files = Vec::new();
-        for file in rule_files() {
+        let mut altered = Vec::new();
+        for file in &files {
             let mut rules = yaml(&format!("{EXAMPLES}/{file}"));
             for group in rules["groups"].as_array_mut().unwrap() {
                 let list = group["rules"].as_array_mut().unwrap();
@@ -170,7 +232,7 @@ fn the_rule_unit_tests_cover_every_rule_and_fail_without_it() {
             // JSON is YAML: promtool reads the altered rules as written.
             let path = dir.path().join(file.replace('/', "_"));
             std::fs::write(&path, serde_json::to_string(&rules).unwrap()).unwrap();
-            files.push(path.to_string_lossy().into_owned());
+            altered.push(path.to_string_lossy().into_owned());
         }
         let tested_file = tested_file.unwrap();
         let test_file = rule_tests()
@@ -184,7 +246,7 @@ fn the_rule_unit_tests_cover_every_rule_and_fail_without_it() {
             })
             .unwrap_or_else(|| panic!("no unit test file loads {tested_file}"));
         let mut tests = yaml(&format!("{EXAMPLES}/{test_file}"));
-        tests["rule_files"] = json!(files);
+        tests["rule_files"] = json!(altered);
         let path = dir.path().join("test.yml");
         std::fs::write(&path, serde_json::to_string(&tests).unwrap()).unwrap();
         let (ok, out) = promtool(&["test", "rules", path.to_str().unwrap()]);
@@ -202,7 +264,7 @@ fn scrape_config(targets: &[String]) -> Value {
     let mut config = example_config();
     config["global"]["scrape_interval"] = json!("1s");
     config["global"]["evaluation_interval"] = json!("1s");
-    config["rule_files"] = json!(rule_files()
+    config["rule_files"] = json!(rule_files_of(&config)
         .iter()
         .map(|f| format!("{EXAMPLES}/{f}"))
         .collect::<Vec<_>>());
@@ -556,7 +618,7 @@ fn end_to_end() {
     assert_eq!(misspelt.as_deref(), Some("no data"), "{wrong}");
     eprintln!("{evaluated} queries of {} dashboards have data", dashboards.len());
 
-    for record in rule_names("record") {
+    for record in rule_names(&rule_files_of(&example_config()), "record") {
         let expr = format!("{record}{{instance=\"{healthy_at}\"}}");
         prometheus.wait_for(&format!("data from {record}"), &expr, |s| {
             s.iter().any(|(_, v)| !v.is_nan())
