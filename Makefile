@@ -11,8 +11,9 @@ FUZZ_SECONDS ?= 60
 # vmlinux.h, prometheus provides promtool (exposition and rule checks) and
 # the server the end-to-end dashboard test runs, pci.ids is the database the
 # pci_* decoders read, systemd provides systemd-analyze (the unit checks of
-# packaging/systemd/).
-PACKAGES := clang llvm libelf-dev zlib1g-dev pkg-config make bpftool prometheus pci.ids systemd
+# packaging/systemd/) and systemd-socket-activate, openssl and curl make
+# and speak to the TLS endpoint of the web tests.
+PACKAGES := clang llvm libelf-dev zlib1g-dev pkg-config make bpftool prometheus pci.ids systemd openssl curl
 # Checks packaging/kubernetes/ offline (from PyPI; pinned, as its schemas
 # follow its version).
 KUBERNETES_VALIDATE := 1.37.0
