@@ -14,6 +14,7 @@ pub mod exporter;
 pub mod fleet;
 pub mod logging;
 pub mod metrics;
+pub mod privileges;
 pub mod programs;
 pub mod reader;
 pub mod reload;

@@ -12,8 +12,21 @@ const TRACEFS_PATHS: &[&str] = &["/sys/kernel/tracing", "/sys/kernel/debug/traci
 /// Makes sure tracefs is reachable, mounting it at `/sys/kernel/tracing`
 /// when it is not and we may. The error says exactly what is missing.
 pub fn ensure_tracefs() -> Result<(), Failure> {
-    if TRACEFS_PATHS.iter().any(|p| Path::new(p).join("events").is_dir()) {
-        return Ok(());
+    let mut closed = None;
+    for path in TRACEFS_PATHS {
+        match std::fs::metadata(Path::new(path).join("events")) {
+            Ok(m) if m.is_dir() => return Ok(()),
+            Err(e) if e.kind() == std::io::ErrorKind::PermissionDenied => closed = closed.or(Some(*path)),
+            _ => {}
+        }
+    }
+    // Mounted but closed: mounting again would fail with EPERM and say
+    // the wrong thing.
+    if let Some(path) = closed {
+        return Err(Failure::new(
+            Reason::Permission,
+            crate::privileges::tracefs_hint(path),
+        ));
     }
     let target = TRACEFS_PATHS[0];
     if !Path::new(target).is_dir() {

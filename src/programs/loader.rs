@@ -301,6 +301,7 @@ fn open(embedded: &EmbeddedProgram) -> Result<OpenObject, Failure> {
 /// Explains a refused program, with what to do about it.
 fn load_error(name: &str, section: &str, kind: ErrorKind, error: &str, log: &[String]) -> Failure {
     let verifier_said = log.iter().any(|l| l.contains("BEGIN PROG LOAD LOG"));
+    let permission_hint = crate::privileges::permission_hint(section);
     let (reason, hint) = if verifier_said {
         (
             Reason::VerifierRefused,
@@ -318,10 +319,7 @@ fn load_error(name: &str, section: &str, kind: ErrorKind, error: &str, log: &[St
              policy); use a tracepoint or tp_btf hook instead",
         )
     } else if kind == ErrorKind::PermissionDenied {
-        (
-            Reason::Permission,
-            ": run the exporter as root, or grant CAP_BPF with CAP_PERFMON (tracing) or CAP_NET_ADMIN (XDP, tc)",
-        )
+        (Reason::Permission, permission_hint.as_str())
     } else {
         (Reason::Failed, "")
     };
@@ -362,6 +360,7 @@ fn attach_from_section(prog: &libbpf_rs::ProgramMut<'_>, section: &str) -> Resul
         fs::ensure_tracefs()?;
     }
     prog.attach().map_err(|e| {
+        let permission_hint = crate::privileges::permission_hint(section);
         let (reason, hint) = if ["kprobe", "kretprobe", "ksyscall", "kretsyscall"]
             .iter()
             .any(|p| section.starts_with(p))
@@ -379,7 +378,7 @@ fn attach_from_section(prog: &libbpf_rs::ProgramMut<'_>, section: &str) -> Resul
         } else if e.kind() == ErrorKind::NotFound && is_tracepoint(section) {
             (Reason::HookMissing, MISSING_HOOK_HINT)
         } else if e.kind() == ErrorKind::PermissionDenied {
-            (Reason::Permission, "")
+            (Reason::Permission, permission_hint.as_str())
         } else {
             (Reason::Failed, "")
         };

@@ -1,0 +1,130 @@
+//! The Linux capabilities the exporter's programs need, and what to tell
+//! an operator whose exporter lacks one: the kernel only answers EPERM,
+//! which names neither the capability nor the fix.
+
+use caps::{CapSet, Capability};
+
+/// What loading and attaching a program of `section` needs: CAP_BPF for
+/// the program and its maps, and CAP_PERFMON for tracing (perf events,
+/// tracing helpers) or CAP_NET_ADMIN for network hooks.
+pub fn needed_for(section: &str) -> [Capability; 2] {
+    let network = [
+        "xdp",
+        "tc",
+        "tcx/",
+        "classifier",
+        "cgroup_skb/",
+        "cgroup/skb",
+        "cgroup/sock",
+        "sk_",
+        "netkit/",
+    ]
+    .iter()
+    .any(|p| section == p.trim_end_matches('/') || section.starts_with(p));
+    if network {
+        [Capability::CAP_BPF, Capability::CAP_NET_ADMIN]
+    } else {
+        [Capability::CAP_BPF, Capability::CAP_PERFMON]
+    }
+}
+
+/// Whether this thread holds `cap` in its effective set; a set that
+/// cannot be read counts as held, so the kernel's own answer stands.
+pub fn holds(cap: Capability) -> bool {
+    caps::has_cap(None, CapSet::Effective, cap).unwrap_or(true)
+}
+
+/// Why the kernel refused a program of `section` with EPERM, and the fix:
+/// the capabilities it needs that the exporter lacks, or, when it holds
+/// them all, what else refuses.
+pub fn permission_hint(section: &str) -> String {
+    let needed = needed_for(section);
+    let missing: Vec<Capability> = needed.iter().copied().filter(|c| !holds(*c)).collect();
+    if missing.is_empty() {
+        return format!(
+            ": the exporter holds {} and was still refused: kernels before 5.8 also need CAP_SYS_ADMIN, \
+             and a lockdown or LSM policy (/sys/kernel/security/lockdown, SELinux, AppArmor) may forbid BPF",
+            names(&needed)
+        );
+    }
+    format!(
+        ": the exporter lacks {}: grant {} (systemd: AmbientCapabilities={} with CapabilityBoundingSet= \
+         the same; Kubernetes: securityContext.capabilities.add), or run it as root",
+        names(&missing),
+        names(&needed),
+        needed
+            .iter()
+            .map(ToString::to_string)
+            .collect::<Vec<_>>()
+            .join(" "),
+    )
+}
+
+/// The hint for a tracefs that is mounted but closed to the exporter: on
+/// current kernels it is root's alone (mode 0700, files 0440), and
+/// tracepoint attachment reads each event's id from it.
+pub fn tracefs_hint(path: &str) -> String {
+    format!(
+        "tracefs is mounted at {path} but readable only by root, and attaching a tracepoint reads its \
+         event id there: grant the exporter CAP_DAC_READ_SEARCH (systemd: add it to AmbientCapabilities=), \
+         or mount tracefs with a group the exporter is in (`mount -o remount,gid=GID,mode=0750 {path}`), \
+         or run it as root"
+    )
+}
+
+fn names(caps: &[Capability]) -> String {
+    let names: Vec<String> = caps.iter().map(ToString::to_string).collect();
+    match names.as_slice() {
+        [one] => one.clone(),
+        [init @ .., last] => format!("{} and {last}", init.join(", ")),
+        [] => String::new(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tracing_needs_perfmon_and_network_hooks_net_admin() {
+        for section in [
+            "tracepoint/raw_syscalls/sys_enter",
+            "tp_btf/sched_wakeup",
+            "uprobe",
+            "raw_tp/x",
+        ] {
+            assert_eq!(
+                needed_for(section),
+                [Capability::CAP_BPF, Capability::CAP_PERFMON],
+                "{section}"
+            );
+        }
+        for section in [
+            "xdp",
+            "tc",
+            "tcx/ingress",
+            "classifier",
+            "cgroup_skb/egress",
+            "cgroup/skb",
+        ] {
+            assert_eq!(
+                needed_for(section),
+                [Capability::CAP_BPF, Capability::CAP_NET_ADMIN],
+                "{section}"
+            );
+        }
+    }
+
+    #[test]
+    fn capabilities_are_named_as_a_list() {
+        assert_eq!(names(&[Capability::CAP_BPF]), "CAP_BPF");
+        assert_eq!(
+            names(&[
+                Capability::CAP_BPF,
+                Capability::CAP_PERFMON,
+                Capability::CAP_SYSLOG
+            ]),
+            "CAP_BPF, CAP_PERFMON and CAP_SYSLOG"
+        );
+    }
+}
