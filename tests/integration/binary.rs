@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use crate::common::{bpf_available, free_port, tcp_connect, tool_available};
 
-const BIN: &str = env!("CARGO_BIN_EXE_bpf-exporter");
+pub(crate) const BIN: &str = env!("CARGO_BIN_EXE_bpf-exporter");
 
 pub(crate) struct Exporter {
     child: Child,
@@ -132,10 +132,22 @@ impl Exporter {
         log: Stdio,
         answers: impl Fn(u16) -> bool,
     ) -> Exporter {
+        Exporter::spawn_binary(BIN, wrapper, args, log, answers)
+    }
+
+    /// [`Exporter::spawn_wrapped`] with the binary at `bin` (a copy that
+    /// an unprivileged uid may run).
+    pub(crate) fn spawn_binary(
+        bin: &str,
+        wrapper: &[&str],
+        args: &[&str],
+        log: Stdio,
+        answers: impl Fn(u16) -> bool,
+    ) -> Exporter {
         let port = free_port();
         let (program, wrapper_args) = match wrapper.split_first() {
-            Some((program, rest)) => (*program, [rest, &[BIN]].concat()),
-            None => (BIN, Vec::new()),
+            Some((program, rest)) => (*program, [rest, &[bin]].concat()),
+            None => (bin, Vec::new()),
         };
         let child = Command::new(program)
             .args(wrapper_args)

@@ -15,6 +15,7 @@ mod lifecycle;
 mod maps;
 mod oom;
 mod packaging;
+mod privileges;
 mod programs;
 mod prometheus;
 mod reload;
