@@ -32,6 +32,21 @@ deps:
 build: deps
 	$(CARGO) build --release --locked
 
+# A fully static binary at dist/bpf-exporter, stripped: the `static` feature
+# links libbpf, libelf and zlib in, crt-static links glibc in. `cargo rustc`
+# gives crt-static to the final link only, as build scripts and proc-macros
+# cannot be static, and reuses the dependencies `make build` compiled.
+# libbpf-sys looks for the static archives only where LIBBPF_SYS_LIBRARY_PATH
+# says.
+STATIC_RUSTC = LIBBPF_SYS_LIBRARY_PATH=$$(pkg-config --variable=libdir libelf) $(CARGO) rustc --locked --features static --bin bpf-exporter
+STATIC_FLAGS = -C target-feature=+crt-static -C strip=symbols
+.PHONY: dist
+dist: deps
+	$(STATIC_RUSTC) --release -- $(STATIC_FLAGS)
+	mkdir -p dist
+	cp target/release/bpf-exporter dist/bpf-exporter
+	@stat -c '%n: %s bytes' dist/bpf-exporter
+
 run: build
 	./target/release/bpf-exporter $(ARGS)
 
