@@ -50,10 +50,16 @@ dist: deps
 run: build
 	./target/release/bpf-exporter $(ARGS)
 
+# The static-binary test runs a debug build of the same static link (the
+# release one of `make dist` takes minutes), copied out as the next build
+# of the tests relinks target/debug/bpf-exporter dynamically.
 test: deps
 	$(CARGO) fmt --check
 	$(CARGO) clippy --locked --all-targets -- -D warnings
-	$(CARGO) test --locked -- --test-threads=2
+	$(STATIC_RUSTC) -- -C target-feature=+crt-static
+	mkdir -p target/static
+	cp target/debug/bpf-exporter target/static/bpf-exporter
+	BPF_EXPORTER_STATIC_BINARY=$(CURDIR)/target/static/bpf-exporter $(CARGO) test --locked -- --test-threads=2
 
 # Not part of `test`: it needs the nightly toolchain and takes FUZZ_SECONDS
 # per target. Each target keeps its corpus in fuzz/corpus/<target> (not

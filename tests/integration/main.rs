@@ -19,6 +19,7 @@ mod privileges;
 mod programs;
 mod prometheus;
 mod reload;
+mod static_binary;
 mod toolchain;
 mod truth;
 mod web;

@@ -1,0 +1,85 @@
+//! The static binary of `make dist` needs nothing from the host but the
+//! kernel: run from a chroot holding only the binary and the kernel's
+//! /proc and /sys, it attaches the default set and counts exactly. This
+//! stands in for the Dockerfile's `FROM scratch` image, which cannot be
+//! built without a container engine. `make test` builds the binary (a
+//! debug build, same link) and names it in BPF_EXPORTER_STATIC_BINARY.
+
+use std::os::unix::fs::PermissionsExt;
+use std::process::{Command, Stdio};
+
+use crate::binary::{priority_min_queries, Exporter};
+use crate::common::bpf_available;
+
+fn static_binary() -> Option<String> {
+    match std::env::var("BPF_EXPORTER_STATIC_BINARY") {
+        Ok(path) => Some(path),
+        Err(_) if std::env::var("CI").as_deref() == Ok("true") => {
+            panic!("BPF_EXPORTER_STATIC_BINARY is not set: run the tests with `make test`")
+        }
+        Err(_) => None,
+    }
+}
+
+#[test]
+fn static_binary_has_no_dynamic_dependency() {
+    let Some(bin) = static_binary() else { return };
+    let out = Command::new("ldd").arg(&bin).output().unwrap();
+    let text = String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr);
+    assert!(
+        text.contains("not a dynamic executable") || text.contains("statically linked"),
+        "{bin}: {text}"
+    );
+    assert!(!text.contains(".so"), "{bin}: {text}");
+}
+
+#[test]
+fn static_binary_runs_the_default_set_in_an_empty_chroot() {
+    let Some(bin) = static_binary() else { return };
+    if !bpf_available() {
+        return;
+    }
+    let root = tempfile::tempdir().unwrap();
+    std::fs::set_permissions(root.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+    std::fs::copy(&bin, root.path().join("bpf-exporter")).unwrap();
+    for dir in ["proc", "sys"] {
+        std::fs::create_dir(root.path().join(dir)).unwrap();
+    }
+    let root_path = root.path().to_str().unwrap();
+    // A private mount namespace: the mounts die with the exporter, none
+    // is left on the host whatever happens to the test.
+    let script = format!(
+        "mount --rbind /sys {root_path}/sys && mount --bind /proc {root_path}/proc && exec chroot {root_path} \"$@\""
+    );
+    let wrapper = [
+        "unshare",
+        "--mount",
+        "--propagation",
+        "private",
+        "sh",
+        "-c",
+        &script,
+        "sh",
+    ];
+    let exporter = Exporter::spawn_binary("/bpf-exporter", &wrapper, &[], Stdio::inherit(), |port| {
+        crate::binary::http(port, "GET", "/-/ready", "").map(|r| r.0) == Some(200)
+    });
+    let body = exporter.get("/metrics", "").2;
+    let defaults = bpf_exporter::config::EMBEDDED_CONFIGS
+        .iter()
+        .filter(|c| c.default);
+    for config in defaults {
+        let running = format!(
+            r#"bpf_exporter_config_state{{config="{}",state="running"}} 1"#,
+            config.name
+        );
+        assert!(body.contains(&running), "{} is not running:\n{body}", config.name);
+    }
+    let series = r#"ebpf_syscalls_total{syscall="sched_get_priority_min"}"#;
+    let before = exporter.sample(series);
+    priority_min_queries(500);
+    assert_eq!(exporter.sample_reaching(series, before + 500) - before, 500);
+    exporter.stop();
+    let mounts = std::fs::read_to_string("/proc/self/mountinfo").unwrap();
+    assert!(!mounts.contains(root_path), "{mounts}");
+}
