@@ -44,6 +44,12 @@ impl Client {
     }
 }
 
+/// Whether 127.0.0.1:`port` answers `GET path` with 200: the wait for a
+/// server coming up.
+pub(crate) fn answers_ok(port: u16, path: &str) -> bool {
+    http(port, "GET", path, "").map(|r| r.0) == Some(200)
+}
+
 /// One HTTP/1.1 request to 127.0.0.1:`port`: status, head and body (its
 /// chunks joined, where the server sent it chunked, as Prometheus does).
 pub(crate) fn http(port: u16, method: &str, path: &str, headers: &str) -> Option<(u16, String, String)> {
@@ -113,9 +119,7 @@ impl Exporter {
     /// Started and answering `path` with 200 (`/-/healthy`: serving, ready
     /// or not), its log going to `log`.
     pub(crate) fn spawn_until(args: &[&str], log: Stdio, path: &str) -> Exporter {
-        Exporter::spawn_answering(args, log, |port| {
-            http(port, "GET", path, "").map(|r| r.0) == Some(200)
-        })
+        Exporter::spawn_answering(args, log, |port| answers_ok(port, path))
     }
 
     /// Started, on 127.0.0.1 and a free port, once `answers(port)` holds:
@@ -208,6 +212,26 @@ impl Exporter {
             seen = self.sample(series);
         }
         seen
+    }
+
+    /// Every default config running, and 500 `sched_get_priority_min`
+    /// calls counted exactly: the default set works in this exporter.
+    pub(crate) fn assert_default_set_counts_exactly(&self) {
+        let body = self.get("/metrics", "").2;
+        let defaults = bpf_exporter::config::EMBEDDED_CONFIGS
+            .iter()
+            .filter(|c| c.default);
+        for config in defaults {
+            let running = format!(
+                r#"bpf_exporter_config_state{{config="{}",state="running"}} 1"#,
+                config.name
+            );
+            assert!(body.contains(&running), "{} is not running:\n{body}", config.name);
+        }
+        let series = r#"ebpf_syscalls_total{syscall="sched_get_priority_min"}"#;
+        let before = self.sample(series);
+        priority_min_queries(500);
+        assert_eq!(self.sample_reaching(series, before + 500) - before, 500);
     }
 
     pub(crate) fn stop(mut self) {

@@ -13,7 +13,7 @@
 use std::os::unix::fs::PermissionsExt;
 use std::process::{Command, Stdio};
 
-use crate::binary::{priority_min_queries, Exporter, BIN};
+use crate::binary::{answers_ok, Exporter, BIN};
 use crate::common::bpf_available;
 
 /// `nobody`: no file of the build tree is its own.
@@ -69,7 +69,7 @@ fn unprivileged_exporter_attaches_and_counts_the_default_set_exactly() {
     let wrapper = as_nobody("+bpf,+perfmon,+dac_read_search");
     let wrapper: Vec<&str> = wrapper.iter().map(String::as_str).collect();
     let exporter = Exporter::spawn_binary(&bin, &wrapper, &[], Stdio::inherit(), |port| {
-        crate::binary::http(port, "GET", "/-/ready", "").map(|r| r.0) == Some(200)
+        answers_ok(port, "/-/ready")
     });
     let status = std::fs::read_to_string(format!("/proc/{}/status", exporter.pid())).unwrap();
     assert!(
@@ -79,21 +79,7 @@ fn unprivileged_exporter_attaches_and_counts_the_default_set_exactly() {
         "{status}"
     );
 
-    let body = exporter.get("/metrics", "").2;
-    let defaults = bpf_exporter::config::EMBEDDED_CONFIGS
-        .iter()
-        .filter(|c| c.default);
-    for config in defaults {
-        let running = format!(
-            r#"bpf_exporter_config_state{{config="{}",state="running"}} 1"#,
-            config.name
-        );
-        assert!(body.contains(&running), "{} is not running:\n{body}", config.name);
-    }
-    let series = r#"ebpf_syscalls_total{syscall="sched_get_priority_min"}"#;
-    let before = exporter.sample(series);
-    priority_min_queries(500);
-    assert_eq!(exporter.sample_reaching(series, before + 500) - before, 500);
+    exporter.assert_default_set_counts_exactly();
     exporter.stop();
 }
 

@@ -13,7 +13,7 @@ use std::time::{Duration, Instant, SystemTime};
 
 use serde_json::{json, Value};
 
-use crate::binary::{embedded, http, promtool_check, Exporter};
+use crate::binary::{answers_ok, embedded, http, promtool_check, Exporter};
 use crate::common::{bpf_available, free_port, private_loopback, tool_available, yaml};
 use crate::dashboards::{self, interpolate, regex_of_all};
 use crate::workload::*;
@@ -313,7 +313,7 @@ impl Prometheus {
             .unwrap();
         let prometheus = Prometheus { child, port, dir };
         let deadline = Instant::now() + Duration::from_secs(60);
-        while http(port, "GET", "/-/ready", "").map(|r| r.0) != Some(200) {
+        while !answers_ok(port, "/-/ready") {
             assert!(
                 Instant::now() < deadline,
                 "prometheus not ready after 60s:\n{}",

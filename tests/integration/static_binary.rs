@@ -8,7 +8,7 @@
 use std::os::unix::fs::PermissionsExt;
 use std::process::{Command, Stdio};
 
-use crate::binary::{priority_min_queries, Exporter};
+use crate::binary::{answers_ok, Exporter};
 use crate::common::bpf_available;
 
 fn static_binary() -> Option<String> {
@@ -62,23 +62,9 @@ fn static_binary_runs_the_default_set_in_an_empty_chroot() {
         "sh",
     ];
     let exporter = Exporter::spawn_binary("/bpf-exporter", &wrapper, &[], Stdio::inherit(), |port| {
-        crate::binary::http(port, "GET", "/-/ready", "").map(|r| r.0) == Some(200)
+        answers_ok(port, "/-/ready")
     });
-    let body = exporter.get("/metrics", "").2;
-    let defaults = bpf_exporter::config::EMBEDDED_CONFIGS
-        .iter()
-        .filter(|c| c.default);
-    for config in defaults {
-        let running = format!(
-            r#"bpf_exporter_config_state{{config="{}",state="running"}} 1"#,
-            config.name
-        );
-        assert!(body.contains(&running), "{} is not running:\n{body}", config.name);
-    }
-    let series = r#"ebpf_syscalls_total{syscall="sched_get_priority_min"}"#;
-    let before = exporter.sample(series);
-    priority_min_queries(500);
-    assert_eq!(exporter.sample_reaching(series, before + 500) - before, 500);
+    exporter.assert_default_set_counts_exactly();
     exporter.stop();
     let mounts = std::fs::read_to_string("/proc/self/mountinfo").unwrap();
     assert!(!mounts.contains(root_path), "{mounts}");

@@ -12,7 +12,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use crate::binary::{http, priority_min_queries, sample_text, Exporter};
+use crate::binary::{answers_ok, http, priority_min_queries, sample_text, Exporter};
 use crate::common::{bpf_available, tool_available};
 
 /// A CA, a server certificate for 127.0.0.1 and localhost signed by it, a
@@ -482,7 +482,7 @@ fn idle_connections_past_the_soft_fd_limit_do_not_starve_scrapes() {
         &["prlimit", "--nofile=1024:8192", "--"],
         &["--config.names", "syscalls"],
         Stdio::inherit(),
-        |port| http(port, "GET", "/-/ready", "").map(|r| r.0) == Some(200),
+        |port| answers_ok(port, "/-/ready"),
     );
     let line = limits(exporter.pid())
         .lines()
