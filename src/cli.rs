@@ -107,6 +107,13 @@ pub struct Args {
     #[arg(long = "bpf.stats")]
     pub bpf_stats: bool,
 
+    /// Capabilities to keep beyond what the configs selected at start need,
+    /// comma-separated (CAP_NET_ADMIN or net_admin), or `all` to drop none.
+    /// The rest are dropped at start for good, so a config added later
+    /// that needs one (CAP_NET_ADMIN for XDP) must have it kept here.
+    #[arg(long = "capabilities.keep", value_name = "CAPS", value_delimiter = ',')]
+    pub capabilities_keep: Vec<crate::privileges::KeepItem>,
+
     /// Log level: error, warn, info, debug or trace.
     #[arg(long = "log.level", value_name = "LEVEL", default_value = "info")]
     pub log_level: tracing::Level,

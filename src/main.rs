@@ -12,7 +12,7 @@ use bpf_exporter::cli::Args;
 use bpf_exporter::metrics::{ConfigStatus, SnapshotCell};
 use bpf_exporter::reload::trigger::{self, Reloader, Trigger};
 use bpf_exporter::settings::Settings;
-use bpf_exporter::{exporter, programs, reload, server};
+use bpf_exporter::{exporter, privileges, programs, reload, server};
 
 fn main() -> ExitCode {
     let settings = Settings::from(Args::parse());
@@ -40,6 +40,15 @@ fn run(settings: Settings) -> anyhow::Result<ExitCode> {
             ExitCode::FAILURE
         });
     }
+    // Held until exit: statistics stay on only while the exporter runs.
+    // Turned on before the drop below, which gives up CAP_SYS_ADMIN.
+    let _stats = if settings.bpf_stats {
+        Some(programs::stats::enable().context("--bpf.stats: enabling BPF run-time statistics")?)
+    } else {
+        None
+    };
+    // Before any thread starts: threads inherit what their creator holds.
+    privileges::drop_unneeded(&settings, &listing)?;
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -122,12 +131,6 @@ async fn serve(settings: Settings, listing: bpf_exporter::config::Listing) -> an
         },
     ));
 
-    // Held until exit: statistics stay on only while the exporter runs.
-    let _stats = if settings.bpf_stats {
-        Some(programs::stats::enable().context("--bpf.stats: enabling BPF run-time statistics")?)
-    } else {
-        None
-    };
     let fleet = {
         let (listing, load, strict) = (listing.clone(), settings.load.clone(), settings.strict);
         tokio::task::spawn_blocking(move || reload::start(&listing, &load, strict).0)

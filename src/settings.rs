@@ -28,6 +28,8 @@ pub struct Settings {
     pub label_cache_size: usize,
     pub label_refresh: Duration,
     pub bpf_stats: bool,
+    /// `--capabilities.keep`.
+    pub capabilities_keep: Vec<crate::privileges::KeepItem>,
     pub log_level: tracing::Level,
     pub log_format: crate::logging::LogFormat,
 }
@@ -58,6 +60,7 @@ impl From<Args> for Settings {
             label_cache_size: args.label_cache_size,
             label_refresh: args.label_refresh,
             bpf_stats: args.bpf_stats,
+            capabilities_keep: args.capabilities_keep,
             log_level: args.log_level,
             log_format: args.log_format,
         }

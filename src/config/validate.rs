@@ -79,7 +79,7 @@ impl Validator<'_> {
 /// `configs/<name>.yaml`, its errors as the user reads them, and the configs
 /// more than one part is checked on.
 #[cfg(test)]
-pub(super) mod testing {
+pub(crate) mod testing {
     use super::parse;
     use crate::config::Source;
 

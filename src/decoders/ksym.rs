@@ -16,8 +16,11 @@
 //! `unknown_addr:0x<hex>`, exactly as ebpf_exporter prints it.
 //!
 //! Without privilege (or with `kptr_restrict`) kallsyms lists every address
-//! as 0; such entries are left out, so hidden addresses give
-//! `unknown_addr:…` instead of a wrong name.
+//! as 0; such entries are left out, so nothing resolves rather than to a
+//! wrong name. The address is then exported as `unknown_addr:hidden`, not
+//! as its hex: the kernel hides its addresses to keep its layout (KASLR)
+//! secret, and `/metrics` is served to whoever may scrape. A warning, once,
+//! says so and what to grant.
 //!
 //! The table (over 100k symbols) is read once for the whole process, on
 //! first use, and shared by every `ksym` and `kstack` label. Modules and BPF
@@ -30,6 +33,7 @@
 //! after that a failed re-read keeps the old table.
 
 use std::io;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{LazyLock, Mutex};
 use std::time::{Duration, Instant};
 
@@ -69,13 +73,31 @@ impl Decoder for Ksym {
             .map_err(|e| DecodeError::Invalid(format!("ksym decoder: {e}")))?
             .pop()
             .flatten();
-        Ok(name.unwrap_or_else(|| format!("unknown_addr:0x{address:x}").into_bytes()))
+        Ok(name.unwrap_or_else(|| {
+            if self.symbols.hidden() {
+                HIDDEN.as_bytes().to_vec()
+            } else {
+                format!("unknown_addr:0x{address:x}").into_bytes()
+            }
+        }))
     }
 
     /// Modules and BPF programs load and unload.
     fn answer_can_change(&self) -> bool {
         true
     }
+}
+
+/// The label of an address that kallsyms hides from the exporter.
+const HIDDEN: &str = "unknown_addr:hidden";
+
+/// Whether `/proc/kallsyms`, opened now, shows this thread real
+/// addresses: the kernel decides at open from the opener's capabilities.
+pub fn shows_addresses() -> bool {
+    std::fs::read(KALLSYMS).is_ok_and(|text| {
+        let table = Table::parse(&text);
+        !table.is_empty()
+    })
 }
 
 /// When the table is read again.
@@ -101,6 +123,8 @@ pub(super) struct Kallsyms {
     read: fn() -> io::Result<Vec<u8>>,
     refresh: Refresh,
     state: Mutex<State>,
+    /// Whether the warning about hidden addresses was logged.
+    warned: AtomicBool,
 }
 
 impl std::fmt::Debug for Kallsyms {
@@ -124,7 +148,23 @@ impl Kallsyms {
             read,
             refresh,
             state: Mutex::new(State::default()),
+            warned: AtomicBool::new(false),
         }
+    }
+
+    /// Whether the table was read but every address in it was 0, which is
+    /// how the kernel hides them; warns the first time.
+    fn hidden(&self) -> bool {
+        let hidden = self.state.lock().unwrap_or_else(|e| e.into_inner()).table.hidden;
+        if hidden && !self.warned.swap(true, Ordering::Relaxed) {
+            tracing::warn!(
+                "{KALLSYMS} hides kernel addresses from the exporter (it lacks CAP_SYSLOG, or \
+                 kernel.kptr_restrict is 2): ksym labels read {HIDDEN:?} instead of symbol names, and raw \
+                 addresses are not exported since they would reveal the kernel's layout (KASLR); grant \
+                 CAP_SYSLOG (systemd: AmbientCapabilities=) to resolve them"
+            );
+        }
+        hidden
     }
 
     /// The name of the symbol each address falls in, in order; `None` for
@@ -178,6 +218,8 @@ struct Table {
     /// (address, name start, name length) into `names`.
     symbols: Vec<(u64, u32, u32)>,
     names: Vec<u8>,
+    /// Symbols were listed, all at address 0: the kernel hides them.
+    hidden: bool,
 }
 
 impl Table {
@@ -186,6 +228,7 @@ impl Table {
     /// skipped.
     fn parse(text: &[u8]) -> Table {
         let mut table = Table::default();
+        let mut zeros = 0usize;
         for line in text.split(|&b| b == b'\n') {
             let mut fields = line.splitn(3, |&b| b == b' ');
             let (Some(address), Some(_kind), Some(name)) = (fields.next(), fields.next(), fields.next())
@@ -195,10 +238,13 @@ impl Table {
             let Some(address) = std::str::from_utf8(address)
                 .ok()
                 .and_then(|a| u64::from_str_radix(a, 16).ok())
-                .filter(|&a| a != 0)
             else {
                 continue;
             };
+            if address == 0 {
+                zeros += 1;
+                continue;
+            }
             let (Ok(start), Ok(len)) = (u32::try_from(table.names.len()), u32::try_from(name.len())) else {
                 break;
             };
@@ -209,6 +255,7 @@ impl Table {
         // the one kept.
         table.symbols.sort_by_key(|&(address, _, _)| address);
         table.symbols.dedup_by_key(|&mut (address, _, _)| address);
+        table.hidden = table.symbols.is_empty() && zeros > 0;
         table
     }
 
@@ -362,6 +409,30 @@ ffffffff8b9
         );
         assert!(Table::parse(b"").is_empty());
         assert!(Table::parse(b"0000000000000000 T hidden\n0000000000000000 T also\n").is_empty());
+    }
+
+    #[test]
+    fn hidden_kallsyms_exports_a_placeholder_not_the_raw_address() {
+        fn hidden() -> io::Result<Vec<u8>> {
+            Ok(b"0000000000000000 T _stext\n0000000000000000 t do_sys_openat2\n".to_vec())
+        }
+        let decoder = Ksym {
+            symbols: leak(hidden, ON_EVERY_MISS),
+        };
+        for address in [0xffffffff8b704104u64, 0xffffffeb19d90830, 1] {
+            assert_eq!(
+                decoder.decode(&address.to_ne_bytes()),
+                Ok(b"unknown_addr:hidden".to_vec()),
+                "{address:x}"
+            );
+        }
+        // A kallsyms that shows addresses still exports an unresolvable one
+        // as ebpf_exporter does.
+        let visible = Ksym {
+            symbols: leak(fixed, ON_EVERY_MISS),
+        };
+        assert_eq!(visible.decode(&address(1)), Ok(b"unknown_addr:0x1".to_vec()));
+        assert!(!Table::parse(b"").hidden && !Table::parse(KALLSYMS_TEXT.as_bytes()).hidden);
     }
 
     #[test]

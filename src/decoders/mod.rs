@@ -151,6 +151,8 @@ pub fn build(name: &str, options: &DecoderOptions) -> Result<Box<dyn Decoder>, S
     configure(name, options).map(|c| c.decoder)
 }
 
+pub use ksym::shows_addresses as kallsyms_shows_addresses;
+
 pub fn known_names() -> Vec<&'static str> {
     let mut names: Vec<_> = REGISTRY.iter().map(|(n, _)| *n).collect();
     names.sort_unstable();

@@ -10,12 +10,13 @@ use crate::metrics::{Failure, Reason};
 const TRACEFS_PATHS: &[&str] = &["/sys/kernel/tracing", "/sys/kernel/debug/tracing"];
 
 /// Makes sure tracefs is reachable, mounting it at `/sys/kernel/tracing`
-/// when it is not and we may. The error says exactly what is missing.
-pub fn ensure_tracefs() -> Result<(), Failure> {
+/// when it is not and we may, and says where it is. The error says exactly
+/// what is missing.
+pub fn ensure_tracefs() -> Result<&'static str, Failure> {
     let mut closed = None;
     for path in TRACEFS_PATHS {
         match std::fs::metadata(Path::new(path).join("events")) {
-            Ok(m) if m.is_dir() => return Ok(()),
+            Ok(m) if m.is_dir() => return Ok(path),
             Err(e) if e.kind() == std::io::ErrorKind::PermissionDenied => closed = closed.or(Some(*path)),
             _ => {}
         }
@@ -48,7 +49,7 @@ pub fn ensure_tracefs() -> Result<(), Failure> {
         )
     })?;
     tracing::info!("mounted tracefs at {target}");
-    Ok(())
+    Ok(target)
 }
 
 fn mount(source: &str, target: &str, fstype: &str) -> std::io::Result<()> {
@@ -69,6 +70,14 @@ fn mount(source: &str, target: &str, fstype: &str) -> std::io::Result<()> {
     } else {
         Err(std::io::Error::last_os_error())
     }
+}
+
+/// Where tracefs (at `root`) keeps the id of the tracepoint a
+/// `tracepoint/<category>/<name>` section attaches to: the file attaching
+/// reads.
+pub fn tracepoint_id_path(root: &str, section: &str) -> std::path::PathBuf {
+    let event = section.split_once('/').map_or("", |(_, event)| event);
+    Path::new(root).join("events").join(event).join("id")
 }
 
 /// Sections whose auto-attach goes through tracefs.

@@ -428,10 +428,7 @@ fn attach_xdp(prog: &libbpf_rs::ProgramMut<'_>, interface: &str, mode: XdpMode) 
                 Reason::HookMissing,
                 format!(": {interface}'s driver may not support XDP mode {mode}; try `mode: generic`"),
             ),
-            libc::EPERM => (
-                Reason::Permission,
-                ": attaching XDP needs CAP_NET_ADMIN".to_string(),
-            ),
+            libc::EPERM => (Reason::Permission, crate::privileges::permission_hint("xdp")),
             _ => (Reason::Failed, String::new()),
         };
         return Err(Failure::new(
@@ -487,7 +484,10 @@ fn attach_uprobe(
                          fix attach.uprobe.function"
                     ),
                 ),
-                ErrorKind::PermissionDenied => (Reason::Permission, String::new()),
+                ErrorKind::PermissionDenied => (
+                    Reason::Permission,
+                    crate::privileges::uprobe_hint(section, pid.is_some() || binary.starts_with("/proc/")),
+                ),
                 _ => (Reason::Failed, String::new()),
             };
             Failure::new(reason, format!("{what} failed: {e:#}{hint}"))

@@ -8,6 +8,7 @@ use std::fmt::Write as _;
 use std::time::SystemTime;
 
 use crate::metrics::{ConfigStatus, Snapshot};
+use crate::privileges::Privileges;
 
 /// Escapes text for HTML element content and quoted attribute values.
 fn html_escape(out: &mut String, s: &str) {
@@ -29,9 +30,13 @@ fn esc(s: &str) -> String {
     out
 }
 
-/// The whole page: version, a link to the metrics, the snapshot's age and
-/// one row per config.
-pub(super) fn landing_page(telemetry_path: &str, snapshot: &Snapshot) -> String {
+/// The whole page: version, a link to the metrics, the snapshot's age, one
+/// row per config, and the capabilities kept at start.
+pub(super) fn landing_page(
+    telemetry_path: &str,
+    snapshot: &Snapshot,
+    privileges: Option<&Privileges>,
+) -> String {
     let mut html = String::with_capacity(2048);
     // Relative link, so the page keeps working behind a path-prefixing proxy.
     let _ = write!(
@@ -71,8 +76,41 @@ pub(super) fn landing_page(telemetry_path: &str, snapshot: &Snapshot) -> String 
         }
         html.push_str("</tbody>\n</table>\n");
     }
+    if let Some(privileges) = privileges {
+        capabilities(&mut html, privileges);
+    }
     html.push_str("</body>\n</html>\n");
     html
+}
+
+fn capabilities(html: &mut String, privileges: &Privileges) {
+    html.push_str(
+        "<h2>Capabilities</h2>\n<table>\n<thead><tr><th>Capability</th><th>Kept for</th></tr></thead>\n<tbody>\n",
+    );
+    for need in &privileges.kept {
+        let _ = writeln!(
+            html,
+            "<tr><td>{}</td><td>{}</td></tr>",
+            esc(&need.capability),
+            esc(&need.reason)
+        );
+    }
+    for need in &privileges.missing {
+        let _ = writeln!(
+            html,
+            "<tr><td>{}</td><td class=\"error\">needed for {}, but not held</td></tr>",
+            esc(&need.capability),
+            esc(&need.reason)
+        );
+    }
+    html.push_str("</tbody>\n</table>\n");
+    if !privileges.dropped.is_empty() {
+        let _ = writeln!(
+            html,
+            "<p>Dropped at start: {}.</p>",
+            esc(&privileges.dropped.join(", "))
+        );
+    }
 }
 
 fn config_row(html: &mut String, config: &ConfigStatus) {
@@ -122,7 +160,7 @@ mod tests {
 
     #[test]
     fn lists_configs_escaped() {
-        let html = landing_page("/metrics", &snapshot());
+        let html = landing_page("/metrics", &snapshot(), None);
         assert!(html.contains("<title>bpf-exporter</title>"));
         assert!(html.contains("href=\"./metrics\""));
         assert!(html.contains("Last snapshot taken"));
@@ -143,7 +181,7 @@ mod tests {
     fn shows_a_refused_change_beside_the_version_that_runs() {
         let mut snapshot = snapshot();
         snapshot.configs[0].rejected = Some("x.yaml:3:5: bad <thing>".into());
-        let html = landing_page("/metrics", &snapshot);
+        let html = landing_page("/metrics", &snapshot, None);
         assert!(
             html.contains("the version before it keeps running: x.yaml:3:5: bad &lt;thing&gt;"),
             "{html}"
@@ -151,8 +189,38 @@ mod tests {
     }
 
     #[test]
+    fn lists_the_capabilities_kept_with_why_and_those_missing() {
+        use crate::privileges::Need;
+        let need = |cap: &str, reason: &str| Need {
+            capability: cap.into(),
+            reason: reason.into(),
+        };
+        let privileges = Privileges {
+            kept: vec![need("CAP_BPF", "loading <programs>")],
+            missing: vec![need("CAP_DAC_READ_SEARCH", "tracefs: syscalls")],
+            dropped: vec!["CAP_SYS_ADMIN".into(), "CAP_NET_ADMIN".into()],
+        };
+        let html = landing_page("/metrics", &snapshot(), Some(&privileges));
+        assert!(
+            html.contains("<tr><td>CAP_BPF</td><td>loading &lt;programs&gt;</td></tr>"),
+            "{html}"
+        );
+        assert!(
+            html.contains(
+                "<td>CAP_DAC_READ_SEARCH</td><td class=\"error\">needed for tracefs: syscalls, but not held"
+            ),
+            "{html}"
+        );
+        assert!(
+            html.contains("Dropped at start: CAP_SYS_ADMIN, CAP_NET_ADMIN."),
+            "{html}"
+        );
+        assert!(!landing_page("/metrics", &snapshot(), None).contains("Capabilities"));
+    }
+
+    #[test]
     fn says_when_not_ready() {
-        let html = landing_page("/m", &Snapshot::default());
+        let html = landing_page("/m", &Snapshot::default(), None);
         assert!(html.contains("Not ready: starting: no snapshot published yet."));
         assert!(!html.contains("Last snapshot taken"));
         assert!(html.contains("No configs selected"));

@@ -133,6 +133,17 @@ pub fn raise_fd_limit() -> io::Result<u64> {
     Ok(limit.rlim_cur)
 }
 
+/// The TCP port the exporter will bind, if it binds one (not under
+/// `--web.systemd-socket`) and the address is valid.
+pub fn port(opts: &ServerOptions) -> Option<u16> {
+    if opts.systemd_socket {
+        return None;
+    }
+    match parse_listen(&opts.listen).ok()? {
+        Listen::AllInterfaces(port) | Listen::Host(_, port) => Some(port),
+    }
+}
+
 #[derive(Debug, PartialEq)]
 enum Listen {
     AllInterfaces(u16),

@@ -33,7 +33,7 @@ use tokio::net::TcpListener;
 
 use crate::metrics::SnapshotCell;
 use connections::{Admitted, Connections};
-pub use listen::{bind, raise_fd_limit};
+pub use listen::{bind, port, raise_fd_limit};
 pub use web::SharedWeb;
 
 /// Where and what to serve.

@@ -110,7 +110,7 @@ fn handle<B>(req: &Request<B>, ctx: &Context) -> Resp {
         Route::Metrics => metrics(req, ctx),
         Route::Landing => {
             let snapshot = ctx.cell.load();
-            let html = landing_page(&ctx.telemetry_path, &snapshot);
+            let html = landing_page(&ctx.telemetry_path, &snapshot, crate::privileges::at_start());
             response(StatusCode::OK, "text/html; charset=utf-8", html.into())
         }
         Route::Healthy => plain(StatusCode::OK, "Healthy\n"),
@@ -125,13 +125,13 @@ fn handle<B>(req: &Request<B>, ctx: &Context) -> Resp {
         Route::Status => response(
             StatusCode::OK,
             "application/json",
-            status_json(&ctx.cell.load()).into(),
+            status_json(&ctx.cell.load(), crate::privileges::at_start()).into(),
         ),
     }
 }
 
 /// `GET /-/status`: what `/` shows, for scripts and orchestration.
-fn status_json(snapshot: &Snapshot) -> String {
+fn status_json(snapshot: &Snapshot, privileges: Option<&crate::privileges::Privileges>) -> String {
     let taken_at = snapshot
         .taken_at
         .duration_since(std::time::SystemTime::UNIX_EPOCH)
@@ -141,6 +141,7 @@ fn status_json(snapshot: &Snapshot) -> String {
         "not_ready": snapshot.not_ready,
         "snapshot_timestamp_seconds": taken_at,
         "configs": snapshot.configs,
+        "capabilities": privileges,
     });
     let mut body = status.to_string();
     body.push('\n');

@@ -1,8 +1,13 @@
-//! The Linux capabilities the exporter's programs need, and what to tell
-//! an operator whose exporter lacks one: the kernel only answers EPERM,
-//! which names neither the capability nor the fix.
+//! The Linux capabilities the exporter's programs need, which it keeps
+//! ([`keep`]), and what to tell an operator whose exporter lacks one: the
+//! kernel only answers EPERM, which names neither the capability nor the
+//! fix.
+
+mod keep;
 
 use caps::{CapSet, Capability};
+
+pub use keep::{at_start, drop_unneeded, plan, Host, KeepItem, Need, Privileges};
 
 /// What loading and attaching a program of `section` needs: CAP_BPF for
 /// the program and its maps, and CAP_PERFMON for tracing (perf events,
@@ -40,6 +45,9 @@ pub fn holds(cap: Capability) -> bool {
 pub fn permission_hint(section: &str) -> String {
     let needed = needed_for(section);
     let missing: Vec<Capability> = needed.iter().copied().filter(|c| !holds(*c)).collect();
+    if let Some(note) = dropped_note(&missing) {
+        return note;
+    }
     if missing.is_empty() {
         return format!(
             ": the exporter holds {} and was still refused: kernels before 5.8 also need CAP_SYS_ADMIN, \
@@ -60,16 +68,53 @@ pub fn permission_hint(section: &str) -> String {
     )
 }
 
+/// Why a uprobe was refused: a uprobe on one process (`pid`, or a path in
+/// its `/proc/PID/root`) also needs ptrace access to that process, which
+/// another user's process grants only with CAP_SYS_PTRACE.
+pub fn uprobe_hint(section: &str, one_process: bool) -> String {
+    if !one_process || !needed_for(section).iter().all(|c| holds(*c)) {
+        return permission_hint(section);
+    }
+    dropped_note(&[Capability::CAP_SYS_PTRACE]).unwrap_or_else(|| {
+        ": a uprobe on one process needs ptrace access to it: run the exporter as that process's user, \
+         or grant it CAP_SYS_PTRACE"
+            .to_string()
+    })
+}
+
 /// The hint for a tracefs that is mounted but closed to the exporter: on
 /// current kernels it is root's alone (mode 0700, files 0440), and
 /// tracepoint attachment reads each event's id from it.
 pub fn tracefs_hint(path: &str) -> String {
+    if let Some(note) = dropped_note(&[Capability::CAP_DAC_READ_SEARCH]) {
+        return format!("tracefs at {path} is readable only by root{note}");
+    }
     format!(
         "tracefs is mounted at {path} but readable only by root, and attaching a tracepoint reads its \
          event id there: grant the exporter CAP_DAC_READ_SEARCH (systemd: add it to AmbientCapabilities=), \
          or mount tracefs with a group the exporter is in (`mount -o remount,gid=GID,mode=0750 {path}`), \
          or run it as root"
     )
+}
+
+/// When the exporter held every one of `missing` but dropped it at start
+/// (no config then needed it), the hint says so and how to keep it; a
+/// grant would not help, the exporter already has it.
+fn dropped_note(missing: &[Capability]) -> Option<String> {
+    if missing.is_empty() || !missing.iter().all(|c| keep::dropped_at_start(*c)) {
+        return None;
+    }
+    let list = missing
+        .iter()
+        .map(ToString::to_string)
+        .collect::<Vec<_>>()
+        .join(",");
+    Some(format!(
+        ": the exporter dropped {} at start, since no config selected then needed it: restart it \
+         (it keeps what the configs at start need), or start it with --capabilities.keep={list} \
+         to keep it for configs added later",
+        names(missing),
+    ))
 }
 
 fn names(caps: &[Capability]) -> String {
