@@ -66,7 +66,7 @@ fn a_taken_port_fails_before_any_program_is_loaded() {
         "{log}"
     );
     assert!(
-        !log.contains("running") && !log.contains("attach"),
+        !log.contains("msg=running") && !log.contains("attached"),
         "programs were loaded first:\n{log}"
     );
 }

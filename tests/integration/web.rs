@@ -16,8 +16,11 @@ use crate::binary::{answers_ok, http, priority_min_queries, sample_text, Exporte
 use crate::common::{bpf_available, tool_available};
 
 /// A CA, a server certificate for 127.0.0.1 and localhost signed by it, a
-/// client certificate signed by it, and a "stranger" client certificate
-/// signed by another CA; made with the openssl CLI.
+/// client certificate signed by it (naming itself `scraper.example`,
+/// `prom@example.com`, `spiffe://example/prometheus` and `192.0.2.7`), a
+/// "sibling" client certificate of the same CA naming `intruder.example`,
+/// and a "stranger" client certificate signed by another CA; made with the
+/// openssl CLI.
 pub(crate) struct Pki {
     dir: tempfile::TempDir,
 }
@@ -43,7 +46,17 @@ impl Pki {
             "subjectAltName=IP:127.0.0.1,DNS:localhost\nextendedKeyUsage=serverAuth\n",
         )
         .unwrap();
-        std::fs::write(dir.path().join("client.ext"), "extendedKeyUsage=clientAuth\n").unwrap();
+        std::fs::write(
+            dir.path().join("client.ext"),
+            "subjectAltName=DNS:scraper.example,email:prom@example.com,URI:spiffe://example/prometheus,\
+             IP:192.0.2.7\nextendedKeyUsage=clientAuth\n",
+        )
+        .unwrap();
+        std::fs::write(
+            dir.path().join("sibling.ext"),
+            "subjectAltName=DNS:intruder.example\nextendedKeyUsage=clientAuth\n",
+        )
+        .unwrap();
         let ec = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes"];
         for (name, subject) in [("ca", "/CN=test ca"), ("other-ca", "/CN=other ca")] {
             let (key, crt) = (format!("{name}.key"), format!("{name}.crt"));
@@ -57,6 +70,7 @@ impl Pki {
         for (name, ca, ext) in [
             ("server", "ca", "server.ext"),
             ("client", "ca", "client.ext"),
+            ("sibling", "ca", "sibling.ext"),
             ("stranger", "other-ca", "client.ext"),
         ] {
             let (key, csr, crt) = (
@@ -185,6 +199,91 @@ fn log_file() -> (tempfile::NamedTempFile, Stdio) {
 }
 
 const SERIES: &str = r#"ebpf_syscalls_total{syscall="sched_get_priority_min"}"#;
+
+/// Used to: `client_allowed_sans` was refused as not supported.
+#[test]
+fn client_allowed_sans_admit_only_certificates_carrying_a_listed_name() {
+    if !bpf_available() || !tool_available("curl") {
+        return;
+    }
+    let pki = Pki::new();
+    let web = pki.path("web.yml");
+    let holder = |name: &str| -> Vec<String> {
+        [
+            "--cacert",
+            &pki.path("ca.crt"),
+            "--cert",
+            &pki.path(&format!("{name}.crt")),
+            "--key",
+            &pki.path(&format!("{name}.key")),
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .collect()
+    };
+    let (client, sibling) = (holder("client"), holder("sibling"));
+    // Each kind of name the client's certificate carries, one at a time.
+    for allowed in [
+        "scraper.example",
+        "prom@example.com",
+        "spiffe://example/prometheus",
+        "192.0.2.7",
+    ] {
+        std::fs::write(
+            &web,
+            format!(
+                "tls_server_config:\n  cert_file: {}\n  key_file: {}\n  client_auth_type: VerifyClientCertIfGiven\n  \
+                 client_ca_file: {}\n  client_allowed_sans: [\"{allowed}\", other.example]\n",
+                pki.path("server.crt"),
+                pki.path("server.key"),
+                pki.path("ca.crt")
+            ),
+        )
+        .unwrap();
+        let exporter = Exporter::spawn_answering(
+            &["--config.names", "syscalls", "--web.config.file", &web],
+            Stdio::inherit(),
+            |port| curl(&format!("https://127.0.0.1:{port}/-/healthy"), &refs(&client)).status == Some(200),
+        );
+        let url = format!("https://127.0.0.1:{}/metrics", exporter.port);
+        let reply = curl(&url, &refs(&client));
+        assert_eq!(reply.status, Some(200), "{allowed}: {}", reply.error);
+        assert!(reply.body.contains("ebpf_syscalls_total"), "{allowed}");
+        // Same CA, none of the names; and no certificate at all, which
+        // VerifyClientCertIfGiven alone would let through.
+        let refused = curl(&url, &refs(&sibling));
+        assert_eq!(
+            refused.status, None,
+            "{allowed}: served to a certificate without the name"
+        );
+        let anonymous = curl(&url, &["--cacert", &pki.path("ca.crt")]);
+        assert_eq!(anonymous.status, None, "{allowed}: served without a certificate");
+        exporter.stop();
+    }
+
+    // Without client certificates there is nothing to check: refused at
+    // start, with the place and the fix.
+    std::fs::write(
+        &web,
+        format!(
+            "tls_server_config:\n  cert_file: {}\n  key_file: {}\n  client_allowed_sans: [scraper.example]\n",
+            pki.path("server.crt"),
+            pki.path("server.key"),
+        ),
+    )
+    .unwrap();
+    let out = Command::new(crate::binary::BIN)
+        .args(["--config.names", "syscalls", "--web.config.file", &web])
+        .output()
+        .unwrap();
+    let log = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{log}");
+    assert!(
+        log.contains(&format!("{web}:4:24: tls_server_config.client_allowed_sans: client_allowed_sans needs client certificates"))
+            && log.contains("RequireAndVerifyClientCert"),
+        "{log}"
+    );
+}
 
 #[test]
 fn tls_client_certificates_and_basic_auth_admit_only_the_configured_client() {

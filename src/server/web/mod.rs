@@ -11,6 +11,7 @@
 //! place are picked up too.
 
 mod auth;
+mod sans;
 mod tls;
 
 use std::collections::BTreeMap;

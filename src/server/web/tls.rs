@@ -10,6 +10,7 @@ use std::sync::Arc;
 use rustls::crypto::CryptoProvider;
 use rustls::pki_types::pem::PemObject as _;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+use rustls::server::danger::ClientCertVerifier;
 use rustls::server::WebPkiClientVerifier;
 use rustls::{RootCertStore, ServerConfig, SupportedProtocolVersion};
 use serde::Deserialize;
@@ -95,14 +96,28 @@ pub(super) fn acceptor(
 
     let provider = provider(t, errors);
     let versions = versions(t, errors);
-    let verifier = client_verifier(t, base, errors, files, raw, &provider);
-    if let Some(sans) = &t.client_allowed_sans {
-        errors.at(
-            sans,
-            p("client_allowed_sans"),
-            "not supported; trust only the CA that signs the allowed clients in client_ca_file",
-        );
-    }
+    let verifier = match (
+        client_verifier(t, base, errors, files, raw, &provider),
+        &t.client_allowed_sans,
+    ) {
+        (Some(Some(inner)), Some(sans)) if !sans.value.is_empty() => {
+            let allowed = sans.value.clone();
+            Some(Some(
+                Arc::new(super::sans::AllowedSans { inner, allowed }) as Arc<dyn ClientCertVerifier>
+            ))
+        }
+        (Some(verifier), Some(sans)) => {
+            let message = if verifier.is_none() {
+                "client_allowed_sans needs client certificates: set client_auth_type: \
+                 RequireAndVerifyClientCert and client_ca_file"
+            } else {
+                "no name listed: list the names a client certificate may carry, or remove client_allowed_sans"
+            };
+            errors.at(sans, p("client_allowed_sans"), message);
+            None
+        }
+        (verifier, _) => verifier,
+    };
     if errors.list.len() != before {
         return None;
     }
@@ -324,7 +339,7 @@ fn client_verifier(
     files: &mut Vec<PathBuf>,
     raw: &Spanned<RawTls>,
     provider: &Option<CryptoProvider>,
-) -> Option<Option<Arc<dyn rustls::server::danger::ClientCertVerifier>>> {
+) -> Option<Option<Arc<dyn ClientCertVerifier>>> {
     let path = "tls_server_config.client_auth_type";
     let mode = t
         .client_auth_type
