@@ -164,19 +164,26 @@ fn curl(url: &str, args: &[&str]) -> Curl {
     }
 }
 
-/// curl with the CA, the client certificate and alice's password.
-fn trusted(pki: &Pki, extra: &[&str]) -> Vec<String> {
-    let mut args: Vec<String> = [
+/// curl with the CA and the certificate and key of `holder` (`client`,
+/// `sibling`, `stranger`).
+fn holding(pki: &Pki, holder: &str) -> Vec<String> {
+    let (crt, key) = (format!("{holder}.crt"), format!("{holder}.key"));
+    [
         "--cacert",
         &pki.path("ca.crt"),
         "--cert",
-        &pki.path("client.crt"),
+        &pki.path(&crt),
         "--key",
-        &pki.path("client.key"),
+        &pki.path(&key),
     ]
     .iter()
     .map(|s| s.to_string())
-    .collect();
+    .collect()
+}
+
+/// curl as the trusted client, with `extra` (such as alice's password).
+fn trusted(pki: &Pki, extra: &[&str]) -> Vec<String> {
+    let mut args = holding(pki, "client");
     args.extend(extra.iter().map(|s| s.to_string()));
     args
 }
@@ -208,20 +215,7 @@ fn client_allowed_sans_admit_only_certificates_carrying_a_listed_name() {
     }
     let pki = Pki::new();
     let web = pki.path("web.yml");
-    let holder = |name: &str| -> Vec<String> {
-        [
-            "--cacert",
-            &pki.path("ca.crt"),
-            "--cert",
-            &pki.path(&format!("{name}.crt")),
-            "--key",
-            &pki.path(&format!("{name}.key")),
-        ]
-        .iter()
-        .map(|s| s.to_string())
-        .collect()
-    };
-    let (client, sibling) = (holder("client"), holder("sibling"));
+    let (client, sibling) = (holding(&pki, "client"), holding(&pki, "sibling"));
     // Each kind of name the client's certificate carries, one at a time.
     for allowed in [
         "scraper.example",
@@ -342,19 +336,9 @@ fn tls_client_certificates_and_basic_auth_admit_only_the_configured_client() {
         &["--cacert", &pki.path("ca.crt"), "-u", "alice:secret"],
     );
     assert_eq!(anonymous.status, None, "served without a client certificate");
-    let stranger = curl(
-        &url("/metrics"),
-        &[
-            "--cacert",
-            &pki.path("ca.crt"),
-            "--cert",
-            &pki.path("stranger.crt"),
-            "--key",
-            &pki.path("stranger.key"),
-            "-u",
-            "alice:secret",
-        ],
-    );
+    let mut stranger = holding(&pki, "stranger");
+    stranger.extend(["-u".to_string(), "alice:secret".to_string()]);
+    let stranger = curl(&url("/metrics"), &refs(&stranger));
     assert_eq!(stranger.status, None, "served to an untrusted client certificate");
     // Plain HTTP to the TLS port gets no metrics.
     assert_ne!(http(exporter.port, "GET", "/metrics", "").map(|r| r.0), Some(200));
