@@ -93,6 +93,10 @@ fn main() {
     fs::write(out.join("configs.rs"), configs).expect("writing configs.rs");
 
     build_truth_target(&root, &out);
+    // libbpf's own headers (<bpf/bpf_helpers.h>), for the tests that build
+    // an object with plain clang, as a user without libbpf-dev would.
+    let libbpf = env::var("DEP_BPF_INCLUDE").expect("libbpf-sys gives its include directory");
+    println!("cargo:rustc-env=BPF_EXPORTER_LIBBPF_INCLUDE={libbpf}");
 }
 
 /// Compiles the truth tests' target process for the host with the clang the

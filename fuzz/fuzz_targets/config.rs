@@ -24,6 +24,7 @@ fuzz_target!(|data: &[u8]| {
         name: name.to_string(),
         origin: format!("fuzz:{name}.yaml"),
         text,
+        ..Default::default()
     };
     let _ = config::parse(&source, "ebpf_");
 });

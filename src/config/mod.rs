@@ -21,7 +21,8 @@ use std::fmt;
 use crate::decoders::Configured;
 pub use error::{ConfigError, ConfigErrors};
 pub use sources::{
-    sources, EmbeddedConfig, Listing, Selection, Source, Unreadable, DEFAULT_SET, EMBEDDED_CONFIGS,
+    sources, EmbeddedConfig, Listing, ObjectFile, Selection, Source, Unreadable, DEFAULT_SET,
+    EMBEDDED_CONFIGS,
 };
 pub use validate::parse;
 
@@ -34,8 +35,10 @@ pub struct Config {
     /// The YAML it was parsed from: a reload with the same text leaves the
     /// running config alone.
     pub text: String,
-    /// Embedded program to load.
+    /// What it runs, as `/` and the log name it: an embedded program's
+    /// name, or an object file's path.
     pub program: String,
+    pub object: crate::programs::ProgramObject,
     pub metrics: Vec<MetricSpec>,
     pub attach: Vec<AttachSpec>,
 }

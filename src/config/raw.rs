@@ -18,6 +18,9 @@ pub struct RawConfig {
     /// Embedded program (file stem of `bpf/<program>.bpf.c`) to load.
     /// Defaults to the config's own file stem.
     pub program: Option<Spanned<String>>,
+    /// A compiled object to run instead (`x.bpf.o`), relative to the
+    /// config's directory.
+    pub object: Option<Spanned<String>>,
     /// How the program's maps become metrics.
     pub metrics: Spanned<RawMetrics>,
     /// Where to attach programs whose `SEC()` alone does not say, such as XDP

@@ -9,6 +9,7 @@
 
 use std::io;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use anyhow::bail;
 
@@ -30,14 +31,29 @@ pub const DEFAULT_SET: &str = "default";
 include!(concat!(env!("OUT_DIR"), "/configs.rs"));
 
 /// The text of one config and where it came from.
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Hash)]
 pub struct Source {
     /// File stem; also the default program name.
     pub name: String,
     /// How errors name the file: a path, or `embedded:configs/x.yaml`.
     pub origin: String,
     pub text: String,
+    /// The compiled object the config runs instead of an embedded program:
+    /// the file its `object:` names, or `<name>.bpf.o` beside it.
+    pub object: Option<ObjectFile>,
 }
+
+/// A compiled BPF object read from a file. Its bytes are part of the
+/// config's identity, so replacing the file is a change a reload applies.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct ObjectFile {
+    pub path: PathBuf,
+    pub bytes: Arc<[u8]>,
+}
+
+/// The largest object file read. ebpf_exporter's compiled examples are
+/// tens of KB; the largest real-world objects (with BTF) a few MB.
+pub const MAX_OBJECT_BYTES: u64 = 64 << 20;
 
 /// A config that could not be read, and why.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
@@ -52,6 +68,8 @@ pub struct Unreadable {
 pub struct Listing {
     pub sources: Vec<Source>,
     pub unreadable: Vec<Unreadable>,
+    /// Objects of `--config.dir` that no config runs.
+    pub ignored_objects: Vec<PathBuf>,
 }
 
 impl Listing {
@@ -79,7 +97,7 @@ impl From<Vec<Source>> for Listing {
     fn from(sources: Vec<Source>) -> Self {
         Listing {
             sources,
-            unreadable: Vec::new(),
+            ..Listing::default()
         }
     }
 }
@@ -115,6 +133,7 @@ pub fn sources(dir: Option<&Path>, names: Option<&[String]>) -> anyhow::Result<L
                         name: c.name.to_string(),
                         origin: format!("embedded:{}", c.path),
                         text: c.text.to_string(),
+                        object: None,
                     })
                     .collect::<Vec<_>>(),
             );
@@ -134,7 +153,10 @@ pub fn sources(dir: Option<&Path>, names: Option<&[String]>) -> anyhow::Result<L
         return Ok(default_set.unwrap_or(all));
     };
     let default_set = default_set.as_ref().unwrap_or(&all);
-    let mut selected = Listing::default();
+    let mut selected = Listing {
+        ignored_objects: all.ignored_objects.clone(),
+        ..Listing::default()
+    };
     for name in names {
         if name == DEFAULT_SET {
             for name in default_set.in_order() {
@@ -219,18 +241,103 @@ fn read_dir(dir: &Path) -> anyhow::Result<Listing> {
             });
             continue;
         }
-        match read_limited(&path) {
-            Ok(text) => listing.sources.push(Source { name, origin, text }),
-            Err(e) => listing.unreadable.push(Unreadable {
-                error: format!("{origin}: {}", unreadable(&path, &e)),
-                name,
-                origin,
-            }),
+        let read = read_limited(&path)
+            .map_err(|e| format!("{origin}: {}", unreadable(&path, &e)))
+            .and_then(|text| {
+                let object = object_of(dir, &name, &text)?;
+                Ok(Source {
+                    name: name.clone(),
+                    origin: origin.clone(),
+                    text,
+                    object,
+                })
+            });
+        match read {
+            Ok(source) => listing.sources.push(source),
+            Err(error) => listing.unreadable.push(Unreadable { name, origin, error }),
         }
     }
+    listing.ignored_objects = objects_without_config(dir, &listing);
     listing.sources.sort_by(|a, b| a.name.cmp(&b.name));
     listing.unreadable.sort_by(|a, b| a.name.cmp(&b.name));
     Ok(listing)
+}
+
+/// The object config `name` (text `text`, in `dir`) runs, if a file: the
+/// one its `object:` names (relative to `dir`), else `<name>.bpf.o` beside
+/// it unless `program:` names an embedded program. ebpf_exporter's layout
+/// is a `.yaml` beside its `.bpf.o`, so that object wins over an embedded
+/// program of the same name: it is what the user put there to run.
+fn object_of(dir: &Path, name: &str, text: &str) -> Result<Option<ObjectFile>, String> {
+    let keys = super::yaml::program_keys(text);
+    let path = match (&keys.object, &keys.program) {
+        (Some(object), _) => dir.join(object),
+        (None, Some(_)) => return Ok(None),
+        (None, None) => {
+            let beside = dir.join(format!("{name}.bpf.o"));
+            if std::fs::symlink_metadata(&beside).is_err() {
+                return Ok(None);
+            }
+            beside
+        }
+    };
+    read_object(&path).map(Some).map_err(|e| {
+        format!(
+            "{}: {}",
+            path.display(),
+            unreadable(&path, &e).replace("config file", "BPF object")
+        )
+    })
+}
+
+/// The bytes of the object at `path`, refused unread beyond
+/// [`MAX_OBJECT_BYTES`].
+fn read_object(path: &Path) -> io::Result<ObjectFile> {
+    use std::io::Read as _;
+    let file = std::fs::File::open(path)?;
+    let size = file.metadata()?.len();
+    let mut bytes = Vec::new();
+    file.take(MAX_OBJECT_BYTES + 1).read_to_end(&mut bytes)?;
+    if size > MAX_OBJECT_BYTES || bytes.len() as u64 > MAX_OBJECT_BYTES {
+        return Err(io::Error::new(
+            io::ErrorKind::FileTooLarge,
+            format!(
+                "{} bytes, more than the {MAX_OBJECT_BYTES} a BPF object can be: is it the right file?",
+                size.max(bytes.len() as u64)
+            ),
+        ));
+    }
+    Ok(ObjectFile {
+        path: path.to_path_buf(),
+        bytes: bytes.into(),
+    })
+}
+
+/// The `*.bpf.o` files of `dir` no config runs: a `.bpf.o` without its
+/// `.yaml` does nothing, and saying so beats silence.
+fn objects_without_config(dir: &Path, listing: &Listing) -> Vec<PathBuf> {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return Vec::new();
+    };
+    let used: Vec<&Path> = listing
+        .sources
+        .iter()
+        .filter_map(|s| s.object.as_ref().map(|o| o.path.as_path()))
+        .collect();
+    let mut ignored: Vec<PathBuf> = entries
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.to_str().is_some_and(|p| p.ends_with(".bpf.o")))
+        .filter(|p| {
+            let stem = p
+                .file_name()
+                .and_then(|n| n.to_str())
+                .and_then(|n| n.strip_suffix(".bpf.o"));
+            !used.contains(&p.as_path())
+                && !stem.is_some_and(|stem| listing.unreadable.iter().any(|u| u.name == stem))
+        })
+        .collect();
+    ignored.sort();
+    ignored
 }
 
 /// The largest config file read. ebpf_exporter's biggest configs are a

@@ -8,7 +8,7 @@
 use serde_saphyr::Location;
 
 use super::{yaml, Config, ConfigError, ConfigErrors, Source};
-use crate::programs;
+use crate::programs::{self, ProgramObject};
 
 pub use super::labels::CPU_LABEL;
 
@@ -21,28 +21,18 @@ pub fn parse(source: &Source, prefix: &str) -> Result<Config, ConfigErrors> {
         file,
         errors: Vec::new(),
     };
-    let program = raw
-        .program
-        .as_ref()
-        .map_or(source.name.clone(), |p| p.value.clone());
-    let Some(embedded) = programs::find(&program) else {
-        let message = format!(
-            "no embedded program named {program:?} (embedded: {}); {}",
-            programs::embedded_names().join(", "),
-            if raw.program.is_some() {
-                "name one of them in `program:`"
-            } else {
-                "name one of them in `program:`, or rename the file after one"
-            }
-        );
-        let error = match &raw.program {
-            Some(p) => ConfigError::at(file, p.referenced, "program", message),
-            None => ConfigError::file_level(file, message),
+    let object = object(source, &raw)?;
+    let info = programs::inspect(object.name(), object.bytes()).map_err(|e| {
+        let message = match &object {
+            ProgramObject::Embedded(_) => format!("{e:#}"),
+            ProgramObject::File { .. } if !object.bytes().starts_with(b"\x7fELF") => format!(
+                "{} is not a BPF object (an ELF file): build it with `clang -O2 -g -target bpf -c x.bpf.c -o x.bpf.o`",
+                object.describe()
+            ),
+            ProgramObject::File { .. } => format!("{}: {e:#}", object.describe()),
         };
-        return Err(ConfigErrors(vec![error]));
-    };
-    let info = programs::inspect(embedded.name, embedded.object)
-        .map_err(|e| ConfigErrors(vec![ConfigError::file_level(file, format!("{e:#}"))]))?;
+        ConfigErrors(vec![ConfigError::file_level(file, message)])
+    })?;
 
     let metrics = v.metrics(&raw.metrics, &info, prefix);
     let attach = v.attach_entries(&raw.attach, &info);
@@ -52,12 +42,62 @@ pub fn parse(source: &Source, prefix: &str) -> Result<Config, ConfigErrors> {
             name: source.name.clone(),
             origin: source.origin.clone(),
             text: source.text.clone(),
-            program,
+            program: object.describe(),
+            object,
             metrics,
             attach,
         })
     } else {
         Err(ConfigErrors(v.errors))
+    }
+}
+
+/// The object `source` runs: the file it names in `object:` or that lies
+/// beside it (read with the file), else the embedded program `program:`
+/// names, else the embedded program of its own name.
+fn object(source: &Source, raw: &super::raw::RawConfig) -> Result<ProgramObject, ConfigErrors> {
+    let file = source.origin.as_str();
+    let fail = |error| Err(ConfigErrors(vec![error]));
+    match (&raw.object, &raw.program, &source.object) {
+        (Some(object), Some(_), _) => fail(ConfigError::at(
+            file,
+            object.referenced,
+            "object",
+            "give `program:` (a program embedded in the exporter) or `object:` (a compiled file), not both",
+        )),
+        (Some(object), None, None) => fail(ConfigError::at(
+            file,
+            object.referenced,
+            "object",
+            format!(
+                "{:?} was not read: only a config of --config.dir can name an object file, \
+                 relative to that directory",
+                object.value
+            ),
+        )),
+        (_, None, Some(read)) => Ok(ProgramObject::file(read.clone())),
+        (_, program, _) => {
+            let name = program
+                .as_ref()
+                .map_or(source.name.as_str(), |p| p.value.as_str());
+            if let Some(embedded) = programs::find(name) {
+                return Ok(ProgramObject::Embedded(embedded));
+            }
+            let message = format!(
+                "no embedded program named {name:?} (embedded: {}); {}",
+                programs::embedded_names().join(", "),
+                if program.is_some() {
+                    "name one of them in `program:`, or a compiled file in `object:`"
+                } else {
+                    "name one of them in `program:`, put the compiled object beside the config as \
+                     <name>.bpf.o, or name it in `object:`"
+                }
+            );
+            fail(match program {
+                Some(p) => ConfigError::at(file, p.referenced, "program", message),
+                None => ConfigError::file_level(file, message),
+            })
+        }
     }
 }
 
@@ -88,6 +128,7 @@ pub(crate) mod testing {
             name: name.into(),
             origin: format!("configs/{name}.yaml"),
             text: text.into(),
+            ..Default::default()
         }
     }
 
@@ -150,6 +191,7 @@ mod tests {
                 name: embedded.name.into(),
                 origin: embedded.path.into(),
                 text: embedded.text.into(),
+                ..Default::default()
             };
             if let Err(e) = parse(&src, "ebpf_") {
                 panic!("{e}");

@@ -53,6 +53,20 @@ pub(crate) fn deserialize_located<T: serde::de::DeserializeOwned>(
     })
 }
 
+/// What a config says about the object it runs, read before the config
+/// is parsed (the object is read with the file, so that a changed object
+/// is a changed config). Any other key, or a text that does not parse,
+/// gives nothing here; parsing says what is wrong.
+#[derive(Debug, Default, serde::Deserialize)]
+pub(super) struct ProgramKeys {
+    pub program: Option<String>,
+    pub object: Option<String>,
+}
+
+pub(super) fn program_keys(text: &str) -> ProgramKeys {
+    serde_saphyr::from_str(text).unwrap_or_default()
+}
+
 /// Drops the `.value` steps that span wrappers add and the `.` of the root.
 fn clean_path(path: &str) -> String {
     let cleaned: Vec<&str> = path

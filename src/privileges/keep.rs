@@ -142,8 +142,8 @@ fn without(caps: &[Capability], probe: impl Fn() -> bool) -> bool {
 
 /// The section of every program of `config`'s object.
 fn sections(config: &Config) -> Vec<String> {
-    crate::programs::find(&config.program)
-        .and_then(|p| crate::programs::inspect(p.name, p.object).ok())
+    crate::programs::inspect(config.object.name(), config.object.bytes())
+        .ok()
         .map(|info| info.programs.into_iter().map(|p| p.section).collect())
         .unwrap_or_default()
 }

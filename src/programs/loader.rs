@@ -18,7 +18,7 @@ use libbpf_rs::{
     UprobeOpts,
 };
 
-use super::{fs, EmbeddedProgram, Hook};
+use super::{fs, Hook, ProgramObject};
 use crate::config::{AttachSpec, Config, XdpMode};
 use crate::metrics::{ConfigState, ConfigStatus, Failure, ProgramStatus, Reason};
 
@@ -182,13 +182,7 @@ impl Loaded {
 /// Loads and attaches `config`'s program. `Err` means nothing could be
 /// loaded; per-program failures are in [`Loaded::programs`].
 pub fn load(config: &Config) -> Result<Loaded, Failure> {
-    let embedded = super::find(&config.program).ok_or_else(|| {
-        Failure::new(
-            Reason::ObjectInvalid,
-            format!("no embedded program named {:?}", config.program),
-        )
-    })?;
-    let (object, refused) = load_isolating_failures(embedded)?;
+    let (object, refused) = load_isolating_failures(&config.object)?;
     let mut loaded = Loaded {
         object,
         links: Vec::new(),
@@ -214,7 +208,7 @@ type Refused = Vec<(String, String, Failure)>;
 
 /// Loads the object; when the kernel refuses it, loads each program alone to
 /// find the ones at fault, then loads the object without them.
-fn load_isolating_failures(embedded: &EmbeddedProgram) -> Result<(Object, Refused), Failure> {
+fn load_isolating_failures(embedded: &ProgramObject) -> Result<(Object, Refused), Failure> {
     let first = with_captured_log(|| {
         open(embedded)?
             .load()
@@ -224,7 +218,7 @@ fn load_isolating_failures(embedded: &EmbeddedProgram) -> Result<(Object, Refuse
         (Ok(object), _) => return Ok((object, Vec::new())),
         (Err(e), log) => (e, log),
     };
-    let programs: Vec<(String, String)> = super::inspect(embedded.name, embedded.object)
+    let programs: Vec<(String, String)> = super::inspect(embedded.name(), embedded.bytes())
         .map_err(|e| Failure::new(Reason::ObjectInvalid, format!("{e:#}")))?
         .programs
         .into_iter()
@@ -286,14 +280,14 @@ fn load_isolating_failures(embedded: &EmbeddedProgram) -> Result<(Object, Refuse
     })
 }
 
-fn open(embedded: &EmbeddedProgram) -> Result<OpenObject, Failure> {
+fn open(object: &ProgramObject) -> Result<OpenObject, Failure> {
     ObjectBuilder::default()
-        .name(embedded.name)
-        .and_then(|b| b.open_memory(embedded.object))
+        .name(object.name())
+        .and_then(|b| b.open_memory(object.bytes()))
         .map_err(|e| {
             Failure::new(
                 Reason::ObjectInvalid,
-                format!("opening the BPF object {}: {e}", embedded.name),
+                format!("opening the BPF object {}: {e}", object.describe()),
             )
         })
 }

@@ -13,7 +13,7 @@ use libbpf_rs::btf::{Btf, BtfType, ReferencesType, TypeId};
 use libbpf_rs::{AsRawLibbpf, MapType, ObjectBuilder};
 
 /// A BPF object compiled by `build.rs` from `bpf/<name>.bpf.c`.
-#[derive(Debug)]
+#[derive(Debug, PartialEq, Eq)]
 pub struct EmbeddedProgram {
     pub name: &'static str,
     pub object: &'static [u8],
@@ -25,6 +25,59 @@ include!(concat!(env!("OUT_DIR"), "/programs.rs"));
 
 pub fn find(name: &str) -> Option<&'static EmbeddedProgram> {
     EMBEDDED_PROGRAMS.iter().find(|p| p.name == name)
+}
+
+/// The object a config runs: compiled into the binary, or read from a
+/// file at run time (ebpf_exporter's `<name>.bpf.o`). Both are checked
+/// and loaded the same way.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ProgramObject {
+    Embedded(&'static EmbeddedProgram),
+    File {
+        /// The file stem as an identifier: the object's name for libbpf,
+        /// which prefixes its data sections' maps (`<name>.bss`).
+        name: String,
+        file: crate::config::ObjectFile,
+    },
+}
+
+impl ProgramObject {
+    pub fn file(file: crate::config::ObjectFile) -> ProgramObject {
+        let stem = file
+            .path
+            .file_name()
+            .and_then(|n| n.to_str())
+            .map(|n| n.trim_end_matches(".o").trim_end_matches(".bpf"))
+            .unwrap_or_default();
+        let name = stem
+            .chars()
+            .map(|c| if c.is_ascii_alphanumeric() { c } else { '_' })
+            .collect();
+        ProgramObject::File { name, file }
+    }
+
+    pub fn name(&self) -> &str {
+        match self {
+            ProgramObject::Embedded(p) => p.name,
+            ProgramObject::File { name, .. } => name,
+        }
+    }
+
+    pub fn bytes(&self) -> &[u8] {
+        match self {
+            ProgramObject::Embedded(p) => p.object,
+            ProgramObject::File { file, .. } => &file.bytes,
+        }
+    }
+
+    /// What `/`, the log and errors call it: the embedded program's name,
+    /// or the file's path.
+    pub fn describe(&self) -> String {
+        match self {
+            ProgramObject::Embedded(p) => p.name.to_string(),
+            ProgramObject::File { file, .. } => file.path.display().to_string(),
+        }
+    }
 }
 
 pub fn embedded_names() -> Vec<&'static str> {

@@ -272,6 +272,7 @@ mod tests {
             name: program.into(),
             origin: "test.yaml".into(),
             text,
+            ..Default::default()
         };
         parse(&source, "ebpf_")
             .unwrap_or_else(|e| panic!("{e}"))
@@ -331,6 +332,7 @@ mod tests {
             name: "xdp_packets".into(),
             origin: "t".into(),
             text: text.into(),
+            ..Default::default()
         };
         let spec = parse(&source, "ebpf_").unwrap().metrics.remove(0);
         let (family, _) = read_family(&spec, &dump(4, 2, &[(0, &[4, 6])]));

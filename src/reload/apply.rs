@@ -21,6 +21,7 @@ use crate::fleet::{fingerprint, FailedConfig, Fingerprint, Fleet, Member, Runnin
 use crate::metrics::self_metrics::PREFIX as SELF_PREFIX;
 use crate::metrics::{ConfigState, Failure, ProgramStatus, Reason};
 use crate::programs::loader::{self, Loaded};
+use crate::programs::ProgramObject;
 use crate::reader::maps::ReadMethod;
 use crate::reader::Target;
 
@@ -54,6 +55,18 @@ pub fn start(listing: &Listing, settings: &LoadSettings, strict: bool) -> (Fleet
 
 /// Brings `fleet` to `listing` (the whole selected set).
 pub fn apply(fleet: &mut Fleet, listing: &Listing, settings: &LoadSettings) -> ReloadOutcome {
+    if !listing.ignored_objects.is_empty() {
+        let ignored: Vec<String> = listing
+            .ignored_objects
+            .iter()
+            .map(|p| p.display().to_string())
+            .collect();
+        tracing::warn!(
+            objects = %ignored.join(","),
+            "BPF objects no config runs: an object runs beside a config of the same name \
+             (x.bpf.o beside x.yaml, without `program:`) or named in a config's `object:`"
+        );
+    }
     let desired: Vec<(String, Fingerprint)> = listing
         .sources
         .iter()
@@ -138,6 +151,15 @@ struct Prepared {
 fn prepare(fleet: &Fleet, source: &Source, settings: &LoadSettings) -> Result<Prepared, Refusal> {
     let config = config::parse(source, &settings.prefix)
         .map_err(|errors| Refusal::invalid(Failure::new(Reason::Invalid, errors.to_string())))?;
+    if matches!(config.object, ProgramObject::File { .. }) && crate::programs::find(&config.name).is_some() {
+        tracing::info!(
+            config = %config.name,
+            object = %config.program,
+            "the object beside the config runs, not the embedded program of the same name \
+             (`program: {}` runs the embedded one)",
+            config.name
+        );
+    }
     let refused = |state, failure| Refusal {
         state,
         program: config.program.clone(),

@@ -228,10 +228,19 @@ impl Exporter {
             );
             assert!(body.contains(&running), "{} is not running:\n{body}", config.name);
         }
+        assert_eq!(self.count_priority_min_queries(500, 500), 500);
+    }
+
+    /// What `n` `sched_get_priority_min` calls add to this exporter's
+    /// count, read once it reaches `want`. Every exporter counts the
+    /// machine's calls, so the tests that drive them take turns.
+    pub(crate) fn count_priority_min_queries(&self, n: usize, want: u64) -> u64 {
+        static DRIVING: std::sync::Mutex<()> = std::sync::Mutex::new(());
+        let _turn = DRIVING.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
         let series = r#"ebpf_syscalls_total{syscall="sched_get_priority_min"}"#;
         let before = self.sample(series);
-        priority_min_queries(500);
-        assert_eq!(self.sample_reaching(series, before + 500) - before, 500);
+        priority_min_queries(n);
+        self.sample_reaching(series, before + want) - before
     }
 
     pub(crate) fn stop(mut self) {
@@ -248,10 +257,7 @@ fn metrics_over_http_move_by_exactly_the_events_driven() {
         return;
     }
     let exporter = Exporter::start(&["--config.names", "syscalls"]);
-    let series = r#"ebpf_syscalls_total{syscall="sched_get_priority_min"}"#;
-    let before = exporter.sample(series);
-    priority_min_queries(500);
-    assert_eq!(exporter.sample_reaching(series, before + 500) - before, 500);
+    assert_eq!(exporter.count_priority_min_queries(500, 500), 500);
 
     let (status, head, body) = exporter.get("/metrics", "");
     assert_eq!(status, 200);

@@ -36,6 +36,7 @@ fn read(name: &str, dump: impl Fn(&str) -> MapDump) -> Vec<(Family, RowStats)> {
         name: name.to_string(),
         origin: path,
         text,
+        ..Default::default()
     };
     let config = config::parse(&source, "ebpf_").unwrap_or_else(|e| panic!("{e}"));
     let mut cache = LabelCache::new(1024, Duration::from_secs(60));

@@ -56,6 +56,7 @@ fn xdp_source(labels: &str) -> bpf_exporter::config::Source {
             "metrics:\n  counters:\n    - name: xdp_packets_total\n      help: Packets.\n{labels}\
              attach:\n  - program: count_packets\n    xdp:\n      interface: lo\n      mode: generic\n"
         ),
+        ..Default::default()
     }
 }
 
@@ -124,6 +125,7 @@ fn a_failing_program_fails_alone() {
         origin: "test:test_isolation.yaml".into(),
         text: "metrics:\n  counters:\n    - name: isolation_events_total\n      help: getppid calls.\n"
             .into(),
+        ..Default::default()
     };
     let (mut reader, _) = bpf_exporter::exporter::Exporter::with_sources(&[source]);
     let statuses = reader.statuses();

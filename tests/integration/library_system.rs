@@ -416,6 +416,7 @@ fn missing_hooks_source() -> Source {
         name: "missing_hooks".into(),
         origin: "test:missing_hooks.yaml".into(),
         text: "metrics:\n  counters:\n    - name: missing_hooks_total\n      help: Never counted.\n".into(),
+        ..Default::default()
     }
 }
 

@@ -13,6 +13,7 @@ mod library_network;
 mod library_system;
 mod lifecycle;
 mod maps;
+mod objects;
 mod oom;
 mod packaging;
 mod privileges;

@@ -328,6 +328,7 @@ fn two_configs_cannot_export_the_same_metric() {
         name: "execs_copy".into(),
         origin: "/etc/bpf-exporter/execs_copy.yaml".into(),
         text: format!("program: execs\n{}", execs.text),
+        ..Default::default()
     };
     let (mut exporter, outcome) = Exporter::with_sources(&[execs.clone(), copy.clone()]);
     assert_eq!(outcome.added, ["execs"], "{outcome}");

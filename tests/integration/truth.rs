@@ -130,6 +130,7 @@ pub fn source(metrics: &str, pid: i32) -> Source {
         name: "truth".into(),
         origin: format!("test:truth-{pid}.yaml"),
         text,
+        ..Default::default()
     }
 }
 

@@ -237,6 +237,7 @@ fn xdp_drop_source() -> Source {
         text: "metrics:\n  counters:\n    - name: xdp_dropped_total\n      help: Packets dropped.\n\
                attach:\n  - program: drop_packets\n    xdp:\n      interface: lo\n      mode: generic\n"
             .into(),
+        ..Default::default()
     }
 }
 

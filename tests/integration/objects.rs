@@ -1,0 +1,133 @@
+//! Objects compiled outside the build and read at run time, in
+//! ebpf_exporter's layout (`<name>.yaml` beside `<name>.bpf.o` in
+//! `--config.dir`) or named by a config's `object:`: they run instead of an
+//! embedded program, are checked the same way, and replacing one is a
+//! change a reload applies.
+
+use std::path::Path;
+use std::process::Command;
+
+use crate::binary::{embedded, Exporter};
+use crate::common::bpf_available;
+
+/// Compiles `source` (relative to the repository) into `out` with clang, as
+/// the README tells users to.
+pub(crate) fn compile(source: &str, out: &Path) {
+    let root = env!("CARGO_MANIFEST_DIR");
+    let arch = match std::env::consts::ARCH {
+        "x86_64" => "x86",
+        "aarch64" => "arm64",
+        other => other,
+    };
+    let output = Command::new("clang")
+        .args(["-O2", "-g", "-target", "bpf", &format!("-D__TARGET_ARCH_{arch}")])
+        .arg(format!("-I{}", env!("BPF_EXPORTER_LIBBPF_INCLUDE")))
+        .arg(format!("-I{root}/bpf/include"))
+        .arg(format!("-I{root}/bpf/include/vmlinux/{arch}"))
+        .args(["-c", &format!("{root}/{source}"), "-o"])
+        .arg(out)
+        .output()
+        .unwrap();
+    assert!(
+        output.status.success(),
+        "clang {source}: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+}
+
+/// The `/-/status` entry of config `name`.
+fn status_of(exporter: &Exporter, name: &str) -> serde_json::Value {
+    let status: serde_json::Value = serde_json::from_str(&exporter.get("/-/status", "").2).unwrap();
+    status["configs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["name"] == name)
+        .unwrap_or_else(|| panic!("no {name} in {status}"))
+        .clone()
+}
+
+/// Used to: a `.bpf.o` beside its config was ignored, silently, and the
+/// embedded program of the same name ran instead.
+#[test]
+fn an_object_beside_its_config_runs_instead_of_the_embedded_program_and_reloads_when_replaced() {
+    if !bpf_available() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let object = dir.path().join("syscalls.bpf.o");
+    compile("tests/objects/syscalls_twice.bpf.c", &object);
+    std::fs::write(dir.path().join("syscalls.yaml"), embedded("syscalls")).unwrap();
+    let exporter = Exporter::watching(dir.path());
+    let status = status_of(&exporter, "syscalls");
+    assert_eq!(status["state"], "running", "{status}");
+    assert_eq!(status["program"], object.to_str().unwrap(), "{status}");
+    assert_eq!(exporter.count_priority_min_queries(500, 1000), 1000);
+
+    // The embedded program's source, compiled as a user would: counts once.
+    let replacement = dir.path().join("syscalls.bpf.o.new");
+    compile("bpf/syscalls.bpf.c", &replacement);
+    std::fs::rename(&replacement, &object).unwrap();
+    let (code, _, body) = exporter.request("POST", "/-/reload", "").unwrap();
+    assert_eq!(code, 200, "{body}");
+    assert_eq!(exporter.count_priority_min_queries(500, 500), 500);
+    exporter.stop();
+}
+
+#[test]
+fn a_config_names_its_object_relative_to_its_directory() {
+    if !bpf_available() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir(dir.path().join("objects")).unwrap();
+    compile(
+        "tests/objects/syscalls_twice.bpf.c",
+        &dir.path().join("objects/twice.bpf.o"),
+    );
+    let text = format!("object: objects/twice.bpf.o\n{}", embedded("syscalls"));
+    std::fs::write(dir.path().join("mine.yaml"), text).unwrap();
+    let exporter = Exporter::watching(dir.path());
+    assert_eq!(status_of(&exporter, "mine")["state"], "running");
+    assert_eq!(exporter.count_priority_min_queries(500, 1000), 1000);
+    exporter.stop();
+}
+
+#[test]
+fn a_run_time_object_is_checked_like_an_embedded_one_and_fails_alone() {
+    if !bpf_available() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("syscalls.yaml"), embedded("syscalls")).unwrap();
+    // A map the object does not have: located, with what it has.
+    compile(
+        "tests/objects/syscalls_twice.bpf.c",
+        &dir.path().join("renamed.bpf.o"),
+    );
+    let renamed = embedded("syscalls").replace("- name: syscalls_total", "- name: sys_total");
+    std::fs::write(dir.path().join("renamed.yaml"), renamed).unwrap();
+    // Not an object at all.
+    std::fs::write(dir.path().join("junk.bpf.o"), "not ELF").unwrap();
+    std::fs::write(dir.path().join("junk.yaml"), embedded("syscalls")).unwrap();
+    let exporter = Exporter::watching(dir.path());
+    assert_eq!(status_of(&exporter, "syscalls")["state"], "running");
+    let renamed = status_of(&exporter, "renamed");
+    assert_eq!(renamed["state"], "invalid", "{renamed}");
+    let error = renamed["error"].as_str().unwrap();
+    assert!(
+        error.contains("renamed.yaml:")
+            && error.contains(": metrics.counters[0].name: the program has no map")
+            && error.contains("(maps: syscalls_total;"),
+        "{error}"
+    );
+    let junk = status_of(&exporter, "junk");
+    assert_eq!(junk["state"], "invalid", "{junk}");
+    let error = junk["error"].as_str().unwrap();
+    assert!(
+        error.contains("junk.bpf.o is not a BPF object (an ELF file): build it with `clang"),
+        "{error}"
+    );
+    assert_eq!(exporter.count_priority_min_queries(500, 500), 500);
+    exporter.stop();
+}
