@@ -20,6 +20,16 @@ pub const VERSION: &str = concat!(
     ")"
 );
 
+/// ebpf_exporter keeps a cache of label sets its decoders skipped; here one
+/// cache holds every decoded label set, skipped ones included.
+fn refuse_skip_cache_size(_: &str) -> Result<u64, String> {
+    Err(
+        "not a flag of bpf-exporter: one cache holds every decoded label set, those a decoder \
+         skipped included; size it with --labels.cache-size (default 65536)"
+            .to_string(),
+    )
+}
+
 #[derive(Debug, Parser)]
 #[command(name = "bpf-exporter", version = VERSION, about = "Prometheus exporter for eBPF maps")]
 pub struct Args {
@@ -49,7 +59,8 @@ pub struct Args {
     #[arg(long = "config.check-interval", value_name = "DURATION", default_value = "30s", value_parser = parse_duration)]
     pub config_check_interval: Duration,
 
-    /// Address to listen on for HTTP (`:9435` means every interface).
+    /// Address to listen on for HTTP (`:9435` means every interface;
+    /// `fd://0`, as in ebpf_exporter, is --web.systemd-socket).
     #[arg(long = "web.listen-address", value_name = "ADDR", default_value = ":9435")]
     pub listen_address: String,
 
@@ -113,6 +124,24 @@ pub struct Args {
     /// that needs one (CAP_NET_ADMIN for XDP) must have it kept here.
     #[arg(long = "capabilities.keep", value_name = "CAPS", value_delimiter = ',')]
     pub capabilities_keep: Vec<crate::privileges::KeepItem>,
+
+    /// Kernel BTF to relocate programs against (CO-RE), for kernels without
+    /// /sys/kernel/btf/vmlinux (BTFHub files, `bpftool btf dump`).
+    #[arg(long = "btf.path", value_name = "FILE")]
+    pub btf_path: Option<PathBuf>,
+
+    /// ebpf_exporter's flag: the same as --log.level=debug.
+    #[arg(long = "debug")]
+    pub debug: bool,
+
+    /// Leave the time out of log lines (journald and most collectors add
+    /// their own).
+    #[arg(long = "log.no-timestamps")]
+    pub log_no_timestamps: bool,
+
+    /// ebpf_exporter's flag, refused with this exporter's equivalent.
+    #[arg(long = "config.skip-cache-size", value_name = "N", hide = true, value_parser = refuse_skip_cache_size)]
+    pub skip_cache_size: Option<u64>,
 
     /// Log level: error, warn, info, debug or trace.
     #[arg(long = "log.level", value_name = "LEVEL", default_value = "info")]

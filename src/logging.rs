@@ -33,17 +33,21 @@ impl std::str::FromStr for LogFormat {
     }
 }
 
-/// Installs the global subscriber: `level` and up, to stderr.
-pub fn init(level: tracing::Level, format: LogFormat) {
+/// Installs the global subscriber: `level` and up, to stderr, each line
+/// with its time unless not `timestamps`.
+pub fn init(level: tracing::Level, format: LogFormat, timestamps: bool) {
     tracing_subscriber::fmt()
         .with_max_level(level)
         .with_writer(std::io::stderr)
         .with_ansi(false)
-        .event_format(Line(format))
+        .event_format(Line { format, timestamps })
         .init();
 }
 
-struct Line(LogFormat);
+struct Line {
+    format: LogFormat,
+    timestamps: bool,
+}
 
 /// An event's message and other fields, as text.
 #[derive(Default)]
@@ -93,8 +97,9 @@ where
             ("msg", fields.message.as_str()),
         ]
         .into_iter()
+        .skip(usize::from(!self.timestamps))
         .chain(fields.rest.iter().map(|(k, v)| (*k, v.as_str())));
-        writeln!(writer, "{}", render(self.0, pairs))
+        writeln!(writer, "{}", render(self.format, pairs))
     }
 }
 

@@ -16,7 +16,7 @@ use bpf_exporter::{exporter, privileges, programs, reload, server};
 
 fn main() -> ExitCode {
     let settings = Settings::from(Args::parse());
-    bpf_exporter::logging::init(settings.log_level, settings.log_format);
+    bpf_exporter::logging::init(settings.log_level, settings.log_format, settings.log_timestamps);
     match run(settings) {
         Ok(code) => code,
         Err(e) => {
@@ -27,6 +27,9 @@ fn main() -> ExitCode {
 }
 
 fn run(settings: Settings) -> anyhow::Result<ExitCode> {
+    if let Some(btf) = &settings.load.btf {
+        std::fs::File::open(btf).with_context(|| format!("--btf.path {}: cannot read it", btf.display()))?;
+    }
     let listing = settings.selection.read()?;
     if settings.check {
         let (fleet, _) = reload::start(&listing, &settings.load, settings.strict);

@@ -32,7 +32,12 @@ pub struct Settings {
     pub capabilities_keep: Vec<crate::privileges::KeepItem>,
     pub log_level: tracing::Level,
     pub log_format: crate::logging::LogFormat,
+    pub log_timestamps: bool,
 }
+
+/// ebpf_exporter's `--web.listen-address` for socket activation: the first
+/// socket systemd passes.
+const SYSTEMD_FD: &str = "fd://0";
 
 impl From<Args> for Settings {
     fn from(args: Args) -> Self {
@@ -44,10 +49,11 @@ impl From<Args> for Settings {
             load: LoadSettings {
                 prefix: args.metrics_prefix,
                 method: args.read_method,
+                btf: args.btf_path,
             },
             server: ServerOptions {
+                systemd_socket: args.systemd_socket || args.listen_address == SYSTEMD_FD,
                 listen: args.listen_address,
-                systemd_socket: args.systemd_socket,
                 telemetry_path: args.telemetry_path,
                 max_connections: args.max_connections,
                 web_config: args.web_config_file,
@@ -61,8 +67,13 @@ impl From<Args> for Settings {
             label_refresh: args.label_refresh,
             bpf_stats: args.bpf_stats,
             capabilities_keep: args.capabilities_keep,
-            log_level: args.log_level,
+            log_level: if args.debug {
+                tracing::Level::DEBUG
+            } else {
+                args.log_level
+            },
             log_format: args.log_format,
+            log_timestamps: !args.log_no_timestamps,
         }
     }
 }

@@ -61,6 +61,10 @@ pub fn dropped_at_start(cap: Capability) -> bool {
 pub enum KeepItem {
     /// Drop nothing.
     All,
+    /// Keep only what the configs need: the default (ebpf_exporter's
+    /// `none`, which dropped everything, would leave a reload unable to
+    /// load programs).
+    None,
     Capability(Capability),
 }
 
@@ -72,10 +76,13 @@ impl FromStr for KeepItem {
         if s.eq_ignore_ascii_case("all") {
             return Ok(KeepItem::All);
         }
+        if s.eq_ignore_ascii_case("none") {
+            return Ok(KeepItem::None);
+        }
         Capability::from_str(&caps::to_canonical(s.trim()))
             .map(KeepItem::Capability)
             .map_err(|_| {
-                format!("unknown capability {s:?}: name one such as CAP_NET_ADMIN (or net_admin), or all")
+                format!("unknown capability {s:?}: name one such as CAP_NET_ADMIN (or net_admin), or all, or none")
             })
     }
 }
@@ -261,7 +268,7 @@ pub fn drop_unneeded(settings: &Settings, listing: &Listing) -> anyhow::Result<&
         .iter()
         .filter_map(|k| match k {
             KeepItem::Capability(c) => Some(*c),
-            KeepItem::All => None,
+            KeepItem::All | KeepItem::None => None,
         })
         .collect();
     let needs = plan(&configs, &host, crate::server::port(&settings.server), &extra);
@@ -422,6 +429,11 @@ mod tests {
     #[test]
     fn keep_flag_takes_names_in_either_form_or_all() {
         assert_eq!("all".parse(), Ok(KeepItem::All));
+        assert_eq!("none".parse(), Ok(KeepItem::None));
+        assert_eq!(
+            "cap_syslog".parse(),
+            Ok(KeepItem::Capability(Capability::CAP_SYSLOG))
+        );
         assert_eq!(
             "net_admin".parse(),
             Ok(KeepItem::Capability(Capability::CAP_NET_ADMIN))

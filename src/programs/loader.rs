@@ -181,8 +181,10 @@ impl Loaded {
 
 /// Loads and attaches `config`'s program. `Err` means nothing could be
 /// loaded; per-program failures are in [`Loaded::programs`].
-pub fn load(config: &Config) -> Result<Loaded, Failure> {
-    let (object, refused) = load_isolating_failures(&config.object)?;
+/// `btf` is the kernel BTF to relocate against instead of the running
+/// kernel's (`--btf.path`).
+pub fn load(config: &Config, btf: Option<&Path>) -> Result<Loaded, Failure> {
+    let (object, refused) = load_isolating_failures(&config.object, btf)?;
     let mut loaded = Loaded {
         object,
         links: Vec::new(),
@@ -208,9 +210,12 @@ type Refused = Vec<(String, String, Failure)>;
 
 /// Loads the object; when the kernel refuses it, loads each program alone to
 /// find the ones at fault, then loads the object without them.
-fn load_isolating_failures(embedded: &ProgramObject) -> Result<(Object, Refused), Failure> {
+fn load_isolating_failures(
+    embedded: &ProgramObject,
+    btf: Option<&Path>,
+) -> Result<(Object, Refused), Failure> {
     let first = with_captured_log(|| {
-        open(embedded)?
+        open(embedded, btf)?
             .load()
             .map_err(|e| Failure::new(Reason::Failed, e.to_string()))
     });
@@ -227,7 +232,7 @@ fn load_isolating_failures(embedded: &ProgramObject) -> Result<(Object, Refused)
     let mut refused = Vec::new();
     for (name, section) in &programs {
         let (result, log) = with_captured_log(|| {
-            let mut obj = open(embedded).map_err(|e| (ErrorKind::Other, e.message))?;
+            let mut obj = open(embedded, btf).map_err(|e| (ErrorKind::Other, e.message))?;
             for mut p in obj.progs_mut() {
                 p.set_autoload(p.name() == name.as_str());
             }
@@ -259,7 +264,7 @@ fn load_isolating_failures(embedded: &ProgramObject) -> Result<(Object, Refused)
         return Err(Failure::new(refused[0].2.reason, detail.join("; ")));
     }
     let (result, log) = with_captured_log(|| {
-        let mut obj = open(embedded).map_err(|e| e.message)?;
+        let mut obj = open(embedded, btf).map_err(|e| e.message)?;
         for mut p in obj.progs_mut() {
             let skip = refused.iter().any(|(n, _, _)| p.name() == n.as_str());
             p.set_autoload(!skip);
@@ -280,8 +285,17 @@ fn load_isolating_failures(embedded: &ProgramObject) -> Result<(Object, Refused)
     })
 }
 
-fn open(object: &ProgramObject) -> Result<OpenObject, Failure> {
-    ObjectBuilder::default()
+fn open(object: &ProgramObject, btf: Option<&Path>) -> Result<OpenObject, Failure> {
+    let mut builder = ObjectBuilder::default();
+    if let Some(btf) = btf {
+        builder.btf_custom_path(btf).map_err(|e| {
+            Failure::new(
+                Reason::ObjectInvalid,
+                format!("--btf.path {}: {e}", btf.display()),
+            )
+        })?;
+    }
+    builder
         .name(object.name())
         .and_then(|b| b.open_memory(object.bytes()))
         .map_err(|e| {

@@ -33,6 +33,9 @@ pub struct LoadSettings {
     pub prefix: String,
     /// `--maps.read-method`.
     pub method: ReadMethod,
+    /// `--btf.path`: kernel BTF for CO-RE relocations, for kernels without
+    /// `/sys/kernel/btf/vmlinux`.
+    pub btf: Option<std::path::PathBuf>,
 }
 
 impl Default for LoadSettings {
@@ -40,6 +43,7 @@ impl Default for LoadSettings {
         LoadSettings {
             prefix: "ebpf_".to_string(),
             method: ReadMethod::Batch,
+            btf: None,
         }
     }
 }
@@ -169,7 +173,8 @@ fn prepare(fleet: &Fleet, source: &Source, settings: &LoadSettings) -> Result<Pr
     if let Some(failure) = conflict(fleet, &config) {
         return Err(refused(ConfigState::Invalid, failure));
     }
-    let loaded = loader::load(&config).map_err(|failure| refused(ConfigState::Failed, failure))?;
+    let loaded = loader::load(&config, settings.btf.as_deref())
+        .map_err(|failure| refused(ConfigState::Failed, failure))?;
     Ok(Prepared {
         config: Arc::new(config),
         loaded,

@@ -153,6 +153,12 @@ enum Listen {
 
 fn parse_listen(listen: &str) -> anyhow::Result<Listen> {
     let usage = "use :PORT, HOST:PORT or [IPV6]:PORT with --web.listen-address";
+    if listen.starts_with("fd://") {
+        bail!(
+            "listen address {listen:?}: of systemd's sockets only fd://0, the first, can be served \
+             (the same as --web.systemd-socket)"
+        );
+    }
     let Some((host, port)) = listen.trim().rsplit_once(':') else {
         bail!("listen address {listen:?} has no port; {usage}");
     };

@@ -131,3 +131,64 @@ fn a_run_time_object_is_checked_like_an_embedded_one_and_fails_alone() {
     assert_eq!(exporter.count_priority_min_queries(500, 500), 500);
     exporter.stop();
 }
+
+/// Used to: `--debug`, `--log.no-timestamps`, `--btf.path` and
+/// `--capabilities.keep=none`, flags of ebpf_exporter's systemd units and
+/// manifests, made the exporter refuse to start.
+#[test]
+fn ebpf_exporter_flags_carry_over_with_their_meaning() {
+    if !bpf_available() {
+        return;
+    }
+    let log = tempfile::NamedTempFile::new().unwrap();
+    let exporter = Exporter::spawn_until(
+        &[
+            "--config.names",
+            "syscalls",
+            "--debug",
+            "--log.no-timestamps",
+            "--btf.path",
+            "/sys/kernel/btf/vmlinux",
+            "--capabilities.keep",
+            "none",
+        ],
+        std::process::Stdio::from(log.reopen().unwrap()),
+        "/-/ready",
+    );
+    assert_eq!(exporter.count_priority_min_queries(500, 500), 500);
+    exporter.stop();
+    let text = std::fs::read_to_string(log.path()).unwrap();
+    assert!(text.lines().any(|l| l.starts_with("level=debug ")), "{text}");
+    assert!(
+        text.lines()
+            .all(|l| l.starts_with("level=") && !l.contains("time=")),
+        "{text}"
+    );
+
+    // What has no equivalent meaning is refused, naming what to use.
+    for (args, says) in [
+        (
+            &["--config.skip-cache-size", "1000"][..],
+            "size it with --labels.cache-size",
+        ),
+        (
+            &["--btf.path", "/nonexistent/vmlinux"],
+            "--btf.path /nonexistent/vmlinux: cannot read it",
+        ),
+        (
+            &["--web.listen-address", "fd://3"],
+            "only fd://0, the first, can be served",
+        ),
+    ] {
+        let out = Command::new(crate::binary::BIN)
+            .args(["--config.names", "syscalls"])
+            .args(args)
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            !out.status.success() && stderr.contains(says),
+            "{args:?}: {stderr}"
+        );
+    }
+}

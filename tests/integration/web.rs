@@ -672,6 +672,16 @@ impl NotifySocket {
 /// STOPPING=1 when told to stop.
 #[test]
 fn systemd_socket_activation_and_readiness_notification() {
+    socket_activated("--web.systemd-socket");
+}
+
+/// ebpf_exporter's spelling of socket activation.
+#[test]
+fn listen_address_fd_0_is_socket_activation() {
+    socket_activated("--web.listen-address=fd://0");
+}
+
+fn socket_activated(flag: &str) {
     if !bpf_available() || !tool_available("systemd-socket-activate") {
         return;
     }
@@ -682,7 +692,7 @@ fn systemd_socket_activation_and_readiness_notification() {
         .args(["-E", &format!("NOTIFY_SOCKET={}", notify.path.display())])
         .args([
             env!("CARGO_BIN_EXE_bpf-exporter"),
-            "--web.systemd-socket",
+            flag,
             "--config.names",
             "syscalls",
         ])
