@@ -125,6 +125,13 @@ pub struct Args {
     #[arg(long = "capabilities.keep", value_name = "CAPS", value_delimiter = ',')]
     pub capabilities_keep: Vec<crate::privileges::KeepItem>,
 
+    /// Also export ebpf_exporter's own metrics under its names
+    /// (ebpf_exporter_enabled_configs, ebpf_exporter_ebpf_program_info, …),
+    /// for its alerts and dashboards; with --metrics.prefix=ebpf_exporter_
+    /// every name matches ebpf_exporter's.
+    #[arg(long = "metrics.ebpf-exporter-self")]
+    pub ebpf_exporter_self: bool,
+
     /// Kernel BTF to relocate programs against (CO-RE), for kernels without
     /// /sys/kernel/btf/vmlinux (BTFHub files, `bpftool btf dump`).
     #[arg(long = "btf.path", value_name = "FILE")]

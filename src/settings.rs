@@ -28,6 +28,8 @@ pub struct Settings {
     pub label_cache_size: usize,
     pub label_refresh: Duration,
     pub bpf_stats: bool,
+    /// `--metrics.ebpf-exporter-self`.
+    pub ebpf_exporter_self: bool,
     /// `--capabilities.keep`.
     pub capabilities_keep: Vec<crate::privileges::KeepItem>,
     pub log_level: tracing::Level,
@@ -66,6 +68,7 @@ impl From<Args> for Settings {
             label_cache_size: args.label_cache_size,
             label_refresh: args.label_refresh,
             bpf_stats: args.bpf_stats,
+            ebpf_exporter_self: args.ebpf_exporter_self,
             capabilities_keep: args.capabilities_keep,
             log_level: if args.debug {
                 tracing::Level::DEBUG
@@ -86,5 +89,6 @@ impl Settings {
             LabelCache::new(self.label_cache_size, self.label_refresh),
             self.bpf_stats,
         )
+        .with_ebpf_exporter_self_metrics(self.ebpf_exporter_self)
     }
 }

@@ -169,10 +169,14 @@ impl std::fmt::Display for Failure {
 impl std::error::Error for Failure {}
 
 /// A BPF program (one `SEC()` function) inside a config's object.
-#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, serde::Serialize)]
 pub struct ProgramStatus {
     pub name: String,
     pub section: String,
+    /// The kernel's id and tag of the loaded program (`bpftool prog`
+    /// shows them); `None` for a program the kernel refused.
+    pub id: Option<u32>,
+    pub tag: Option<String>,
     pub attached: bool,
     pub reason: Option<Reason>,
     pub error: Option<String>,

@@ -171,9 +171,116 @@ pub fn families(inputs: &Inputs<'_>) -> Vec<Family> {
     ]
 }
 
+/// ebpf_exporter's own metrics under its names and labels
+/// (`--metrics.ebpf-exporter-self`), beside ours, so that its alerts and
+/// dashboards keep working: programs are known by their kernel id there.
+/// `ebpf_program_run_time_seconds` has no `_total`, so it is typed a gauge
+/// here (an OpenMetrics counter must end in `_total`); `rate()` reads it
+/// the same.
+pub fn ebpf_exporter_families(inputs: &Inputs<'_>) -> Vec<Family> {
+    let (mut enabled, mut info, mut attached) = (Vec::new(), Vec::new(), Vec::new());
+    for status in inputs.configs.iter().filter(|s| s.state.is_serving()) {
+        enabled.push(gauge(&[&status.name], 1.0));
+        for p in &status.programs {
+            let (Some(id), Some(tag)) = (p.id, &p.tag) else {
+                continue;
+            };
+            let id = id.to_string();
+            info.push(gauge(&[&status.name, &p.name, tag, &id], 1.0));
+            attached.push(gauge(&[&id], f64::from(u8::from(p.attached))));
+        }
+    }
+    let mut decode_errors: BTreeMap<&str, u64> =
+        inputs.configs.iter().map(|c| (c.name.as_str(), 0)).collect();
+    for (config, _, m) in inputs.maps {
+        *decode_errors.entry(config).or_default() += m.decode_errors.values().sum::<u64>();
+    }
+    let id_of = |config: &str, program: &str| {
+        inputs
+            .configs
+            .iter()
+            .filter(|c| c.name == config)
+            .flat_map(|c| &c.programs)
+            .find(|p| p.name == program)
+            .and_then(|p| p.id)
+    };
+    let (mut run_time, mut run_count) = (Vec::new(), Vec::new());
+    for r in inputs.runs {
+        let Some(id) = id_of(r.config, r.program) else {
+            continue;
+        };
+        let id = id.to_string();
+        run_time.push(gauge(&[&id], r.stats.run_time_ns as f64 / 1e9));
+        run_count.push(counter(&[&id], r.stats.run_count));
+    }
+    let named = |name: &str, help: &str, kind, labels: &[&str], samples| {
+        named_family(
+            &format!("{EBPF_EXPORTER_PREFIX}{name}"),
+            help,
+            kind,
+            labels,
+            samples,
+        )
+    };
+    vec![
+        named(
+            "enabled_configs",
+            "The set of enabled configs",
+            MetricKind::Gauge,
+            &["name"],
+            enabled,
+        ),
+        named(
+            "ebpf_program_info",
+            "Info about ebpf programs",
+            MetricKind::Gauge,
+            &["config", "program", "tag", "id"],
+            info,
+        ),
+        named(
+            "ebpf_program_attached",
+            "Whether a program is attached",
+            MetricKind::Gauge,
+            &["id"],
+            attached,
+        ),
+        named(
+            "ebpf_program_run_time_seconds",
+            "How long has the program been executing",
+            MetricKind::Gauge,
+            &["id"],
+            run_time,
+        ),
+        named(
+            "ebpf_program_run_count_total",
+            "How many times has the program been executed",
+            MetricKind::Counter,
+            &["id"],
+            run_count,
+        ),
+        named(
+            "decoder_errors_total",
+            "How many times has decoders encountered errors",
+            MetricKind::Counter,
+            &["config"],
+            decode_errors
+                .into_iter()
+                .map(|(config, n)| counter(&[config], n))
+                .collect(),
+        ),
+    ]
+}
+
+/// Prefix of ebpf_exporter's own metrics.
+const EBPF_EXPORTER_PREFIX: &str = "ebpf_exporter_";
+
 fn family(name: &str, help: &str, kind: MetricKind, labels: &[&str], samples: Vec<Sample>) -> Family {
+    named_family(&format!("{PREFIX}{name}"), help, kind, labels, samples)
+}
+
+fn named_family(name: &str, help: &str, kind: MetricKind, labels: &[&str], samples: Vec<Sample>) -> Family {
     Family {
-        name: format!("{PREFIX}{name}"),
+        name: name.to_string(),
         help: help.to_string(),
         kind,
         label_names: labels.iter().map(|l| l.to_string()).collect(),

@@ -163,9 +163,15 @@ impl Loaded {
                 self.xdp_links
                     .extend(xdp_links.into_iter().map(|l| (name.clone(), l)));
             }
+            let (id, tag) = match super::stats::identity(prog.as_fd()) {
+                Ok((id, tag)) => (Some(id), Some(tag)),
+                Err(_) => (None, None),
+            };
             let status = ProgramStatus {
                 name: name.clone(),
                 section,
+                id,
+                tag,
                 attached: result.is_ok(),
                 reason: result.as_ref().err().map(|f| f.reason),
                 error: result.err().map(|f| f.message),
@@ -194,9 +200,9 @@ pub fn load(config: &Config, btf: Option<&Path>) -> Result<Loaded, Failure> {
             .map(|(name, section, failure)| ProgramStatus {
                 name: name.clone(),
                 section: section.clone(),
-                attached: false,
                 reason: Some(failure.reason),
                 error: Some(failure.message.clone()),
+                ..ProgramStatus::default()
             })
             .collect(),
         refused: refused.into_iter().map(|(name, _, _)| name).collect(),

@@ -29,6 +29,21 @@ pub fn enable() -> io::Result<OwnedFd> {
 
 /// The totals of a loaded program.
 pub fn read(prog: BorrowedFd<'_>) -> io::Result<RunStats> {
+    let info = info(prog)?;
+    Ok(RunStats {
+        run_time_ns: info.run_time_ns,
+        run_count: info.run_cnt,
+    })
+}
+
+/// A loaded program's id and tag (hex), as `bpftool prog` shows them.
+pub fn identity(prog: BorrowedFd<'_>) -> io::Result<(u32, String)> {
+    let info = info(prog)?;
+    let tag = info.tag.iter().map(|b| format!("{b:02x}")).collect();
+    Ok((info.id, tag))
+}
+
+fn info(prog: BorrowedFd<'_>) -> io::Result<libbpf_sys::bpf_prog_info> {
     // SAFETY: zero is a valid value for every field of bpf_prog_info.
     let mut info: libbpf_sys::bpf_prog_info = unsafe { std::mem::zeroed() };
     let mut len = std::mem::size_of::<libbpf_sys::bpf_prog_info>() as u32;
@@ -37,8 +52,5 @@ pub fn read(prog: BorrowedFd<'_>) -> io::Result<RunStats> {
     if rc < 0 {
         return Err(io::Error::from_raw_os_error(-rc));
     }
-    Ok(RunStats {
-        run_time_ns: info.run_time_ns,
-        run_count: info.run_cnt,
-    })
+    Ok(info)
 }

@@ -103,6 +103,8 @@ pub struct Reader {
     last_read: Option<SystemTime>,
     /// Export each program's kernel run-time statistics (`--bpf.stats`).
     run_stats: bool,
+    /// Also export ebpf_exporter's self-metrics under its names.
+    ebpf_exporter_self: bool,
     cache: LabelCache,
 }
 
@@ -124,8 +126,15 @@ impl Reader {
             last_cycle: Duration::ZERO,
             last_read: None,
             run_stats,
+            ebpf_exporter_self: false,
             cache,
         }
+    }
+
+    /// Adds ebpf_exporter's self-metrics (`--metrics.ebpf-exporter-self`).
+    pub fn with_ebpf_exporter_self_metrics(mut self, on: bool) -> Self {
+        self.ebpf_exporter_self = on;
+        self
     }
 
     /// Reads `set` from now on. What the reader knew of targets that are
@@ -238,7 +247,7 @@ impl Reader {
         }
         let taken_at = SystemTime::now();
         let view = &self.set.view;
-        families.extend(self_metrics::families(&self_metrics::Inputs {
+        let inputs = self_metrics::Inputs {
             configs: &view.configs,
             reloads: &view.reloads,
             maps: &maps,
@@ -246,7 +255,11 @@ impl Reader {
             cache: &self.cache,
             last_cycle: self.last_cycle,
             last_read: self.last_read.unwrap_or(taken_at),
-        }));
+        };
+        families.extend(self_metrics::families(&inputs));
+        if self.ebpf_exporter_self {
+            families.extend(self_metrics::ebpf_exporter_families(&inputs));
+        }
         families.extend(crate::metrics::process::families());
         Snapshot {
             families,

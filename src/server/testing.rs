@@ -43,8 +43,7 @@ pub(super) fn snapshot() -> Snapshot {
                     name: "count_enter".into(),
                     section: "tracepoint/raw_syscalls/sys_enter".into(),
                     attached: true,
-                    reason: None,
-                    error: None,
+                    ..ProgramStatus::default()
                 }],
             },
             ConfigStatus {
@@ -58,9 +57,9 @@ pub(super) fn snapshot() -> Snapshot {
                 programs: vec![ProgramStatus {
                     name: "kprobe_<x>".into(),
                     section: "kprobe/tcp_v4_connect".into(),
-                    attached: false,
                     reason: Some(Reason::HookMissing),
                     error: Some("ENOENT <missing>".into()),
+                    ..ProgramStatus::default()
                 }],
             },
         ],

@@ -235,9 +235,17 @@ impl Exporter {
     /// count, read once it reaches `want`. Every exporter counts the
     /// machine's calls, so the tests that drive them take turns.
     pub(crate) fn count_priority_min_queries(&self, n: usize, want: u64) -> u64 {
+        self.count_priority_min_queries_in(
+            r#"ebpf_syscalls_total{syscall="sched_get_priority_min"}"#,
+            n,
+            want,
+        )
+    }
+
+    /// [`Exporter::count_priority_min_queries`] as `series` counts them.
+    pub(crate) fn count_priority_min_queries_in(&self, series: &str, n: usize, want: u64) -> u64 {
         static DRIVING: std::sync::Mutex<()> = std::sync::Mutex::new(());
         let _turn = DRIVING.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
-        let series = r#"ebpf_syscalls_total{syscall="sched_get_priority_min"}"#;
         let before = self.sample(series);
         priority_min_queries(n);
         self.sample_reaching(series, before + want) - before

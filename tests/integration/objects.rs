@@ -192,3 +192,71 @@ fn ebpf_exporter_flags_carry_over_with_their_meaning() {
         );
     }
 }
+
+/// Used to: with `--metrics.prefix=ebpf_exporter_` the map metrics matched
+/// ebpf_exporter's names but its own metrics, which its alerts use, did
+/// not exist.
+#[test]
+fn ebpf_exporter_names_line_up_under_its_prefix_and_self_metrics() {
+    if !bpf_available() {
+        return;
+    }
+    let exporter = Exporter::start(&[
+        "--config.names",
+        "syscalls",
+        "--metrics.prefix",
+        "ebpf_exporter_",
+        "--metrics.ebpf-exporter-self",
+        "--bpf.stats",
+    ]);
+    let series = r#"ebpf_exporter_syscalls_total{syscall="sched_get_priority_min"}"#;
+    assert_eq!(exporter.count_priority_min_queries_in(series, 500, 500), 500);
+    let body = exporter.get("/metrics", "").2;
+    crate::binary::promtool_check(&body);
+    assert!(
+        body.contains("ebpf_exporter_enabled_configs{name=\"syscalls\"} 1\n"),
+        "{body}"
+    );
+    assert!(
+        body.contains("ebpf_exporter_decoder_errors_total{config=\"syscalls\"} 0\n"),
+        "{body}"
+    );
+    // The program as the kernel knows it: the id and tag bpftool shows.
+    let info = body
+        .lines()
+        .find(|l| l.starts_with("ebpf_exporter_ebpf_program_info{"))
+        .unwrap_or_else(|| panic!("no program info:\n{body}"));
+    let label = |name: &str| {
+        let start = info.find(&format!("{name}=\"")).unwrap() + name.len() + 2;
+        info[start..].split('"').next().unwrap().to_string()
+    };
+    assert_eq!(
+        (label("config"), label("program")),
+        ("syscalls".into(), "sys_enter".into())
+    );
+    let (id, tag) = (label("id"), label("tag"));
+    let bpftool = Command::new("bpftool")
+        .args(["prog", "show", "id", &id, "--json"])
+        .output()
+        .unwrap();
+    let shown: serde_json::Value = serde_json::from_slice(&bpftool.stdout).unwrap();
+    assert_eq!(shown["name"], "sys_enter", "{shown}");
+    assert_eq!(shown["tag"], tag.as_str(), "{shown}");
+    assert!(
+        body.contains(&format!("ebpf_exporter_ebpf_program_attached{{id=\"{id}\"}} 1\n")),
+        "{body}"
+    );
+    let runs = crate::binary::sample_text(
+        &body,
+        &format!("ebpf_exporter_ebpf_program_run_count_total{{id=\"{id}\"}}"),
+    )
+    .unwrap_or_else(|| panic!("no run count:\n{body}"));
+    assert!(runs.parse::<u64>().unwrap() >= 500, "{runs}");
+    assert!(
+        body.contains(&format!(
+            "ebpf_exporter_ebpf_program_run_time_seconds{{id=\"{id}\"}} "
+        )),
+        "{body}"
+    );
+    exporter.stop();
+}
