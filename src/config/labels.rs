@@ -45,6 +45,32 @@ fn whereabouts(field: Option<&KeyField>) -> String {
     })
 }
 
+/// Whether a label over `start..end` covers one field and then only the
+/// padding after it, as ebpf_exporter's configs often do (`size: 8` over a
+/// `u16 port` and 6 bytes of padding): ebpf_exporter reads `size` bytes,
+/// so the label keeps its size and decodes the same bytes. Another field
+/// inside the range is still an error.
+fn takes_in_padding(layout: &crate::programs::KeyLayout, start: usize, end: usize) -> bool {
+    let Some(field) = layout.field_at(start) else {
+        return false;
+    };
+    let field_end = field.offset + field.size;
+    let covers_other = layout
+        .fields
+        .iter()
+        .any(|f| f.offset >= field_end && f.offset < end);
+    if field_end < end && !covers_other {
+        tracing::debug!(
+            field = %field.name,
+            size = end - start,
+            padding = end - field_end,
+            "a label takes in the padding after its field, as ebpf_exporter reads it"
+        );
+        return true;
+    }
+    false
+}
+
 /// `struct key_t { pid: 0..4, comm: 4..20 }`, for messages.
 fn describe(layout: &KeyLayout) -> String {
     let fields: Vec<String> = layout
@@ -234,7 +260,9 @@ impl Validator<'_> {
                         describe(layout)
                     ),
                 );
-            } else if !layout.fields.iter().any(|f| f.offset + f.size == end) {
+            } else if !layout.fields.iter().any(|f| f.offset + f.size == end)
+                && !takes_in_padding(layout, place.offset, end)
+            {
                 let inside = layout.field_containing(end.saturating_sub(1));
                 self.error(
                     at,
@@ -312,6 +340,7 @@ fn is_label_name(name: &str) -> bool {
 
 #[cfg(test)]
 mod tests {
+    use super::takes_in_padding;
     use crate::config::validate::testing::{assert_error, source, SYSCALLS};
     use crate::config::{parse, EMBEDDED_CONFIGS};
 
@@ -433,6 +462,28 @@ mod tests {
             "",
         );
         assert_eq!(offsets(&bucket_only), [("bucket".into(), 4, 4)]);
+    }
+
+    #[test]
+    fn a_label_may_take_in_the_padding_after_its_field_but_not_another_field() {
+        use crate::programs::{KeyField, KeyLayout};
+        let field = |name: &str, offset, size| KeyField {
+            name: name.into(),
+            offset,
+            size,
+        };
+        // struct { u16 port; /* 6 bytes of padding */ u64 id; }
+        let layout = KeyLayout {
+            type_name: "struct key".into(),
+            fields: vec![field("port", 0, 2), field("id", 8, 8)],
+        };
+        assert!(takes_in_padding(&layout, 0, 8));
+        assert!(!takes_in_padding(&layout, 0, 2 + 6 + 1), "runs into id");
+        assert!(!takes_in_padding(&layout, 1, 8), "starts inside port");
+        assert!(
+            !takes_in_padding(&layout, 8, 16),
+            "ends where id ends: not padding"
+        );
     }
 
     #[test]
