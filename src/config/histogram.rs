@@ -97,8 +97,8 @@ impl Validator<'_> {
             );
         }
         if let Some(map) = map {
-            let needed = spec.buckets.len() + 1;
-            if (map.max_entries as usize) < needed {
+            let entries = map.max_entries as usize;
+            if entries < spec.buckets.len() {
                 self.error(
                     shape.name.referenced,
                     &format!("{path}.name"),
@@ -109,6 +109,19 @@ impl Validator<'_> {
                         map.max_entries,
                         spec.buckets.len()
                     ),
+                );
+            } else if entries == spec.buckets.len() {
+                // ebpf_exporter's programs often size the map for the
+                // buckets alone, and it exports a sum of 0 then.
+                tracing::warn!(
+                    "{}:{}: {path}: map {:?} has room for the {} buckets but not the sum slot (key {}): \
+                     the histogram's _sum stays 0; give the map one more entry and add each value \
+                     at the sum key to export it",
+                    self.file,
+                    shape.name.referenced.line(),
+                    map.name,
+                    spec.buckets.len(),
+                    spec.sum_key,
                 );
             }
         }
@@ -403,6 +416,16 @@ mod tests {
             &format!("{place}:3:13: metrics.histograms[0].name:"),
             "holds 1024 entries but this histogram has 1999 buckets plus a sum slot",
         );
+        // Room for the buckets but not the sum, as ebpf_exporter's programs
+        // often size it: accepted, the sum stays 0.
+        let exact = HISTOGRAM
+            .replace("exp2", "linear")
+            .replace("bucket_max: 4", "bucket_max: 1025");
+        let config = crate::config::parse(&source("syscalls", &exact), "ebpf_").unwrap_or_else(|e| panic!("{e}"));
+        let MetricType::Histogram(h) = &config.metrics[0].kind else {
+            panic!("not a histogram");
+        };
+        assert_eq!((h.buckets.len(), h.sum_key), (1024, 1026));
         assert_error(
             "syscalls",
             &HISTOGRAM.replace("bucket_max: 4", "bucket_max: 70"),
