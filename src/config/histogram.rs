@@ -421,7 +421,8 @@ mod tests {
         let exact = HISTOGRAM
             .replace("exp2", "linear")
             .replace("bucket_max: 4", "bucket_max: 1025");
-        let config = crate::config::parse(&source("syscalls", &exact), "ebpf_").unwrap_or_else(|e| panic!("{e}"));
+        let config =
+            crate::config::parse(&source("syscalls", &exact), "ebpf_").unwrap_or_else(|e| panic!("{e}"));
         let MetricType::Histogram(h) = &config.metrics[0].kind else {
             panic!("not a histogram");
         };

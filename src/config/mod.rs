@@ -12,6 +12,7 @@ pub mod validate;
 
 mod attach;
 mod histogram;
+mod kaddrs;
 mod labels;
 mod metric;
 pub(crate) mod yaml;
@@ -41,6 +42,19 @@ pub struct Config {
     pub object: crate::programs::ProgramObject,
     pub metrics: Vec<MetricSpec>,
     pub attach: Vec<AttachSpec>,
+    /// Kernel symbols whose addresses are written into the program before
+    /// it loads (ebpf_exporter's `kaddrs`).
+    pub kaddrs: Vec<Kaddr>,
+}
+
+/// `kaddrs` entry: the address of kernel symbol `symbol`, written into the
+/// program's `const volatile u64 kaddr_<symbol>` (in `.rodata`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Kaddr {
+    pub symbol: String,
+    /// The map libbpf keeps `.rodata` in, and the variable's offset there.
+    pub map: String,
+    pub offset: usize,
 }
 
 #[derive(Debug, Clone, PartialEq)]

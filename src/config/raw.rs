@@ -28,6 +28,9 @@ pub struct RawConfig {
     /// are attached from their `SEC()` name.
     #[serde(default)]
     pub attach: Vec<Spanned<RawAttach>>,
+    /// ebpf_exporter's: kernel symbols whose addresses the program gets in
+    /// `kaddr_<symbol>` before it loads.
+    pub kaddrs: Option<Spanned<Vec<Spanned<String>>>>,
 }
 
 #[derive(Debug, Deserialize)]

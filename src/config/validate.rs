@@ -36,6 +36,7 @@ pub fn parse(source: &Source, prefix: &str) -> Result<Config, ConfigErrors> {
 
     let metrics = v.metrics(&raw.metrics, &info, prefix);
     let attach = v.attach_entries(&raw.attach, &info);
+    let kaddrs = v.kaddrs(raw.kaddrs.as_ref(), &info);
 
     if v.errors.is_empty() {
         Ok(Config {
@@ -46,6 +47,7 @@ pub fn parse(source: &Source, prefix: &str) -> Result<Config, ConfigErrors> {
             object,
             metrics,
             attach,
+            kaddrs,
         })
     } else {
         Err(ConfigErrors(v.errors))

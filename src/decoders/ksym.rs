@@ -100,6 +100,30 @@ pub fn shows_addresses() -> bool {
     })
 }
 
+/// The address of each of `names` in `/proc/kallsyms`, read now: `None`
+/// for a name it does not list, `Some(0)` for one whose address it hides.
+/// For ebpf_exporter's `kaddrs`, which name symbols rather than addresses.
+pub fn addresses_of(names: &[&str]) -> io::Result<Vec<Option<u64>>> {
+    let text = std::fs::read(KALLSYMS)?;
+    let mut found: Vec<Option<u64>> = vec![None; names.len()];
+    for line in text.split(|&b| b == b'\n') {
+        let mut fields = line.splitn(3, |&b| b == b' ');
+        let (Some(address), Some(_kind), Some(name)) = (fields.next(), fields.next(), fields.next()) else {
+            continue;
+        };
+        // A module symbol is `name\t[module]`.
+        let name = name.split(|&b| b == b'\t').next().unwrap_or(name);
+        for (slot, wanted) in found.iter_mut().zip(names) {
+            if slot.is_none() && name == wanted.as_bytes() {
+                *slot = std::str::from_utf8(address)
+                    .ok()
+                    .and_then(|a| u64::from_str_radix(a, 16).ok());
+            }
+        }
+    }
+    Ok(found)
+}
+
 /// When the table is read again.
 #[derive(Debug, Clone, Copy)]
 pub(super) struct Refresh {

@@ -156,12 +156,13 @@ fn sections(config: &Config) -> Vec<String> {
 }
 
 fn uses_kallsyms(config: &Config) -> bool {
-    config
-        .metrics
-        .iter()
-        .flat_map(|m| &m.labels)
-        .flat_map(|l| &l.decoders)
-        .any(|d| matches!(d.name, "ksym" | "kstack"))
+    !config.kaddrs.is_empty()
+        || config
+            .metrics
+            .iter()
+            .flat_map(|m| &m.labels)
+            .flat_map(|l| &l.decoders)
+            .any(|d| matches!(d.name, "ksym" | "kstack"))
 }
 
 /// A uprobe on one process (or inside another's root) is a perf event on
@@ -224,7 +225,7 @@ pub fn plan(configs: &[Config], host: &Host, port: Option<u16>, extra: &[Capabil
         if let Some(names) = named(&uses_kallsyms) {
             needs.push((
                 Capability::CAP_SYSLOG,
-                format!("kernel symbol names in /proc/kallsyms for ksym and kstack labels: {names}"),
+                format!("kernel symbols in /proc/kallsyms (ksym and kstack labels, kaddrs): {names}"),
             ));
         }
     }

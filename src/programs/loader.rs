@@ -190,7 +190,11 @@ impl Loaded {
 /// `btf` is the kernel BTF to relocate against instead of the running
 /// kernel's (`--btf.path`).
 pub fn load(config: &Config, btf: Option<&Path>) -> Result<Loaded, Failure> {
-    let (object, refused) = load_isolating_failures(&config.object, btf)?;
+    let opts = OpenOptions {
+        btf,
+        constants: kaddrs(config)?,
+    };
+    let (object, refused) = load_isolating_failures(&config.object, &opts)?;
     let mut loaded = Loaded {
         object,
         links: Vec::new(),
@@ -218,10 +222,10 @@ type Refused = Vec<(String, String, Failure)>;
 /// find the ones at fault, then loads the object without them.
 fn load_isolating_failures(
     embedded: &ProgramObject,
-    btf: Option<&Path>,
+    opts: &OpenOptions<'_>,
 ) -> Result<(Object, Refused), Failure> {
     let first = with_captured_log(|| {
-        open(embedded, btf)?
+        open(embedded, opts)?
             .load()
             .map_err(|e| Failure::new(Reason::Failed, e.to_string()))
     });
@@ -238,7 +242,7 @@ fn load_isolating_failures(
     let mut refused = Vec::new();
     for (name, section) in &programs {
         let (result, log) = with_captured_log(|| {
-            let mut obj = open(embedded, btf).map_err(|e| (ErrorKind::Other, e.message))?;
+            let mut obj = open(embedded, opts).map_err(|e| (ErrorKind::Other, e.message))?;
             for mut p in obj.progs_mut() {
                 p.set_autoload(p.name() == name.as_str());
             }
@@ -270,7 +274,7 @@ fn load_isolating_failures(
         return Err(Failure::new(refused[0].2.reason, detail.join("; ")));
     }
     let (result, log) = with_captured_log(|| {
-        let mut obj = open(embedded, btf).map_err(|e| e.message)?;
+        let mut obj = open(embedded, opts).map_err(|e| e.message)?;
         for mut p in obj.progs_mut() {
             let skip = refused.iter().any(|(n, _, _)| p.name() == n.as_str());
             p.set_autoload(!skip);
@@ -291,9 +295,51 @@ fn load_isolating_failures(
     })
 }
 
-fn open(object: &ProgramObject, btf: Option<&Path>) -> Result<OpenObject, Failure> {
+/// What every open of a config's object is given before load.
+struct OpenOptions<'a> {
+    /// `--btf.path`.
+    btf: Option<&'a Path>,
+    /// Values for `.rodata` variables: map, offset, value.
+    constants: Vec<(String, usize, u64)>,
+}
+
+/// The address of each `kaddrs` symbol, where the program wants it.
+fn kaddrs(config: &Config) -> Result<Vec<(String, usize, u64)>, Failure> {
+    if config.kaddrs.is_empty() {
+        return Ok(Vec::new());
+    }
+    let names: Vec<&str> = config.kaddrs.iter().map(|k| k.symbol.as_str()).collect();
+    let addresses = crate::decoders::kallsyms_addresses_of(&names)
+        .map_err(|e| Failure::new(Reason::Failed, format!("kaddrs: reading /proc/kallsyms: {e}")))?;
+    config
+        .kaddrs
+        .iter()
+        .zip(addresses)
+        .map(|(k, address)| match address {
+            Some(0) => Err(Failure::new(
+                Reason::Permission,
+                format!(
+                    "kaddrs: /proc/kallsyms hides the address of {} from the exporter: grant it CAP_SYSLOG \
+                     (or set kernel.kptr_restrict to 0 or 1)",
+                    k.symbol
+                ),
+            )),
+            Some(address) => Ok((k.map.clone(), k.offset, address)),
+            None => Err(Failure::new(
+                Reason::HookMissing,
+                format!(
+                    "kaddrs: this kernel has no symbol {:?} in /proc/kallsyms: fix kaddrs, or the program \
+                     for this kernel",
+                    k.symbol
+                ),
+            )),
+        })
+        .collect()
+}
+
+fn open(object: &ProgramObject, opts: &OpenOptions<'_>) -> Result<OpenObject, Failure> {
     let mut builder = ObjectBuilder::default();
-    if let Some(btf) = btf {
+    if let Some(btf) = opts.btf {
         builder.btf_custom_path(btf).map_err(|e| {
             Failure::new(
                 Reason::ObjectInvalid,
@@ -301,7 +347,7 @@ fn open(object: &ProgramObject, btf: Option<&Path>) -> Result<OpenObject, Failur
             )
         })?;
     }
-    builder
+    let mut open = builder
         .name(object.name())
         .and_then(|b| b.open_memory(object.bytes()))
         .map_err(|e| {
@@ -309,7 +355,24 @@ fn open(object: &ProgramObject, btf: Option<&Path>) -> Result<OpenObject, Failur
                 Reason::ObjectInvalid,
                 format!("opening the BPF object {}: {e}", object.describe()),
             )
-        })
+        })?;
+    for (map, offset, value) in &opts.constants {
+        let written = open
+            .maps_mut()
+            .find(|m| m.name().to_str() == Some(map.as_str()))
+            .and_then(|mut m| {
+                m.initial_value_mut()?
+                    .get_mut(*offset..*offset + 8)
+                    .map(|b| b.copy_from_slice(&value.to_ne_bytes()))
+            });
+        if written.is_none() {
+            return Err(Failure::new(
+                Reason::ObjectInvalid,
+                format!("kaddrs: no 8 bytes at offset {offset} of {map} to write into"),
+            ));
+        }
+    }
+    Ok(open)
 }
 
 /// Explains a refused program, with what to do about it.

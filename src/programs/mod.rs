@@ -161,6 +161,9 @@ pub struct ObjectInfo {
     pub maps: Vec<MapMeta>,
     pub programs: Vec<ProgMeta>,
     pub globals: Vec<GlobalMeta>,
+    /// Variables of `.rodata`: set before load (ebpf_exporter's
+    /// `kaddr_<symbol>`), never read as metrics.
+    pub constants: Vec<GlobalMeta>,
 }
 
 impl ObjectInfo {
@@ -206,23 +209,28 @@ pub fn inspect(name: &str, object: &[u8]) -> anyhow::Result<ObjectInfo> {
             section: p.section().to_string_lossy().into_owned(),
         })
         .collect();
-    let globals = btf.as_ref().map_or_else(Vec::new, |btf| globals(btf, &maps));
+    let vars = |sections: &[&str]| {
+        btf.as_ref()
+            .map_or_else(Vec::new, |btf| globals(btf, &maps, sections))
+    };
     Ok(ObjectInfo {
+        globals: vars(&[".bss", ".data"]),
+        constants: vars(&[".rodata"]),
         maps,
         programs,
-        globals,
     })
 }
 
-/// Variables of the `.bss` and `.data` sections. libbpf has filled in
-/// their offsets at open; `.rodata` is left out, as it cannot change.
-fn globals(btf: &Btf<'_>, maps: &[MapMeta]) -> Vec<GlobalMeta> {
+/// Variables of `sections` (`.bss`, `.data`: what can change and be read
+/// as metrics; `.rodata`: what is set before load). libbpf has filled in
+/// their offsets at open.
+fn globals(btf: &Btf<'_>, maps: &[MapMeta], sections: &[&str]) -> Vec<GlobalMeta> {
     let mut globals = Vec::new();
     for section in btf.type_by_kind::<DataSec<'_>>() {
         let Some(section_name) = section.name().and_then(|n| n.to_str()) else {
             continue;
         };
-        if section_name != ".bss" && section_name != ".data" {
+        if !sections.contains(&section_name) {
             continue;
         }
         let Some(map) = maps.iter().find(|m| m.name.ends_with(section_name)) else {

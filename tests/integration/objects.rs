@@ -260,3 +260,85 @@ fn ebpf_exporter_names_line_up_under_its_prefix_and_self_metrics() {
     );
     exporter.stop();
 }
+
+/// ebpf_exporter's `kaddrs`: the address of each named kernel symbol is
+/// written into the program's `kaddr_<symbol>` before it loads.
+#[test]
+fn kaddrs_give_the_program_kernel_symbol_addresses() {
+    if !bpf_available() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let config = "kaddrs:\n  - schedule\nmetrics:\n  gauges:\n    - name: kaddr_seen\n      help: The address given.\n";
+    // As given, a symbol the kernel does not have, and one the program has
+    // no variable for.
+    for (name, kaddrs) in [
+        ("kaddr_seen", "- schedule"),
+        ("no_symbol", "- schedule\n  - no_such_symbol_here"),
+        ("no_variable", "- schedule\n  - nowhere"),
+    ] {
+        compile(
+            "tests/objects/kaddr_seen.bpf.c",
+            &dir.path().join(format!("{name}.bpf.o")),
+        );
+        std::fs::write(
+            dir.path().join(format!("{name}.yaml")),
+            config.replace("- schedule", kaddrs),
+        )
+        .unwrap();
+    }
+    let check = |name: &str| {
+        let out = Command::new(crate::binary::BIN)
+            .args([
+                "--config.check",
+                "--config.dir",
+                dir.path().to_str().unwrap(),
+                "--config.names",
+                name,
+            ])
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    let report = check("no_symbol");
+    assert!(
+        report.contains("failed")
+            && report.contains("kaddrs: this kernel has no symbol \"no_such_symbol_here\""),
+        "{report}"
+    );
+    let report = check("no_variable");
+    assert!(
+        report.contains("invalid")
+            && report.contains(
+                "no_variable.yaml:3:5: kaddrs[1]: the program has no `const volatile u64 kaddr_nowhere` to write \
+                 the address of \"nowhere\" into (its constants: kaddr_schedule, kaddr_no_such_symbol_here)"
+            ),
+        "{report}"
+    );
+
+    let exporter = Exporter::start(&[
+        "--config.dir",
+        dir.path().to_str().unwrap(),
+        "--config.names",
+        "kaddr_seen",
+    ]);
+    let kallsyms = std::fs::read_to_string("/proc/kallsyms").unwrap();
+    let schedule = kallsyms
+        .lines()
+        .find_map(|l| l.strip_suffix(" schedule").and_then(|l| l.split(' ').next()))
+        .map(|a| u64::from_str_radix(a, 16).unwrap())
+        .unwrap();
+    assert_ne!(schedule, 0, "the test runs as root and sees addresses");
+    // Gauges read 64 bits as signed: a kernel address is negative.
+    let want = schedule as i64 as f64;
+    let seen = || {
+        let body = exporter.get("/metrics", "").2;
+        crate::binary::sample_text(&body, "ebpf_kaddr_seen").and_then(|v| v.parse::<f64>().ok())
+    };
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while seen() != Some(want) && std::time::Instant::now() < deadline {
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    assert_eq!(seen(), Some(want), "schedule is at {schedule:#x}");
+    exporter.stop();
+}
