@@ -15,6 +15,7 @@ mod histogram;
 mod kaddrs;
 mod labels;
 mod metric;
+mod unsupported;
 pub(crate) mod yaml;
 
 use std::fmt;

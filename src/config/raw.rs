@@ -31,6 +31,9 @@ pub struct RawConfig {
     /// ebpf_exporter's: kernel symbols whose addresses the program gets in
     /// `kaddr_<symbol>` before it loads.
     pub kaddrs: Option<Spanned<Vec<Spanned<String>>>>,
+    /// ebpf_exporter's; refused with why ([`super::unsupported`]).
+    pub cgroup_id_map: Option<Spanned<serde::de::IgnoredAny>>,
+    pub tracing: Option<Spanned<serde::de::IgnoredAny>>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -60,6 +63,9 @@ pub struct RawMetric {
     /// How the map key becomes labels, in key order.
     #[serde(default)]
     pub labels: Vec<Spanned<RawLabel>>,
+    /// ebpf_exporter's event counters; refused ([`super::unsupported`]).
+    pub perf_event_array: Option<Spanned<bool>>,
+    pub flush_interval: Option<Spanned<serde::de::IgnoredAny>>,
 }
 
 #[derive(Debug, Deserialize)]

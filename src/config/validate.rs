@@ -37,6 +37,7 @@ pub fn parse(source: &Source, prefix: &str) -> Result<Config, ConfigErrors> {
     let metrics = v.metrics(&raw.metrics, &info, prefix);
     let attach = v.attach_entries(&raw.attach, &info);
     let kaddrs = v.kaddrs(raw.kaddrs.as_ref(), &info);
+    v.unsupported(&raw);
 
     if v.errors.is_empty() {
         Ok(Config {

@@ -1,0 +1,111 @@
+//! ebpf_exporter's config keys this exporter does not run, refused by name
+//! with what to do instead: a config that loads must mean what its author
+//! meant, so nothing is ignored quietly.
+//!
+//! `tracing` (ring-buffer events as OpenTelemetry spans) is refused for
+//! good: this is a metrics exporter, and spans need a trace pipeline
+//! (OTLP, a collector) that a host or DaemonSet exporter should not carry;
+//! such a config keeps running on ebpf_exporter. `perf_event_array`
+//! counters and `cgroup_id_map` are not done yet.
+
+use super::raw::RawConfig;
+use super::validate::Validator;
+
+impl Validator<'_> {
+    pub(super) fn unsupported(&mut self, raw: &RawConfig) {
+        if let Some(tracing) = &raw.tracing {
+            self.error(
+                tracing.referenced,
+                "tracing",
+                "ebpf_exporter's tracing (ring-buffer events exported as OpenTelemetry spans) is not supported: \
+                 this exporter exports metrics only; keep this config on ebpf_exporter, or remove `tracing:` \
+                 to export its metrics here",
+            );
+        }
+        if let Some(map) = &raw.cgroup_id_map {
+            self.error(
+                map.referenced,
+                "cgroup_id_map",
+                "ebpf_exporter's cgroup_id_map (a map of cgroup ids the program filters on) is not supported \
+                 yet: remove it and select cgroups in user space with the `cgroup` decoder and `regexps`, or \
+                 keep this config on ebpf_exporter",
+            );
+        }
+        for (i, counter) in raw.metrics.value.counters.iter().enumerate() {
+            let path = format!("metrics.counters[{i}]");
+            let c = &counter.value;
+            if let Some(perf) = c.perf_event_array.as_ref().filter(|p| p.value) {
+                self.error(
+                    perf.referenced,
+                    &format!("{path}.perf_event_array"),
+                    "ebpf_exporter's perf_event_array counters (each event counted in user space) are not \
+                     supported yet: count in a hash map in the program (bpf_map_update_elem, or \
+                     increment_map of maps.bpf.h) and export that map, or keep this config on ebpf_exporter",
+                );
+            }
+            if let Some(flush) = &c.flush_interval {
+                self.error(
+                    flush.referenced,
+                    &format!("{path}.flush_interval"),
+                    "flush_interval belongs to perf_event_array counters, which are not supported yet: \
+                     remove it",
+                );
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::config::validate::testing::{errors, source, HISTOGRAM, SYSCALLS};
+
+    /// ebpf_exporter's keys that run here, each used once (`kaddrs`, which
+    /// needs an object with `kaddr_` constants, is in the integration
+    /// tests of run-time objects).
+    #[test]
+    fn ebpf_exporter_keys_that_run_here_parse() {
+        let counters = SYSCALLS.replace(
+            "            - name: syscall\n",
+            "            - name: static_map\n              static_map: {\"0\": read}\n              \
+             allow_unknown: true\n            - name: regexp\n              regexps: [\"^read$\", \"^write$\"]\n",
+        );
+        for text in [counters, HISTOGRAM.to_string()] {
+            crate::config::parse(&source("syscalls", &text), "ebpf_")
+                .unwrap_or_else(|e| panic!("{e}\n{text}"));
+        }
+        for key in ["bucket_type", "bucket_min", "bucket_max", "bucket_multiplier"] {
+            assert!(HISTOGRAM.contains(key), "{key}");
+        }
+    }
+
+    /// The keys of ebpf_exporter's config schema that do not run here:
+    /// refused by name, at their place.
+    #[test]
+    fn ebpf_exporter_keys_not_run_here_are_refused_by_name() {
+        let cases = [
+            (
+                format!("{SYSCALLS}tracing:\n  spans:\n    - ringbuf: events\n"),
+                "tracing: ebpf_exporter's tracing",
+            ),
+            (
+                format!("{SYSCALLS}cgroup_id_map:\n  name: cgroups\n  type: hash\n  regexps: [x]\n"),
+                "cgroup_id_map: ebpf_exporter's cgroup_id_map",
+            ),
+            (
+                SYSCALLS.replace(
+                    "      help:",
+                    "      perf_event_array: true\n      flush_interval: 1m\n      help:",
+                ),
+                "metrics.counters[0].perf_event_array: ebpf_exporter's perf_event_array counters",
+            ),
+            (
+                SYSCALLS.replace("      help:", "      flush_interval: 1m\n      help:"),
+                "metrics.counters[0].flush_interval: flush_interval belongs to perf_event_array counters",
+            ),
+        ];
+        for (text, needle) in cases {
+            let errors = errors("syscalls", &text);
+            assert!(errors.iter().any(|e| e.contains(needle)), "{needle}: {errors:?}");
+        }
+    }
+}
