@@ -118,6 +118,7 @@ fn spec(size: usize, chain: Vec<(&str, DecoderOptions)>) -> MetricSpec {
                 .collect(),
         }],
         cpu_label: None,
+        events: None,
     }
 }
 

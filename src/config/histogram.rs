@@ -43,6 +43,8 @@ impl Validator<'_> {
             help: &histogram.value.help,
             labels: &histogram.value.labels,
             at: histogram.referenced,
+            events: None,
+            flush_interval: None,
         };
         let spec = self.metric(path, kind, &shape, info, prefix);
         spec.filter(|_| valid)

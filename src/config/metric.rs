@@ -9,7 +9,7 @@ use serde_saphyr::{Location, Spanned};
 
 use super::raw::{RawLabel, RawMetric, RawMetrics};
 use super::validate::Validator;
-use super::{GlobalSpec, MetricSpec, MetricType};
+use super::{EventSpec, GlobalSpec, MetricSpec, MetricType};
 use crate::programs::{self, GlobalMeta, MapMeta, ObjectInfo};
 
 /// The fields counters, gauges and histograms share.
@@ -19,6 +19,11 @@ pub(super) struct Shape<'r> {
     pub(super) labels: &'r [Spanned<RawLabel>],
     /// Where the metric's entry starts, for errors about it as a whole.
     pub(super) at: Location,
+    /// `perf_event_array: true`: the map is an event stream, each event's
+    /// bytes a label set counted once.
+    pub(super) events: Option<&'r Spanned<bool>>,
+    /// How often an event counter starts again from zero.
+    pub(super) flush_interval: Option<&'r Spanned<String>>,
 }
 
 impl<'r> Shape<'r> {
@@ -28,6 +33,8 @@ impl<'r> Shape<'r> {
             help: &metric.value.help,
             labels: &metric.value.labels,
             at: metric.referenced,
+            events: metric.value.perf_event_array.as_ref().filter(|e| e.value),
+            flush_interval: metric.value.flush_interval.as_ref(),
         }
     }
 }
@@ -121,6 +128,7 @@ impl Validator<'_> {
             None => info.global(&shape.name.value).filter(|_| !histogram),
         };
         match (map, global) {
+            (Some(map), _) if shape.events.is_some() => self.check_event_map(path, shape, map),
             (Some(map), _) => self.check_map(&name_path, shape.name.referenced, map),
             (None, Some(global)) => self.check_global(path, shape, global),
             (None, None) => {
@@ -155,7 +163,17 @@ impl Validator<'_> {
             }
         }
 
-        let (labels, cpu_label) = self.labels(path, shape, map);
+        let flush_interval = shape
+            .flush_interval
+            .and_then(|f| match crate::cli::parse_duration(&f.value) {
+                Ok(d) => Some(d),
+                Err(e) => {
+                    self.error(f.referenced, &format!("{path}.flush_interval"), e);
+                    None
+                }
+            });
+        // An event has no key layout: its labels say their sizes.
+        let (labels, cpu_label) = self.labels(path, shape, map.filter(|_| shape.events.is_none()));
         if let MetricType::Histogram(spec) = &kind {
             let key_labels = shape.labels.len() - usize::from(cpu_label.is_some());
             self.check_bucket_label(path, shape, key_labels, labels.last(), map, spec);
@@ -175,7 +193,33 @@ impl Validator<'_> {
             help: shape.help.value.clone(),
             labels,
             cpu_label,
+            events: shape.events.map(|_| EventSpec { flush_interval }),
         })
+    }
+
+    /// An event stream: a perf event array, read as events arrive, each
+    /// label's `size` given (events have no BTF layout to take it from).
+    fn check_event_map(&mut self, path: &str, shape: &Shape<'_>, map: &MapMeta) {
+        if !matches!(map.map_type, libbpf_rs::MapType::PerfEventArray) {
+            self.error(
+                shape.events.map_or(shape.at, |e| e.referenced),
+                &format!("{path}.perf_event_array"),
+                format!(
+                    "map {:?} is a {:?} map; perf_event_array counters read a PERF_EVENT_ARRAY map the \
+                     program writes events to with bpf_perf_event_output",
+                    map.name, map.map_type
+                ),
+            );
+        }
+        for (j, label) in shape.labels.iter().enumerate() {
+            if label.value.size.is_none() {
+                self.error(
+                    label.referenced,
+                    &format!("{path}.labels[{j}].size"),
+                    "an event's labels need `size`: the bytes of the event struct each label decodes",
+                );
+            }
+        }
     }
 
     fn check_map(&mut self, path: &str, at: Location, map: &MapMeta) {

@@ -110,6 +110,16 @@ pub struct MetricSpec {
     /// Per-CPU maps only: a last label named `cpu` splits values by CPU
     /// instead of summing them. Its bytes are the CPU number, not key bytes.
     pub cpu_label: Option<LabelSpec>,
+    /// Set when the map is an event stream counted as events arrive
+    /// (`perf_event_array: true`); the labels then decode each event.
+    pub events: Option<EventSpec>,
+}
+
+/// An event counter's settings.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct EventSpec {
+    /// Counts start again from zero this often.
+    pub flush_interval: Option<std::time::Duration>,
 }
 
 impl MetricSpec {

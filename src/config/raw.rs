@@ -63,9 +63,12 @@ pub struct RawMetric {
     /// How the map key becomes labels, in key order.
     #[serde(default)]
     pub labels: Vec<Spanned<RawLabel>>,
-    /// ebpf_exporter's event counters; refused ([`super::unsupported`]).
+    /// ebpf_exporter's event counters: the map is a perf event array and
+    /// each event's bytes are a label set, counted once.
     pub perf_event_array: Option<Spanned<bool>>,
-    pub flush_interval: Option<Spanned<serde::de::IgnoredAny>>,
+    /// For event counters: start again from zero this often (`1m`), so
+    /// label sets no longer seen go away.
+    pub flush_interval: Option<Spanned<String>>,
 }
 
 #[derive(Debug, Deserialize)]

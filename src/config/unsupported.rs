@@ -5,8 +5,8 @@
 //! `tracing` (ring-buffer events as OpenTelemetry spans) is refused for
 //! good: this is a metrics exporter, and spans need a trace pipeline
 //! (OTLP, a collector) that a host or DaemonSet exporter should not carry;
-//! such a config keeps running on ebpf_exporter. `perf_event_array`
-//! counters and `cgroup_id_map` are not done yet.
+//! such a config keeps running on ebpf_exporter. `cgroup_id_map` is not
+//! done yet.
 
 use super::raw::RawConfig;
 use super::validate::Validator;
@@ -32,23 +32,13 @@ impl Validator<'_> {
             );
         }
         for (i, counter) in raw.metrics.value.counters.iter().enumerate() {
-            let path = format!("metrics.counters[{i}]");
             let c = &counter.value;
-            if let Some(perf) = c.perf_event_array.as_ref().filter(|p| p.value) {
-                self.error(
-                    perf.referenced,
-                    &format!("{path}.perf_event_array"),
-                    "ebpf_exporter's perf_event_array counters (each event counted in user space) are not \
-                     supported yet: count in a hash map in the program (bpf_map_update_elem, or \
-                     increment_map of maps.bpf.h) and export that map, or keep this config on ebpf_exporter",
-                );
-            }
-            if let Some(flush) = &c.flush_interval {
+            let events = c.perf_event_array.as_ref().is_some_and(|p| p.value);
+            if let Some(flush) = c.flush_interval.as_ref().filter(|_| !events) {
                 self.error(
                     flush.referenced,
-                    &format!("{path}.flush_interval"),
-                    "flush_interval belongs to perf_event_array counters, which are not supported yet: \
-                     remove it",
+                    &format!("metrics.counters[{i}].flush_interval"),
+                    "flush_interval is for event counters: add `perf_event_array: true`, or remove it",
                 );
             }
         }
@@ -78,8 +68,8 @@ mod tests {
         }
     }
 
-    /// The keys of ebpf_exporter's config schema that do not run here:
-    /// refused by name, at their place.
+    /// The keys of ebpf_exporter's config schema that do not run here, or
+    /// not as given: refused by name, at their place.
     #[test]
     fn ebpf_exporter_keys_not_run_here_are_refused_by_name() {
         let cases = [
@@ -96,11 +86,11 @@ mod tests {
                     "      help:",
                     "      perf_event_array: true\n      flush_interval: 1m\n      help:",
                 ),
-                "metrics.counters[0].perf_event_array: ebpf_exporter's perf_event_array counters",
+                "metrics.counters[0].perf_event_array: map \"syscalls_total\" is a Hash map; perf_event_array counters read a PERF_EVENT_ARRAY map",
             ),
             (
                 SYSCALLS.replace("      help:", "      flush_interval: 1m\n      help:"),
-                "metrics.counters[0].flush_interval: flush_interval belongs to perf_event_array counters",
+                "metrics.counters[0].flush_interval: flush_interval is for event counters",
             ),
         ];
         for (text, needle) in cases {

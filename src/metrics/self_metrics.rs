@@ -26,6 +26,8 @@ pub struct MapStats {
     /// How long the last read took, and how it was done.
     pub duration: Duration,
     pub method: ReadMethod,
+    /// For an event stream: events lost so far.
+    pub events_lost: Option<u64>,
 }
 
 impl Default for MapStats {
@@ -36,6 +38,7 @@ impl Default for MapStats {
             decode_errors: BTreeMap::new(),
             duration: Duration::ZERO,
             method: ReadMethod::Batch,
+            events_lost: None,
         }
     }
 }
@@ -118,8 +121,8 @@ pub fn families(inputs: &Inputs<'_>) -> Vec<Family> {
             failures.push(gauge(&[&status.name, reason], n as f64));
         }
     }
-    let (mut duration, mut entries, mut read_errors, mut decode_errors) =
-        (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+    let (mut duration, mut entries, mut read_errors, mut decode_errors, mut lost) =
+        (Vec::new(), Vec::new(), Vec::new(), Vec::new(), Vec::new());
     for (config, spec, m) in inputs.maps {
         duration.push(gauge(
             &[config, &spec.map, m.method.as_str()],
@@ -127,6 +130,9 @@ pub fn families(inputs: &Inputs<'_>) -> Vec<Family> {
         ));
         entries.push(gauge(&[config, &spec.map], m.entries as f64));
         read_errors.push(counter(&[config, &spec.map], m.read_errors));
+        if let Some(n) = m.events_lost {
+            lost.push(counter(&[config, &spec.map], n));
+        }
         for (decoder, n) in &m.decode_errors {
             decode_errors.push(counter(&[config, &spec.name, decoder], *n));
         }
@@ -155,6 +161,7 @@ pub fn families(inputs: &Inputs<'_>) -> Vec<Family> {
         family("map_read_duration_seconds", "Time the last read of each map took, and how it was read (batch or per_key).", MetricKind::Gauge, &["config", "map", "method"], duration),
         family("map_entries", "Entries found in each map at the last read.", MetricKind::Gauge, &["config", "map"], entries),
         family("map_read_errors_total", "Failed reads of each map; the metric keeps its last good values meanwhile.", MetricKind::Counter, &["config", "map"], read_errors),
+        family("map_events_lost_total", "Events of an event counter's map (perf_event_array) the kernel dropped because its buffer was full: those events are not counted.", MetricKind::Counter, &["config", "map"], lost),
         family("decode_errors_total", "Map rows dropped because a label could not be decoded, by the decoder that failed.", MetricKind::Counter, &["config", "metric", "decoder"], decode_errors),
         family("label_cache_entries", "Decoded label sets held in the label cache.", MetricKind::Gauge, &[], vec![gauge(&[], inputs.cache.len() as f64)]),
         family("label_cache_hits_total", "Map keys whose labels came from the cache.", MetricKind::Counter, &[], vec![counter(&[], cache.hits)]),

@@ -66,12 +66,18 @@ pub trait MapSource: Send {
     fn read(&mut self) -> io::Result<MapDump>;
     /// How the last read was done, for self-metrics and logs.
     fn method(&self) -> ReadMethod;
+    /// For an event stream, the events lost so far (the buffer was full).
+    fn lost(&self) -> Option<u64> {
+        None
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ReadMethod {
     Batch,
     PerKey,
+    /// Counted as they arrive ([`super::events`]); not a flag value.
+    Events,
 }
 
 impl ReadMethod {
@@ -79,6 +85,7 @@ impl ReadMethod {
         match self {
             ReadMethod::Batch => "batch",
             ReadMethod::PerKey => "per_key",
+            ReadMethod::Events => "events",
         }
     }
 }

@@ -8,6 +8,7 @@
 //! verifier never delays a snapshot.
 
 pub mod cache;
+pub mod events;
 pub mod maps;
 pub mod rows;
 
@@ -56,11 +57,20 @@ impl Target {
             let handle = loaded
                 .map(&spec.map)
                 .ok_or_else(|| unusable("missing from the loaded object".into()))?;
-            let source: Box<dyn MapSource> = match spec.global {
-                Some(global) => {
+            let source: Box<dyn MapSource> = match (spec.global, spec.events) {
+                (Some(global), _) => {
                     Box::new(GlobalVariable::new(handle, global).map_err(|e| unusable(e.to_string()))?)
                 }
-                None => Box::new(KernelMap::new(handle, method).map_err(|e| unusable(e.to_string()))?),
+                (None, Some(events)) => {
+                    let key_size = spec.labels.iter().map(|l| l.offset + l.size).max().unwrap_or(0);
+                    Box::new(
+                        events::EventCounts::new(&handle, key_size, events.flush_interval)
+                            .map_err(|e| unusable(e.to_string()))?,
+                    )
+                }
+                (None, None) => {
+                    Box::new(KernelMap::new(handle, method).map_err(|e| unusable(e.to_string()))?)
+                }
             };
             sources.push(source);
         }
@@ -219,6 +229,7 @@ impl Reader {
         }
         state.stats.duration = t.elapsed();
         state.stats.method = source.method();
+        state.stats.events_lost = source.lost();
     }
 
     fn snapshot(&self) -> Snapshot {

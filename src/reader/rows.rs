@@ -399,6 +399,7 @@ mod tests {
             help: "h".into(),
             labels: vec![label("bucket", 4)],
             cpu_label: cpu.then(|| label("cpu", 2)),
+            events: None,
         }
     }
 

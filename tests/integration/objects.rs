@@ -342,3 +342,40 @@ fn kaddrs_give_the_program_kernel_symbol_addresses() {
     assert_eq!(seen(), Some(want), "schedule is at {schedule:#x}");
     exporter.stop();
 }
+
+/// ebpf_exporter's event counters: each event the program writes into a
+/// perf event array is its label set counted once; `flush_interval` makes
+/// the counts start again from zero.
+#[test]
+fn perf_event_array_counters_count_each_event_exactly_and_flush() {
+    if !bpf_available() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    compile(
+        "tests/objects/syscall_events.bpf.c",
+        &dir.path().join("syscall_events.bpf.o"),
+    );
+    let config = "metrics:\n  counters:\n    - name: syscall_events_total\n      help: Syscalls, by event.\n      \
+                  perf_event_array: true\n      flush_interval: 2s\n      labels:\n        - name: syscall\n          \
+                  size: 8\n          decoders:\n            - name: uint\n            - name: syscall\n";
+    std::fs::write(dir.path().join("syscall_events.yaml"), config).unwrap();
+    let exporter = Exporter::watching(dir.path());
+    let series = r#"ebpf_syscall_events_total{syscall="sched_get_priority_min"}"#;
+    assert_eq!(exporter.count_priority_min_queries_in(series, 500, 500), 500);
+    let body = exporter.get("/metrics", "").2;
+    assert!(
+        body.contains(
+            r#"bpf_exporter_map_events_lost_total{config="syscall_events",map="syscall_events_total"} 0"#
+        ),
+        "{body}"
+    );
+    // Flushed: the series goes, and counts start from zero.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while exporter.get("/metrics", "").2.contains(series) {
+        assert!(std::time::Instant::now() < deadline, "never flushed");
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    assert_eq!(exporter.count_priority_min_queries_in(series, 200, 200), 200);
+    exporter.stop();
+}
