@@ -18,6 +18,7 @@ use libbpf_rs::{
     UprobeOpts,
 };
 
+use super::sections::OwnSection;
 use super::{fs, Hook, ProgramObject};
 use crate::config::{AttachSpec, Config, XdpMode};
 use crate::metrics::{ConfigState, ConfigStatus, Failure, ProgramStatus, Reason};
@@ -142,7 +143,7 @@ impl Loaded {
             let explicit: Vec<&AttachSpec> = config.attach.iter().filter(|a| a.program() == name).collect();
             let (mut links, mut xdp_links) = (Vec::new(), Vec::new());
             let result = if explicit.is_empty() {
-                attach_from_section(&prog, &section).map(|link| links.push(link))
+                attach_from_section(&prog, &section, &mut links, &mut xdp_links)
             } else {
                 explicit.iter().try_for_each(|spec| match spec {
                     AttachSpec::Xdp { interface, mode, .. } => {
@@ -356,6 +357,15 @@ fn open(object: &ProgramObject, opts: &OpenOptions<'_>) -> Result<OpenObject, Fa
                 format!("opening the BPF object {}: {e}", object.describe()),
             )
         })?;
+    for mut prog in open.progs_mut() {
+        let section = prog.section().to_string_lossy().into_owned();
+        if let Some(Ok(own)) = super::sections::parse(&section) {
+            prog.set_prog_type(own.prog_type());
+            if matches!(own, OwnSection::Xdp { .. }) {
+                prog.set_attach_type(libbpf_rs::ProgramAttachType::Xdp);
+            }
+        }
+    }
     for (map, offset, value) in &opts.constants {
         let written = open
             .maps_mut()
@@ -432,11 +442,26 @@ fn is_trampoline(section: &str) -> bool {
         })
 }
 
-fn attach_from_section(prog: &libbpf_rs::ProgramMut<'_>, section: &str) -> Result<Link, Failure> {
+/// Attaches where the section says, adding what keeps it attached to
+/// `links` (or `xdp_links`).
+fn attach_from_section(
+    prog: &libbpf_rs::ProgramMut<'_>,
+    section: &str,
+    links: &mut Vec<Link>,
+    xdp_links: &mut Vec<OwnedFd>,
+) -> Result<(), Failure> {
+    match super::sections::parse(section) {
+        Some(Ok(OwnSection::Xdp { interface })) => {
+            return attach_xdp(prog, &interface, XdpMode::Auto).map(|fd| xdp_links.push(fd));
+        }
+        Some(Ok(OwnSection::PerfEvent(event))) => return attach_perf_event(prog, section, event, links),
+        Some(Err(message)) => return Err(Failure::new(Reason::ObjectInvalid, message)),
+        None => {}
+    }
     if fs::needs_tracefs(section) {
         fs::ensure_tracefs()?;
     }
-    prog.attach().map_err(|e| {
+    let link = prog.attach().map_err(|e| {
         let permission_hint = crate::privileges::permission_hint(section);
         let (reason, hint) = if ["kprobe", "kretprobe", "ksyscall", "kretsyscall"]
             .iter()
@@ -460,7 +485,45 @@ fn attach_from_section(prog: &libbpf_rs::ProgramMut<'_>, section: &str) -> Resul
             (Reason::Failed, "")
         };
         Failure::new(reason, format!("attaching SEC \"{section}\" failed: {e}{hint}"))
-    })
+    })?;
+    links.push(link);
+    Ok(())
+}
+
+/// Opens `event` on every CPU and attaches the program to each.
+fn attach_perf_event(
+    prog: &libbpf_rs::ProgramMut<'_>,
+    section: &str,
+    event: super::sections::PerfEvent,
+    links: &mut Vec<Link>,
+) -> Result<(), Failure> {
+    let fds = super::sections::open_on_every_cpu(event).map_err(|e| {
+        let (reason, hint) = match e.raw_os_error() {
+            Some(libc::ENOENT | libc::EOPNOTSUPP | libc::ENODEV) => (
+                Reason::HookMissing,
+                ": this machine has no such perf event (a VM often lacks hardware counters; \
+                 software events, type=1, always work)"
+                    .to_string(),
+            ),
+            Some(libc::EACCES | libc::EPERM) => {
+                (Reason::Permission, crate::privileges::permission_hint(section))
+            }
+            _ => (Reason::Failed, String::new()),
+        };
+        Failure::new(
+            reason,
+            format!("opening the perf event of SEC \"{section}\" failed: {e}{hint}"),
+        )
+    })?;
+    for fd in fds {
+        let link = prog
+            .attach_perf_event(fd.as_raw_fd())
+            .map_err(|e| Failure::new(Reason::Failed, format!("attaching SEC \"{section}\" failed: {e}")))?;
+        // The link owns the perf event now and closes it when it goes.
+        let _ = std::os::fd::IntoRawFd::into_raw_fd(fd);
+        links.push(link);
+    }
+    Ok(())
 }
 
 /// Attaches through a BPF link, which the kernel removes when the exporter

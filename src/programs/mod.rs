@@ -6,6 +6,7 @@
 
 pub mod fs;
 pub mod loader;
+pub mod sections;
 pub mod stats;
 
 use libbpf_rs::btf::types::{Composite, DataSec, Int, IntEncoding, MemberAttr, Var};
@@ -291,7 +292,10 @@ impl Hook {
 /// entry: its section names no interface or binary to attach to.
 pub fn needs_attach_entry(section: &str) -> bool {
     match Hook::of_section(section) {
-        Some(Hook::Xdp) => section == "xdp" || section.starts_with("xdp/"),
+        // `xdp/<interface>` names its interface (ebpf_exporter's form).
+        Some(Hook::Xdp) => {
+            section == "xdp" || (section.starts_with("xdp/") && sections::parse(section).is_none())
+        }
         Some(Hook::Uprobe | Hook::Uretprobe) => !section.contains('/'),
         None => false,
     }

@@ -244,8 +244,7 @@ impl Exporter {
 
     /// [`Exporter::count_priority_min_queries`] as `series` counts them.
     pub(crate) fn count_priority_min_queries_in(&self, series: &str, n: usize, want: u64) -> u64 {
-        static DRIVING: std::sync::Mutex<()> = std::sync::Mutex::new(());
-        let _turn = DRIVING.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        let _turn = priority_min_turn();
         let before = self.sample(series);
         priority_min_queries(n);
         self.sample_reaching(series, before + want) - before
@@ -299,6 +298,13 @@ fn metrics_over_http_move_by_exactly_the_events_driven() {
 pub(crate) fn sample_text<'a>(page: &'a str, series: &str) -> Option<&'a str> {
     page.lines()
         .find_map(|l| l.strip_prefix(series)?.strip_prefix(' '))
+}
+
+/// Held while a test drives `sched_get_priority_min` calls and counts them:
+/// every exporter counts the machine's calls, so the tests take turns.
+pub(crate) fn priority_min_turn() -> std::sync::MutexGuard<'static, ()> {
+    static DRIVING: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    DRIVING.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
 /// `n` `sched_get_priority_min` calls, counted by the syscalls config.

@@ -387,6 +387,7 @@ fn a_refused_edit_leaves_the_counters_growing() {
     let dir = with_syscalls();
     let exporter = Exporter::watching(dir.path());
     let series = r#"ebpf_syscalls_total{syscall="sched_get_priority_min"}"#;
+    let _turn = crate::binary::priority_min_turn();
     let before = exporter.sample(series);
     priority_min_queries(300);
     assert_eq!(exporter.sample_reaching(series, before + 300) - before, 300);

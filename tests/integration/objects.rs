@@ -379,3 +379,86 @@ fn perf_event_array_counters_count_each_event_exactly_and_flush() {
     assert_eq!(exporter.count_priority_min_queries_in(series, 200, 200), 200);
     exporter.stop();
 }
+
+/// A veth pair for the length of a test (`name` and its peer `name`p).
+struct Veth(&'static str);
+
+impl Veth {
+    fn new(name: &'static str) -> Veth {
+        let _ = Command::new("ip").args(["link", "del", name]).output();
+        let peer = format!("{name}p");
+        let ok = Command::new("ip")
+            .args(["link", "add", name, "type", "veth", "peer", "name", &peer])
+            .status()
+            .unwrap();
+        assert!(ok.success(), "ip link add {name} type veth peer name {peer}");
+        Veth(name)
+    }
+}
+
+impl Drop for Veth {
+    fn drop(&mut self) {
+        let _ = Command::new("ip").args(["link", "del", self.0]).output();
+    }
+}
+
+/// Used to: `SEC("xdp/<interface>")` and `SEC("perf_event/type=…")`,
+/// sections ebpf_exporter handles itself, failed at load as "refused by
+/// the kernel".
+#[test]
+fn ebpf_exporter_sections_attach_where_they_say() {
+    if !bpf_available() {
+        return;
+    }
+    let veth = Veth::new("bpfxsec0");
+    let dir = tempfile::tempdir().unwrap();
+    compile(
+        "tests/objects/own_sections.bpf.c",
+        &dir.path().join("own_sections.bpf.o"),
+    );
+    let config = "metrics:\n  counters:\n    - name: cpu_samples_total\n      help: Samples, by CPU.\n      \
+                  labels:\n        - name: cpu\n          size: 4\n          decoders:\n            - name: uint\n";
+    std::fs::write(dir.path().join("own_sections.yaml"), config).unwrap();
+    let exporter = Exporter::watching(dir.path());
+    let status = status_of(&exporter, "own_sections");
+    assert_eq!(status["state"], "running", "{status}");
+    let program = |name: &str| {
+        status["programs"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|p| p["name"] == name)
+            .unwrap_or_else(|| panic!("no {name} in {status}"))
+            .clone()
+    };
+    // The XDP program is the one on the interface.
+    let link = Command::new("ip")
+        .args(["-j", "-d", "link", "show", "dev", veth.0])
+        .output()
+        .unwrap();
+    let link: serde_json::Value = serde_json::from_slice(&link.stdout).unwrap();
+    assert_eq!(link[0]["xdp"]["prog"]["id"], program("pass")["id"], "{link}");
+    // The perf event fires on every CPU: 200 samples a busy second each.
+    let cpus = std::thread::available_parallelism().unwrap().get();
+    let samples = |cpu: usize| {
+        let body = exporter.get("/metrics", "").2;
+        crate::binary::sample_text(&body, &format!("ebpf_cpu_samples_total{{cpu=\"{cpu}\"}}"))
+            .map_or(0, |v| v.parse::<u64>().unwrap())
+    };
+    let before: Vec<u64> = (0..cpus).map(samples).collect();
+    // cpu-clock counts a CPU's busy time: keep every CPU busy.
+    let until = std::time::Instant::now() + std::time::Duration::from_secs(2);
+    let spinners: Vec<_> = (0..cpus)
+        .map(|_| std::thread::spawn(move || while std::time::Instant::now() < until {}))
+        .collect();
+    spinners.into_iter().for_each(|s| s.join().unwrap());
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    for (cpu, before) in before.into_iter().enumerate() {
+        let got = samples(cpu) - before;
+        assert!(
+            (100..=800).contains(&got),
+            "cpu {cpu}: {got} samples in 2 s at 200 per second"
+        );
+    }
+    exporter.stop();
+}

@@ -721,6 +721,7 @@ fn prometheus_scrapes_over_tls_with_basic_auth_and_counts_exactly() {
     let scraped = |s: &[Series]| s.len() == 1 && s[0].1.is_finite();
     prometheus.wait_for("a scrape over TLS", r#"up{job="tls"} == 1"#, |s| s.len() == 1);
     // The series exists once the call has been made at least once.
+    let _turn = crate::binary::priority_min_turn();
     priority_min_queries(1);
     let before = prometheus.wait_for("a first scrape of the series", series, scraped)[0].1;
     priority_min_queries(400);

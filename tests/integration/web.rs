@@ -301,6 +301,7 @@ fn tls_client_certificates_and_basic_auth_admit_only_the_configured_client() {
     };
 
     // Exact counts, over TLS.
+    let turn = crate::binary::priority_min_turn();
     let before = count();
     priority_min_queries(300);
     let deadline = Instant::now() + Duration::from_secs(10);
@@ -310,6 +311,7 @@ fn tls_client_certificates_and_basic_auth_admit_only_the_configured_client() {
         now = count();
     }
     assert_eq!(now - before, 300);
+    drop(turn);
     let page = Command::new("curl")
         .args(["-sS", "-D", "-", "-o", "/dev/null", &url("/-/healthy")])
         .args(refs(&ok))
