@@ -31,6 +31,10 @@ pub struct RawConfig {
     /// ebpf_exporter's: kernel symbols whose addresses the program gets in
     /// `kaddr_<symbol>` before it loads.
     pub kaddrs: Option<Spanned<Vec<Spanned<String>>>>,
+    /// Maps another program pinned in bpffs, by the name the metrics read
+    /// them under (`drops_total: /sys/fs/bpf/fw/drops`); such a config runs
+    /// no program.
+    pub pinned: Option<Spanned<BTreeMap<String, Spanned<String>>>>,
     /// ebpf_exporter's; refused with why ([`super::unsupported`]).
     pub cgroup_id_map: Option<Spanned<serde::de::IgnoredAny>>,
     pub tracing: Option<Spanned<serde::de::IgnoredAny>>,

@@ -41,6 +41,10 @@ pub struct Source {
     /// The compiled object the config runs instead of an embedded program:
     /// the file its `object:` names, or `<name>.bpf.o` beside it.
     pub object: Option<ObjectFile>,
+    /// Each pin a `pinned:` config reads and which file it is now (device
+    /// and inode; `None` while absent): a pin that goes or is replaced is
+    /// a change the next look at the configs applies.
+    pub pins: Vec<(String, Option<(u64, u64)>)>,
 }
 
 /// A compiled BPF object read from a file. Its bytes are part of the
@@ -134,6 +138,7 @@ pub fn sources(dir: Option<&Path>, names: Option<&[String]>) -> anyhow::Result<L
                         origin: format!("embedded:{}", c.path),
                         text: c.text.to_string(),
                         object: None,
+                        pins: Vec::new(),
                     })
                     .collect::<Vec<_>>(),
             );
@@ -248,6 +253,7 @@ fn read_dir(dir: &Path) -> anyhow::Result<Listing> {
                 Ok(Source {
                     name: name.clone(),
                     origin: origin.clone(),
+                    pins: pins_of(&text),
                     text,
                     object,
                 })
@@ -288,6 +294,19 @@ fn object_of(dir: &Path, name: &str, text: &str) -> Result<Option<ObjectFile>, S
             unreadable(&path, &e).replace("config file", "BPF object")
         )
     })
+}
+
+/// Where each pin of a `pinned:` config stands now.
+fn pins_of(text: &str) -> Vec<(String, Option<(u64, u64)>)> {
+    use std::os::unix::fs::MetadataExt as _;
+    let pinned = super::yaml::program_keys(text).pinned.unwrap_or_default();
+    pinned
+        .into_values()
+        .map(|path| {
+            let id = std::fs::metadata(&path).ok().map(|m| (m.dev(), m.ino()));
+            (path, id)
+        })
+        .collect()
 }
 
 /// The bytes of the object at `path`, refused unread beyond

@@ -22,17 +22,31 @@ pub fn parse(source: &Source, prefix: &str) -> Result<Config, ConfigErrors> {
         errors: Vec::new(),
     };
     let object = object(source, &raw)?;
-    let info = programs::inspect(object.name(), object.bytes()).map_err(|e| {
-        let message = match &object {
-            ProgramObject::Embedded(_) => format!("{e:#}"),
-            ProgramObject::File { .. } if !object.bytes().starts_with(b"\x7fELF") => format!(
-                "{} is not a BPF object (an ELF file): build it with `clang -O2 -g -target bpf -c x.bpf.c -o x.bpf.o`",
-                object.describe()
-            ),
-            ProgramObject::File { .. } => format!("{}: {e:#}", object.describe()),
-        };
-        ConfigErrors(vec![ConfigError::file_level(file, message)])
-    })?;
+    let info = match &object {
+        ProgramObject::Pinned(pins) => programs::pinned::inspect(pins).map_err(|errors| {
+            let entries: Vec<_> = raw.pinned.iter().flat_map(|p| p.value.iter()).collect();
+            ConfigErrors(
+                errors
+                    .into_iter()
+                    .map(|(i, message)| {
+                        let (name, path) = entries[i];
+                        ConfigError::at(file, path.referenced, format!("pinned.{name}"), message)
+                    })
+                    .collect(),
+            )
+        })?,
+        _ => programs::inspect(object.name(), object.bytes()).map_err(|e| {
+            let message = if !object.bytes().starts_with(b"\x7fELF") && matches!(object, ProgramObject::File { .. }) {
+                format!(
+                    "{} is not a BPF object (an ELF file): build it with `clang -O2 -g -target bpf -c x.bpf.c -o x.bpf.o`",
+                    object.describe()
+                )
+            } else {
+                format!("{}: {e:#}", object.describe())
+            };
+            ConfigErrors(vec![ConfigError::file_level(file, message)])
+        })?,
+    };
 
     let metrics = v.metrics(&raw.metrics, &info, prefix);
     let attach = v.attach_entries(&raw.attach, &info);
@@ -61,6 +75,32 @@ pub fn parse(source: &Source, prefix: &str) -> Result<Config, ConfigErrors> {
 fn object(source: &Source, raw: &super::raw::RawConfig) -> Result<ProgramObject, ConfigErrors> {
     let file = source.origin.as_str();
     let fail = |error| Err(ConfigErrors(vec![error]));
+    if let Some(pinned) = &raw.pinned {
+        if raw.object.is_some() || raw.program.is_some() {
+            return fail(ConfigError::at(
+                file,
+                pinned.referenced,
+                "pinned",
+                "a config of pinned maps runs no program: remove `program:` and `object:`, or `pinned:`",
+            ));
+        }
+        let mut pins = Vec::new();
+        for (name, path) in &pinned.value {
+            if !path.value.starts_with('/') {
+                return fail(ConfigError::at(
+                    file,
+                    path.referenced,
+                    format!("pinned.{name}"),
+                    format!(
+                        "{:?} is not an absolute path: give the pin's path in bpffs, such as /sys/fs/bpf/…",
+                        path.value
+                    ),
+                ));
+            }
+            pins.push((name.clone(), std::path::PathBuf::from(&path.value)));
+        }
+        return Ok(ProgramObject::Pinned(pins));
+    }
     match (&raw.object, &raw.program, &source.object) {
         (Some(object), Some(_), _) => fail(ConfigError::at(
             file,

@@ -61,6 +61,7 @@ pub(crate) fn deserialize_located<T: serde::de::DeserializeOwned>(
 pub(super) struct ProgramKeys {
     pub program: Option<String>,
     pub object: Option<String>,
+    pub pinned: Option<std::collections::BTreeMap<String, String>>,
 }
 
 pub(super) fn program_keys(text: &str) -> ProgramKeys {

@@ -31,7 +31,10 @@ const VERIFIER_TAIL_LINES: usize = 20;
 /// outlives the exporter).
 #[derive(Debug)]
 pub struct Loaded {
-    object: Object,
+    /// `None` for a config of pinned maps, which loads no program.
+    object: Option<Object>,
+    /// Maps pinned by other programs, by the name the config gives them.
+    pinned: Vec<(String, MapHandle)>,
     /// What keeps each program attached, by program name: links, and XDP
     /// link fds (`bpf_link_create`).
     links: Vec<(String, Link)>,
@@ -45,14 +48,20 @@ impl Loaded {
     /// A handle on map `name` that the reader may keep and use from any
     /// thread (it holds its own fd).
     pub fn map(&self, name: &str) -> Option<MapHandle> {
-        let map = self.object.maps().find(|m| m.name() == name)?;
+        if let Some((_, pinned)) = self.pinned.iter().find(|(n, _)| n == name) {
+            return MapHandle::try_from(pinned).ok();
+        }
+        let map = self.object.as_ref()?.maps().find(|m| m.name() == name)?;
         MapHandle::try_from(&map).ok()
     }
 
     /// Each loaded program's name and an fd of its own, for reading its
     /// run-time statistics from another thread.
     pub fn program_fds(&self) -> Vec<(String, OwnedFd)> {
-        self.object
+        let Some(object) = &self.object else {
+            return Vec::new();
+        };
+        object
             .progs()
             .filter(|p| {
                 // A program left out of the load has no fd (-1), which must
@@ -86,6 +95,8 @@ impl Loaded {
     pub fn status(&self, config: &Config) -> ConfigStatus {
         let attached = self.programs.iter().filter(|p| p.attached).count();
         let state = match attached {
+            // Pinned maps only: nothing to attach.
+            0 if self.programs.is_empty() => ConfigState::Running,
             0 => ConfigState::Failed,
             n if n == self.programs.len() => ConfigState::Running,
             _ => ConfigState::Degraded,
@@ -133,7 +144,10 @@ impl Loaded {
     /// Attaches every loaded program that is not attached, where `config`
     /// says (its `attach:` entries, else the program's section).
     pub fn attach(&mut self, config: &Config) {
-        for prog in self.object.progs_mut() {
+        let Some(object) = self.object.as_mut() else {
+            return;
+        };
+        for prog in object.progs_mut() {
             let name = prog.name().to_string_lossy().into_owned();
             let attached = self.programs.iter().any(|p| p.name == name && p.attached);
             if attached || self.refused.contains(&name) {
@@ -191,13 +205,17 @@ impl Loaded {
 /// `btf` is the kernel BTF to relocate against instead of the running
 /// kernel's (`--btf.path`).
 pub fn load(config: &Config, btf: Option<&Path>) -> Result<Loaded, Failure> {
+    if let ProgramObject::Pinned(pins) = &config.object {
+        return open_pinned(pins);
+    }
     let opts = OpenOptions {
         btf,
         constants: kaddrs(config)?,
     };
     let (object, refused) = load_isolating_failures(&config.object, &opts)?;
     let mut loaded = Loaded {
-        object,
+        object: Some(object),
+        pinned: Vec::new(),
         links: Vec::new(),
         xdp_links: Vec::new(),
         programs: refused
@@ -214,6 +232,27 @@ pub fn load(config: &Config, btf: Option<&Path>) -> Result<Loaded, Failure> {
     };
     loaded.attach(config);
     Ok(loaded)
+}
+
+/// A config of maps other programs pinned: no program, the maps opened
+/// from their pins.
+fn open_pinned(pins: &[(String, std::path::PathBuf)]) -> Result<Loaded, Failure> {
+    let pinned = pins
+        .iter()
+        .map(|(name, path)| {
+            MapHandle::from_pinned_path(path)
+                .map(|handle| (name.clone(), handle))
+                .map_err(|e| super::pinned::gone(path, &e.to_string()))
+        })
+        .collect::<Result<_, _>>()?;
+    Ok(Loaded {
+        object: None,
+        pinned,
+        links: Vec::new(),
+        xdp_links: Vec::new(),
+        programs: Vec::new(),
+        refused: Vec::new(),
+    })
 }
 
 /// Programs the kernel refused: name, section, why.

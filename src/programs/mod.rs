@@ -6,6 +6,7 @@
 
 pub mod fs;
 pub mod loader;
+pub mod pinned;
 pub mod sections;
 pub mod stats;
 
@@ -40,6 +41,9 @@ pub enum ProgramObject {
         name: String,
         file: crate::config::ObjectFile,
     },
+    /// No program: maps another program pinned in bpffs, by the name the
+    /// config reads them under.
+    Pinned(Vec<(String, std::path::PathBuf)>),
 }
 
 impl ProgramObject {
@@ -61,6 +65,7 @@ impl ProgramObject {
         match self {
             ProgramObject::Embedded(p) => p.name,
             ProgramObject::File { name, .. } => name,
+            ProgramObject::Pinned(_) => "pinned",
         }
     }
 
@@ -68,6 +73,7 @@ impl ProgramObject {
         match self {
             ProgramObject::Embedded(p) => p.object,
             ProgramObject::File { file, .. } => &file.bytes,
+            ProgramObject::Pinned(_) => &[],
         }
     }
 
@@ -77,6 +83,13 @@ impl ProgramObject {
         match self {
             ProgramObject::Embedded(p) => p.name.to_string(),
             ProgramObject::File { file, .. } => file.path.display().to_string(),
+            ProgramObject::Pinned(pins) => format!(
+                "pinned: {}",
+                pins.iter()
+                    .map(|(_, p)| p.display().to_string())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ),
         }
     }
 }

@@ -16,6 +16,7 @@ mod maps;
 mod objects;
 mod oom;
 mod packaging;
+mod pinned;
 mod privileges;
 mod programs;
 mod prometheus;
