@@ -132,6 +132,12 @@ pub struct Args {
     #[arg(long = "metrics.ebpf-exporter-self")]
     pub ebpf_exporter_self: bool,
 
+    /// Also export every BPF program and map on the host (bpf_host_*: what
+    /// bpftool prog and map show); keeps CAP_SYS_ADMIN, which listing them
+    /// needs.
+    #[arg(long = "collector.host-bpf")]
+    pub host_bpf: bool,
+
     /// Kernel BTF to relocate programs against (CO-RE), for kernels without
     /// /sys/kernel/btf/vmlinux (BTFHub files, `bpftool btf dump`).
     #[arg(long = "btf.path", value_name = "FILE")]

@@ -30,6 +30,8 @@ pub struct Settings {
     pub bpf_stats: bool,
     /// `--metrics.ebpf-exporter-self`.
     pub ebpf_exporter_self: bool,
+    /// `--collector.host-bpf`.
+    pub host_bpf: bool,
     /// `--capabilities.keep`.
     pub capabilities_keep: Vec<crate::privileges::KeepItem>,
     pub log_level: tracing::Level,
@@ -69,6 +71,7 @@ impl From<Args> for Settings {
             label_refresh: args.label_refresh,
             bpf_stats: args.bpf_stats,
             ebpf_exporter_self: args.ebpf_exporter_self,
+            host_bpf: args.host_bpf,
             capabilities_keep: args.capabilities_keep,
             log_level: if args.debug {
                 tracing::Level::DEBUG
@@ -90,5 +93,6 @@ impl Settings {
             self.bpf_stats,
         )
         .with_ebpf_exporter_self_metrics(self.ebpf_exporter_self)
+        .with_host_bpf(self.host_bpf)
     }
 }

@@ -3,6 +3,7 @@
 //! the reader and served as is by the HTTP layer.
 
 pub mod exposition;
+pub mod host_bpf;
 pub mod process;
 pub mod self_metrics;
 

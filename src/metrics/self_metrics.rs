@@ -285,7 +285,13 @@ fn family(name: &str, help: &str, kind: MetricKind, labels: &[&str], samples: Ve
     named_family(&format!("{PREFIX}{name}"), help, kind, labels, samples)
 }
 
-fn named_family(name: &str, help: &str, kind: MetricKind, labels: &[&str], samples: Vec<Sample>) -> Family {
+pub(super) fn named_family(
+    name: &str,
+    help: &str,
+    kind: MetricKind,
+    labels: &[&str],
+    samples: Vec<Sample>,
+) -> Family {
     Family {
         name: name.to_string(),
         help: help.to_string(),
@@ -295,7 +301,7 @@ fn named_family(name: &str, help: &str, kind: MetricKind, labels: &[&str], sampl
     }
 }
 
-fn sample(labels: &[&str], value: Value) -> Sample {
+pub(super) fn sample(labels: &[&str], value: Value) -> Sample {
     Sample {
         label_values: labels.iter().map(|l| l.to_string()).collect(),
         value,

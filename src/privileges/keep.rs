@@ -176,7 +176,8 @@ fn probes_other_processes(config: &Config) -> bool {
 
 /// What `configs` on `host` need, each capability once with what for, in
 /// the order to report them. `port` is the TCP port to bind, if any.
-pub fn plan(configs: &[Config], host: &Host, port: Option<u16>, extra: &[Capability]) -> Vec<Need> {
+/// `extra` is what flags ask for, with why.
+pub fn plan(configs: &[Config], host: &Host, port: Option<u16>, extra: &[(Capability, String)]) -> Vec<Need> {
     let mut needs: Vec<(Capability, String)> = vec![
         (
             Capability::CAP_BPF,
@@ -241,9 +242,7 @@ pub fn plan(configs: &[Config], host: &Host, port: Option<u16>, extra: &[Capabil
             format!("listening on port {port}, below 1024"),
         ));
     }
-    for cap in extra {
-        needs.push((*cap, "--capabilities.keep".to_string()));
-    }
+    needs.extend(extra.iter().cloned());
     let mut out: Vec<Need> = Vec::new();
     for (cap, reason) in needs {
         let capability = cap.to_string();
@@ -264,14 +263,20 @@ pub fn drop_unneeded(settings: &Settings, listing: &Listing) -> anyhow::Result<&
         .filter_map(|s| crate::config::parse(s, &settings.load.prefix).ok())
         .collect();
     let host = Host::probe(&configs);
-    let extra: Vec<Capability> = settings
+    let mut extra: Vec<(Capability, String)> = settings
         .capabilities_keep
         .iter()
         .filter_map(|k| match k {
-            KeepItem::Capability(c) => Some(*c),
+            KeepItem::Capability(c) => Some((*c, "--capabilities.keep".to_string())),
             KeepItem::All | KeepItem::None => None,
         })
         .collect();
+    if settings.host_bpf {
+        extra.push((
+            Capability::CAP_SYS_ADMIN,
+            "--collector.host-bpf: listing every BPF program and map by id".to_string(),
+        ));
+    }
     let needs = plan(&configs, &host, crate::server::port(&settings.server), &extra);
     keep_only(needs, settings.capabilities_keep.contains(&KeepItem::All))
 }
@@ -401,11 +406,12 @@ mod tests {
             tracefs_closed: true,
             kallsyms_needs_syslog: true,
         };
+        let keep = |c| (c, "--capabilities.keep".to_string());
         let needs = plan(
             &configs,
             &host,
             Some(80),
-            &[Capability::CAP_BPF, Capability::CAP_KILL],
+            &[keep(Capability::CAP_BPF), keep(Capability::CAP_KILL)],
         );
         assert_eq!(
             caps(&needs),

@@ -115,6 +115,8 @@ pub struct Reader {
     run_stats: bool,
     /// Also export ebpf_exporter's self-metrics under its names.
     ebpf_exporter_self: bool,
+    /// Also export every BPF program and map of the host.
+    host_bpf: bool,
     cache: LabelCache,
 }
 
@@ -137,8 +139,15 @@ impl Reader {
             last_read: None,
             run_stats,
             ebpf_exporter_self: false,
+            host_bpf: false,
             cache,
         }
+    }
+
+    /// Adds every BPF program and map of the host (`--collector.host-bpf`).
+    pub fn with_host_bpf(mut self, on: bool) -> Self {
+        self.host_bpf = on;
+        self
     }
 
     /// Adds ebpf_exporter's self-metrics (`--metrics.ebpf-exporter-self`).
@@ -272,6 +281,9 @@ impl Reader {
             families.extend(self_metrics::ebpf_exporter_families(&inputs));
         }
         families.extend(crate::metrics::process::families());
+        if self.host_bpf {
+            families.extend(crate::metrics::host_bpf::families());
+        }
         Snapshot {
             families,
             configs: view.configs.clone(),

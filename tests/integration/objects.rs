@@ -463,3 +463,69 @@ fn ebpf_exporter_sections_attach_where_they_say() {
     }
     exporter.stop();
 }
+
+/// `--collector.host-bpf`: every program and map of the host, as bpftool
+/// lists them; the exporter's own among them, and one it did not load.
+#[test]
+fn host_bpf_collector_lists_every_program_and_map_as_bpftool_does() {
+    if !bpf_available() {
+        return;
+    }
+    let exporter = Exporter::start(&["--config.names", "syscalls", "--collector.host-bpf"]);
+    let status = status_of(&exporter, "syscalls");
+    let id = status["programs"][0]["id"].as_u64().unwrap();
+    let body = exporter.get("/metrics", "").2;
+    crate::binary::promtool_check(&body);
+    let shown = |what: &str| -> serde_json::Value {
+        let out = Command::new("bpftool")
+            .args([what, "show", "--json"])
+            .output()
+            .unwrap();
+        serde_json::from_slice(&out.stdout).unwrap()
+    };
+    let progs = shown("prog");
+    let ours = progs.as_array().unwrap().iter().find(|p| p["id"] == id).unwrap();
+    assert!(
+        body.contains(&format!(
+            "bpf_host_program_info{{id=\"{id}\",name=\"sys_enter\",type=\"tracepoint\",tag=\"{}\"}} 1\n",
+            ours["tag"].as_str().unwrap()
+        )),
+        "{body}"
+    );
+    let memlock =
+        crate::binary::sample_text(&body, &format!("bpf_host_program_memlock_bytes{{id=\"{id}\"}}"));
+    assert_eq!(
+        memlock.map(|m| m.parse::<u64>().unwrap()),
+        ours["bytes_memlock"].as_u64(),
+        "{body}"
+    );
+    // Every program bpftool lists at the time is listed (ones that came
+    // and went between the two looks aside).
+    let listed = body
+        .lines()
+        .filter(|l| l.starts_with("bpf_host_program_info{"))
+        .count();
+    assert!(
+        listed >= 1 && listed + 5 >= progs.as_array().unwrap().len(),
+        "{listed} listed:\n{body}"
+    );
+    let maps = shown("map");
+    let syscalls = maps
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|m| m["name"] == "syscalls_total")
+        .unwrap();
+    let map_id = syscalls["id"].as_u64().unwrap();
+    assert!(
+        body.contains(&format!(
+            "bpf_host_map_info{{id=\"{map_id}\",name=\"syscalls_total\",type=\"hash\"}} 1\n"
+        )),
+        "{body}"
+    );
+    assert!(
+        body.contains(&format!("bpf_host_map_max_entries{{id=\"{map_id}\"}} 1024\n")),
+        "{body}"
+    );
+    exporter.stop();
+}
