@@ -11,6 +11,7 @@ pub mod sources;
 pub mod validate;
 
 mod attach;
+mod cgroup_id_map;
 mod histogram;
 mod kaddrs;
 mod labels;
@@ -46,6 +47,24 @@ pub struct Config {
     /// Kernel symbols whose addresses are written into the program before
     /// it loads (ebpf_exporter's `kaddrs`).
     pub kaddrs: Vec<Kaddr>,
+    /// ebpf_exporter's `cgroup_id_map`.
+    pub cgroup_id_map: Option<CgroupIdMap>,
+}
+
+/// A map the exporter keeps filled with the cgroups whose path matches.
+#[derive(Debug, Clone)]
+pub struct CgroupIdMap {
+    pub map: String,
+    pub kind: CgroupIdMapKind,
+    pub regexps: Vec<regex::Regex>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CgroupIdMapKind {
+    /// Key: the cgroup id (u64); value: 1 (u64).
+    Hash,
+    /// Cgroup storage, set through a cgroup fd; value: 1 (u64).
+    CgrpStorage,
 }
 
 /// `kaddrs` entry: the address of kernel symbol `symbol`, written into the

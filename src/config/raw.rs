@@ -35,8 +35,9 @@ pub struct RawConfig {
     /// them under (`drops_total: /sys/fs/bpf/fw/drops`); such a config runs
     /// no program.
     pub pinned: Option<Spanned<BTreeMap<String, Spanned<String>>>>,
-    /// ebpf_exporter's; refused with why ([`super::unsupported`]).
-    pub cgroup_id_map: Option<Spanned<serde::de::IgnoredAny>>,
+    /// ebpf_exporter's: a map the exporter keeps filled with the ids of
+    /// the cgroups whose path matches, for the program to filter on.
+    pub cgroup_id_map: Option<Spanned<RawCgroupIdMap>>,
     pub tracing: Option<Spanned<serde::de::IgnoredAny>>,
 }
 
@@ -53,6 +54,20 @@ pub struct RawMetrics {
     /// histograms.
     #[serde(default)]
     pub histograms: Vec<Spanned<RawHistogram>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawCgroupIdMap {
+    /// The map in the program.
+    pub name: Spanned<String>,
+    /// `hash` (u64 cgroup id → u64) or `cgrp_storage` (cgroup storage,
+    /// u64 values).
+    #[serde(rename = "type")]
+    pub kind: Spanned<String>,
+    /// A cgroup is in the map when its path (`/sys/fs/cgroup/…`) matches
+    /// any of these.
+    pub regexps: Spanned<Vec<Spanned<String>>>,
 }
 
 /// A counter or a gauge.

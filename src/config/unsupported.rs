@@ -5,8 +5,7 @@
 //! `tracing` (ring-buffer events as OpenTelemetry spans) is refused for
 //! good: this is a metrics exporter, and spans need a trace pipeline
 //! (OTLP, a collector) that a host or DaemonSet exporter should not carry;
-//! such a config keeps running on ebpf_exporter. `cgroup_id_map` is not
-//! done yet.
+//! such a config keeps running on ebpf_exporter.
 
 use super::raw::RawConfig;
 use super::validate::Validator;
@@ -20,15 +19,6 @@ impl Validator<'_> {
                 "ebpf_exporter's tracing (ring-buffer events exported as OpenTelemetry spans) is not supported: \
                  this exporter exports metrics only; keep this config on ebpf_exporter, or remove `tracing:` \
                  to export its metrics here",
-            );
-        }
-        if let Some(map) = &raw.cgroup_id_map {
-            self.error(
-                map.referenced,
-                "cgroup_id_map",
-                "ebpf_exporter's cgroup_id_map (a map of cgroup ids the program filters on) is not supported \
-                 yet: remove it and select cgroups in user space with the `cgroup` decoder and `regexps`, or \
-                 keep this config on ebpf_exporter",
             );
         }
         for (i, counter) in raw.metrics.value.counters.iter().enumerate() {
@@ -79,7 +69,7 @@ mod tests {
             ),
             (
                 format!("{SYSCALLS}cgroup_id_map:\n  name: cgroups\n  type: hash\n  regexps: [x]\n"),
-                "cgroup_id_map: ebpf_exporter's cgroup_id_map",
+                "cgroup_id_map.name: the program has no map \"cgroups\"",
             ),
             (
                 SYSCALLS.replace(

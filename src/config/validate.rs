@@ -51,6 +51,7 @@ pub fn parse(source: &Source, prefix: &str) -> Result<Config, ConfigErrors> {
     let metrics = v.metrics(&raw.metrics, &info, prefix);
     let attach = v.attach_entries(&raw.attach, &info);
     let kaddrs = v.kaddrs(raw.kaddrs.as_ref(), &info);
+    let cgroup_id_map = v.cgroup_id_map(raw.cgroup_id_map.as_ref(), &info);
     v.unsupported(&raw);
 
     if v.errors.is_empty() {
@@ -63,6 +64,7 @@ pub fn parse(source: &Source, prefix: &str) -> Result<Config, ConfigErrors> {
             metrics,
             attach,
             kaddrs,
+            cgroup_id_map,
         })
     } else {
         Err(ConfigErrors(v.errors))

@@ -179,6 +179,11 @@ fn walk(root: &Path) -> io::Result<HashMap<u64, Vec<u8>>> {
     Ok(found)
 }
 
+/// Where the cgroup2 filesystem is mounted on this host, if it is.
+pub fn cgroup2_root() -> Option<PathBuf> {
+    cgroup2_mount(&std::fs::read_to_string(MOUNTINFO).ok()?)
+}
+
 /// The mount point of the cgroup2 filesystem in `/proc/self/mountinfo`
 /// text: the first mount of the whole hierarchy (root `/`), else the first
 /// mount of a part of it.

@@ -151,6 +151,7 @@ pub fn build(name: &str, options: &DecoderOptions) -> Result<Box<dyn Decoder>, S
     configure(name, options).map(|c| c.decoder)
 }
 
+pub use cgroup::cgroup2_root;
 pub use ksym::{addresses_of as kallsyms_addresses_of, shows_addresses as kallsyms_shows_addresses};
 
 pub fn known_names() -> Vec<&'static str> {

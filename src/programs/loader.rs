@@ -42,6 +42,8 @@ pub struct Loaded {
     programs: Vec<ProgramStatus>,
     /// Programs the kernel refused at load: never attachable.
     refused: Vec<String>,
+    /// Keeps the config's `cgroup_id_map` filled while loaded.
+    cgroups: Option<super::cgroups::CgroupFiller>,
 }
 
 impl Loaded {
@@ -229,7 +231,17 @@ pub fn load(config: &Config, btf: Option<&Path>) -> Result<Loaded, Failure> {
             })
             .collect(),
         refused: refused.into_iter().map(|(name, _, _)| name).collect(),
+        cgroups: None,
     };
+    if let Some(spec) = &config.cgroup_id_map {
+        let map = loaded.map(&spec.map).ok_or_else(|| {
+            Failure::new(
+                Reason::ObjectInvalid,
+                format!("cgroup_id_map: no map {:?} in the loaded object", spec.map),
+            )
+        })?;
+        loaded.cgroups = Some(super::cgroups::CgroupFiller::start(map, spec.clone()));
+    }
     loaded.attach(config);
     Ok(loaded)
 }
@@ -252,6 +264,7 @@ fn open_pinned(pins: &[(String, std::path::PathBuf)]) -> Result<Loaded, Failure>
         xdp_links: Vec::new(),
         programs: Vec::new(),
         refused: Vec::new(),
+        cgroups: None,
     })
 }
 

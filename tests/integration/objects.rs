@@ -4,7 +4,7 @@
 //! embedded program, are checked the same way, and replacing one is a
 //! change a reload applies.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use crate::binary::{embedded, Exporter};
@@ -527,5 +527,83 @@ fn host_bpf_collector_lists_every_program_and_map_as_bpftool_does() {
         body.contains(&format!("bpf_host_map_max_entries{{id=\"{map_id}\"}} 1024\n")),
         "{body}"
     );
+    exporter.stop();
+}
+
+/// A cgroup of the test's own, removed when dropped.
+struct Cgroup(PathBuf);
+
+impl Cgroup {
+    /// Under the cgroup2 mount, whose ids BPF sees.
+    fn new(name: &str) -> Cgroup {
+        let unified = crate::oom::cgroup_mount(|fstype, _| fstype == "cgroup2").expect("no cgroup2 mount");
+        let path = Path::new(&unified).join(name);
+        let _ = std::fs::remove_dir(&path);
+        std::fs::create_dir(&path).unwrap();
+        Cgroup(path)
+    }
+
+    /// `n` sched_get_priority_min calls from a process in this cgroup.
+    fn priority_min_queries(&self, n: usize) {
+        let script = format!(
+            "echo $$ > {}/cgroup.procs && exec python3 -c 'import os\nfor _ in range({n}): os.sched_get_priority_min(0)'",
+            self.0.display()
+        );
+        let ok = Command::new("sh").args(["-c", &script]).status().unwrap();
+        assert!(ok.success(), "{script}");
+    }
+}
+
+impl Drop for Cgroup {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir(&self.0);
+    }
+}
+
+/// ebpf_exporter's `cgroup_id_map`: the exporter keeps the program's map
+/// filled with the cgroups whose path matches, as they come and go.
+#[test]
+fn cgroup_id_map_holds_the_matching_cgroups_as_they_come_and_go() {
+    if !bpf_available() {
+        return;
+    }
+    let pid = std::process::id();
+    let dir = tempfile::tempdir().unwrap();
+    compile(
+        "tests/objects/cgroup_filtered.bpf.c",
+        &dir.path().join("cgroup_filtered.bpf.o"),
+    );
+    let unified = crate::oom::cgroup_mount(|fstype, _| fstype == "cgroup2").expect("no cgroup2 mount");
+    let config = format!(
+        "cgroup_id_map:\n  name: cgroup_filter\n  type: hash\n  regexps: [\"^{unified}/bpfx_in_{pid}\"]\n\
+         metrics:\n  counters:\n    - name: filtered_calls_total\n      help: Calls from the selected cgroups.\n      \
+         labels:\n        - name: syscall\n          size: 8\n          decoders:\n            - name: uint\n            \
+         - name: syscall\n"
+    );
+    std::fs::write(dir.path().join("cgroup_filtered.yaml"), config).unwrap();
+    let inside = Cgroup::new(&format!("bpfx_in_{pid}"));
+    let outside = Cgroup::new(&format!("bpfx_out_{pid}"));
+    let exporter = Exporter::watching(dir.path());
+    let series = r#"ebpf_filtered_calls_total{syscall="sched_get_priority_min"}"#;
+    let count = |want: u64| {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        loop {
+            let seen = exporter.sample(series);
+            if seen >= want || std::time::Instant::now() > deadline {
+                std::thread::sleep(std::time::Duration::from_millis(300));
+                return exporter.sample(series);
+            }
+            std::thread::sleep(std::time::Duration::from_millis(100));
+        }
+    };
+    outside.priority_min_queries(200);
+    inside.priority_min_queries(300);
+    assert_eq!(count(300), 300, "only the matching cgroup's calls count");
+
+    // A matching cgroup made while running is added within a rescan.
+    let later = Cgroup::new(&format!("bpfx_in_{pid}_later"));
+    std::thread::sleep(std::time::Duration::from_millis(2500));
+    later.priority_min_queries(100);
+    assert_eq!(count(400), 400);
     exporter.stop();
 }

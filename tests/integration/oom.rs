@@ -109,7 +109,7 @@ impl Drop for OomCgroup {
 
 /// The mount point of the first cgroup filesystem that `wanted(fstype,
 /// super options)` accepts, from /proc/self/mountinfo.
-fn cgroup_mount(wanted: impl Fn(&str, &str) -> bool) -> Option<String> {
+pub(crate) fn cgroup_mount(wanted: impl Fn(&str, &str) -> bool) -> Option<String> {
     let mountinfo = std::fs::read_to_string("/proc/self/mountinfo").unwrap();
     mountinfo.lines().find_map(|line| {
         // "<id> <parent> <dev> <root> <mount point> <options> [optional…] -
