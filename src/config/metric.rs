@@ -200,13 +200,16 @@ impl Validator<'_> {
     /// An event stream: a perf event array, read as events arrive, each
     /// label's `size` given (events have no BTF layout to take it from).
     fn check_event_map(&mut self, path: &str, shape: &Shape<'_>, map: &MapMeta) {
-        if !matches!(map.map_type, libbpf_rs::MapType::PerfEventArray) {
+        if !matches!(
+            map.map_type,
+            libbpf_rs::MapType::PerfEventArray | libbpf_rs::MapType::RingBuf
+        ) {
             self.error(
                 shape.events.map_or(shape.at, |e| e.referenced),
                 &format!("{path}.perf_event_array"),
                 format!(
                     "map {:?} is a {:?} map; perf_event_array counters read a PERF_EVENT_ARRAY map the \
-                     program writes events to with bpf_perf_event_output",
+                     program writes events to with bpf_perf_event_output (or a RINGBUF map, bpf_ringbuf_output)",
                     map.name, map.map_type
                 ),
             );

@@ -1,5 +1,6 @@
 //! Event counters (ebpf_exporter's `perf_event_array: true`): the program
-//! writes one event per occurrence into a perf event array, and each
+//! writes one event per occurrence into a perf event array (or a ring
+//! buffer), and each
 //! event's bytes are a label set counted once here. The counts are then
 //! read like a map's, so decoding, the label cache and the exposition are
 //! the same as for any counter.
@@ -16,7 +17,7 @@ use std::sync::{Arc, Mutex, PoisonError};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use libbpf_rs::{MapCore, MapHandle, PerfBufferBuilder};
+use libbpf_rs::{MapCore, MapHandle, MapType, PerfBufferBuilder, RingBufferBuilder};
 
 use super::maps::{MapDump, MapSource, ReadMethod};
 
@@ -42,6 +43,9 @@ pub struct EventCounts {
     key_size: usize,
     flush_interval: Option<Duration>,
     flushed_at: Instant,
+    /// A ring buffer: the kernel tells no one of events it could not take
+    /// (`bpf_ringbuf_output` fails in the program), so none are counted.
+    ring: bool,
 }
 
 impl EventCounts {
@@ -49,20 +53,40 @@ impl EventCounts {
     /// each by its first `key_size` bytes.
     pub fn new(map: &MapHandle, key_size: usize, flush_interval: Option<Duration>) -> io::Result<Self> {
         let counts = Arc::new(Mutex::new(Counts::default()));
-        let (on_sample, on_lost) = (Arc::clone(&counts), Arc::clone(&counts));
-        let buffer = PerfBufferBuilder::new(map)
-            .sample_cb(move |_cpu, data: &[u8]| {
-                let mut counts = on_sample.lock().unwrap_or_else(PoisonError::into_inner);
+        let count = {
+            let counts = Arc::clone(&counts);
+            move |data: &[u8]| {
+                let mut counts = counts.lock().unwrap_or_else(PoisonError::into_inner);
                 match data.get(..key_size) {
                     Some(event) => *counts.by_event.entry(event.to_vec()).or_default() += 1,
                     None => counts.short += 1,
                 }
-            })
-            .lost_cb(move |_cpu, n| {
-                on_lost.lock().unwrap_or_else(PoisonError::into_inner).lost += n;
-            })
-            .build()
-            .map_err(|e| io::Error::other(format!("opening its perf buffer: {e}")))?;
+            }
+        };
+        let poll: Box<dyn Fn(Duration) -> libbpf_rs::Result<()> + Send> =
+            if map.map_type() == MapType::RingBuf {
+                let mut builder = RingBufferBuilder::new();
+                builder
+                    .add(map, move |data| {
+                        count(data);
+                        0
+                    })
+                    .map_err(|e| io::Error::other(format!("opening its ring buffer: {e}")))?;
+                let ring = builder
+                    .build()
+                    .map_err(|e| io::Error::other(format!("opening its ring buffer: {e}")))?;
+                Box::new(move |timeout| ring.poll(timeout))
+            } else {
+                let on_lost = Arc::clone(&counts);
+                let buffer = PerfBufferBuilder::new(map)
+                    .sample_cb(move |_cpu, data: &[u8]| count(data))
+                    .lost_cb(move |_cpu, n| {
+                        on_lost.lock().unwrap_or_else(PoisonError::into_inner).lost += n;
+                    })
+                    .build()
+                    .map_err(|e| io::Error::other(format!("opening its perf buffer: {e}")))?;
+                Box::new(move |timeout| buffer.poll(timeout))
+            };
         let stop = Arc::new(AtomicBool::new(false));
         let stopping = Arc::clone(&stop);
         let name = map.name().to_string_lossy().into_owned();
@@ -70,7 +94,7 @@ impl EventCounts {
             .name("bpf-events".into())
             .spawn(move || {
                 while !stopping.load(Ordering::Relaxed) {
-                    if let Err(e) = buffer.poll(POLL) {
+                    if let Err(e) = poll(POLL) {
                         if e.kind() != libbpf_rs::ErrorKind::Interrupted {
                             tracing::warn!(map = %name, "reading events failed: {e}");
                             std::thread::sleep(POLL);
@@ -78,6 +102,7 @@ impl EventCounts {
                     }
                 }
             })?;
+        let ring = map.map_type() == MapType::RingBuf;
         Ok(EventCounts {
             counts,
             stop,
@@ -85,6 +110,7 @@ impl EventCounts {
             key_size,
             flush_interval,
             flushed_at: Instant::now(),
+            ring,
         })
     }
 }
@@ -130,6 +156,6 @@ impl MapSource for EventCounts {
     }
 
     fn lost(&self) -> Option<u64> {
-        Some(self.counts.lock().unwrap_or_else(PoisonError::into_inner).lost)
+        (!self.ring).then(|| self.counts.lock().unwrap_or_else(PoisonError::into_inner).lost)
     }
 }

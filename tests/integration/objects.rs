@@ -348,14 +348,21 @@ fn kaddrs_give_the_program_kernel_symbol_addresses() {
 /// the counts start again from zero.
 #[test]
 fn perf_event_array_counters_count_each_event_exactly_and_flush() {
+    event_counters_count_each_event_exactly_and_flush("tests/objects/syscall_events.bpf.c", true);
+}
+
+/// The same over a ring buffer, which reports no lost events.
+#[test]
+fn ring_buffer_event_counters_count_each_event_exactly_and_flush() {
+    event_counters_count_each_event_exactly_and_flush("tests/objects/syscall_ring_events.bpf.c", false);
+}
+
+fn event_counters_count_each_event_exactly_and_flush(source: &str, counts_lost: bool) {
     if !bpf_available() {
         return;
     }
     let dir = tempfile::tempdir().unwrap();
-    compile(
-        "tests/objects/syscall_events.bpf.c",
-        &dir.path().join("syscall_events.bpf.o"),
-    );
+    compile(source, &dir.path().join("syscall_events.bpf.o"));
     let config = "metrics:\n  counters:\n    - name: syscall_events_total\n      help: Syscalls, by event.\n      \
                   perf_event_array: true\n      flush_interval: 2s\n      labels:\n        - name: syscall\n          \
                   size: 8\n          decoders:\n            - name: uint\n            - name: syscall\n";
@@ -364,10 +371,11 @@ fn perf_event_array_counters_count_each_event_exactly_and_flush() {
     let series = r#"ebpf_syscall_events_total{syscall="sched_get_priority_min"}"#;
     assert_eq!(exporter.count_priority_min_queries_in(series, 500, 500), 500);
     let body = exporter.get("/metrics", "").2;
-    assert!(
+    assert_eq!(
         body.contains(
             r#"bpf_exporter_map_events_lost_total{config="syscall_events",map="syscall_events_total"} 0"#
         ),
+        counts_lost,
         "{body}"
     );
     // Flushed: the series goes, and counts start from zero.

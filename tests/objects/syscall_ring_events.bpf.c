@@ -1,0 +1,34 @@
+// SPDX-License-Identifier: GPL-2.0
+/*
+ * An event counter in ebpf_exporter's style (perf_event_array: true, over a ring buffer) for
+ * objects.rs: one event per sched_get_priority_min or _max call, its bytes
+ * the syscall number, counted by the exporter as the events arrive.
+ */
+#include <vmlinux.h>
+#include <bpf/bpf_helpers.h>
+
+#if defined(__TARGET_ARCH_arm64)
+#define NR_PRIORITY_MAX 125
+#define NR_PRIORITY_MIN 126
+#else
+#define NR_PRIORITY_MAX 146
+#define NR_PRIORITY_MIN 147
+#endif
+
+struct {
+	__uint(type, BPF_MAP_TYPE_RINGBUF);
+	__uint(max_entries, 256 * 1024);
+} syscall_events_total SEC(".maps");
+
+SEC("tracepoint/raw_syscalls/sys_enter")
+int sys_enter(struct trace_event_raw_sys_enter *ctx)
+{
+	u64 nr = ctx->id;
+
+	if (nr != NR_PRIORITY_MIN && nr != NR_PRIORITY_MAX)
+		return 0;
+	bpf_ringbuf_output(&syscall_events_total, &nr, sizeof(nr), 0);
+	return 0;
+}
+
+char LICENSE[] SEC("license") = "GPL";
