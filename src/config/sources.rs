@@ -312,23 +312,9 @@ fn pins_of(text: &str) -> Vec<(String, Option<(u64, u64)>)> {
 /// The bytes of the object at `path`, refused unread beyond
 /// [`MAX_OBJECT_BYTES`].
 fn read_object(path: &Path) -> io::Result<ObjectFile> {
-    use std::io::Read as _;
-    let file = std::fs::File::open(path)?;
-    let size = file.metadata()?.len();
-    let mut bytes = Vec::new();
-    file.take(MAX_OBJECT_BYTES + 1).read_to_end(&mut bytes)?;
-    if size > MAX_OBJECT_BYTES || bytes.len() as u64 > MAX_OBJECT_BYTES {
-        return Err(io::Error::new(
-            io::ErrorKind::FileTooLarge,
-            format!(
-                "{} bytes, more than the {MAX_OBJECT_BYTES} a BPF object can be: is it the right file?",
-                size.max(bytes.len() as u64)
-            ),
-        ));
-    }
     Ok(ObjectFile {
         path: path.to_path_buf(),
-        bytes: bytes.into(),
+        bytes: read_capped(path, MAX_OBJECT_BYTES, "a BPF object")?.into(),
     })
 }
 
@@ -367,22 +353,30 @@ pub const MAX_CONFIG_BYTES: u64 = 1 << 20;
 /// `path` as UTF-8 text, refused without reading it all when it is bigger
 /// than [`MAX_CONFIG_BYTES`] (an `ErrorKind::FileTooLarge` error).
 pub(crate) fn read_limited(path: &Path) -> io::Result<String> {
+    String::from_utf8(read_capped(path, MAX_CONFIG_BYTES, "a config file")?)
+        .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))
+}
+
+/// The bytes of `path`, refused (`ErrorKind::FileTooLarge`) without
+/// reading it all when it is bigger than `max`: a file of `what` that big
+/// is a mistake.
+fn read_capped(path: &Path, max: u64, what: &str) -> io::Result<Vec<u8>> {
     use std::io::Read as _;
     let file = std::fs::File::open(path)?;
     let size = file.metadata()?.len();
-    let mut text = String::new();
+    let mut bytes = Vec::new();
     // `take` too: the file may grow between the check and the read.
-    file.take(MAX_CONFIG_BYTES + 1).read_to_string(&mut text)?;
-    if size > MAX_CONFIG_BYTES || text.len() as u64 > MAX_CONFIG_BYTES {
+    file.take(max + 1).read_to_end(&mut bytes)?;
+    if size > max || bytes.len() as u64 > max {
         return Err(io::Error::new(
             io::ErrorKind::FileTooLarge,
             format!(
-                "{} bytes, more than the {MAX_CONFIG_BYTES} a config file can be: is it the right file?",
-                size.max(text.len() as u64)
+                "{} bytes, more than the {max} {what} can be: is it the right file?",
+                size.max(bytes.len() as u64)
             ),
         ));
     }
-    Ok(text)
+    Ok(bytes)
 }
 
 /// Why a config file could not be read, with what to do.
