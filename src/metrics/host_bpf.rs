@@ -10,7 +10,7 @@
 //! as bpftool does: the kernel says it nowhere else.
 
 use std::ffi::CStr;
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::os::fd::{AsFd, AsRawFd, FromRawFd, OwnedFd};
 
 use super::self_metrics::{named_family as family, sample};
 use super::{Family, MetricKind, Value};
@@ -97,12 +97,7 @@ fn each<I>(
 }
 
 fn prog_info(fd: &OwnedFd) -> Option<libbpf_sys::bpf_prog_info> {
-    // SAFETY: zero is a valid value of the struct, and `len` its size.
-    let mut info: libbpf_sys::bpf_prog_info = unsafe { std::mem::zeroed() };
-    let mut len = std::mem::size_of_val(&info) as u32;
-    // SAFETY: `info` is `len` bytes long.
-    let rc = unsafe { libbpf_sys::bpf_prog_get_info_by_fd(fd.as_raw_fd(), &mut info, &mut len) };
-    (rc == 0).then_some(info)
+    crate::programs::stats::info(fd.as_fd()).ok()
 }
 
 fn map_info(fd: &OwnedFd) -> Option<libbpf_sys::bpf_map_info> {

@@ -43,7 +43,8 @@ pub fn identity(prog: BorrowedFd<'_>) -> io::Result<(u32, String)> {
     Ok((info.id, tag))
 }
 
-fn info(prog: BorrowedFd<'_>) -> io::Result<libbpf_sys::bpf_prog_info> {
+/// What the kernel says of a loaded program (no arrays asked for).
+pub(crate) fn info(prog: BorrowedFd<'_>) -> io::Result<libbpf_sys::bpf_prog_info> {
     // SAFETY: zero is a valid value for every field of bpf_prog_info.
     let mut info: libbpf_sys::bpf_prog_info = unsafe { std::mem::zeroed() };
     let mut len = std::mem::size_of::<libbpf_sys::bpf_prog_info>() as u32;
