@@ -42,6 +42,9 @@ pub struct Config {
     /// name, or an object file's path.
     pub program: String,
     pub object: crate::programs::ProgramObject,
+    /// The `SEC()` of each program of the object, as validation read them:
+    /// what loading and attaching will ask of the kernel.
+    pub sections: Vec<String>,
     pub metrics: Vec<MetricSpec>,
     pub attach: Vec<AttachSpec>,
     /// Kernel symbols whose addresses are written into the program before

@@ -60,6 +60,7 @@ pub fn parse(source: &Source, prefix: &str) -> Result<Config, ConfigErrors> {
             origin: source.origin.clone(),
             text: source.text.clone(),
             program: object.describe(),
+            sections: info.programs.iter().map(|p| p.section.clone()).collect(),
             object,
             metrics,
             attach,

@@ -103,8 +103,10 @@ impl Host {
     /// config needs it and it is not mounted, while the exporter may still
     /// mount (a reload could not).
     pub fn probe(configs: &[Config]) -> Host {
-        let sections: Vec<String> = configs.iter().flat_map(sections).collect();
-        let tracepoint = sections.iter().find(|s| fs::needs_tracefs(s));
+        let tracepoint = configs
+            .iter()
+            .flat_map(|c| &c.sections)
+            .find(|s| fs::needs_tracefs(s));
         let tracefs_closed = tracepoint.is_some_and(|section| {
             let Ok(root) = fs::ensure_tracefs() else {
                 // Attaching will say why; no capability kept here helps.
@@ -145,14 +147,6 @@ fn without(caps: &[Capability], probe: impl Fn() -> bool) -> bool {
         tracing::warn!("cannot restore effective capabilities after a probe: {e}");
     }
     answer
-}
-
-/// The section of every program of `config`'s object.
-fn sections(config: &Config) -> Vec<String> {
-    crate::programs::inspect(config.object.name(), config.object.bytes())
-        .ok()
-        .map(|info| info.programs.into_iter().map(|p| p.section).collect())
-        .unwrap_or_default()
 }
 
 fn uses_kallsyms(config: &Config) -> bool {
@@ -204,7 +198,7 @@ pub fn plan(configs: &[Config], host: &Host, port: Option<u16>, extra: &[(Capabi
     };
     let network = |c: &Config| {
         c.attach.iter().any(|a| matches!(a, AttachSpec::Xdp { .. }))
-            || sections(c)
+            || c.sections
                 .iter()
                 .any(|s| super::needed_for(s).contains(&Capability::CAP_NET_ADMIN))
     };
@@ -215,7 +209,7 @@ pub fn plan(configs: &[Config], host: &Host, port: Option<u16>, extra: &[(Capabi
         ));
     }
     if host.tracefs_closed {
-        if let Some(names) = named(&|c| sections(c).iter().any(|s| fs::needs_tracefs(s))) {
+        if let Some(names) = named(&|c| c.sections.iter().any(|s| fs::needs_tracefs(s))) {
             needs.push((
                 Capability::CAP_DAC_READ_SEARCH,
                 format!("reading tracepoint ids in tracefs, which only root may read: {names}"),
