@@ -250,6 +250,18 @@ impl Exporter {
         self.sample_reaching(series, before + want) - before
     }
 
+    /// The `/-/status` entry of config `name`.
+    pub(crate) fn config_status(&self, name: &str) -> serde_json::Value {
+        let status: serde_json::Value = serde_json::from_str(&self.get("/-/status", "").2).unwrap();
+        status["configs"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|c| c["name"] == name)
+            .unwrap_or_else(|| panic!("no {name} in {status}"))
+            .clone()
+    }
+
     pub(crate) fn stop(mut self) {
         // SAFETY: signalling our own child.
         unsafe { libc::kill(self.child.id() as i32, libc::SIGTERM) };

@@ -35,18 +35,6 @@ pub(crate) fn compile(source: &str, out: &Path) {
     );
 }
 
-/// The `/-/status` entry of config `name`.
-fn status_of(exporter: &Exporter, name: &str) -> serde_json::Value {
-    let status: serde_json::Value = serde_json::from_str(&exporter.get("/-/status", "").2).unwrap();
-    status["configs"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|c| c["name"] == name)
-        .unwrap_or_else(|| panic!("no {name} in {status}"))
-        .clone()
-}
-
 /// Used to: a `.bpf.o` beside its config was ignored, silently, and the
 /// embedded program of the same name ran instead.
 #[test]
@@ -59,7 +47,7 @@ fn an_object_beside_its_config_runs_instead_of_the_embedded_program_and_reloads_
     compile("tests/objects/syscalls_twice.bpf.c", &object);
     std::fs::write(dir.path().join("syscalls.yaml"), embedded("syscalls")).unwrap();
     let exporter = Exporter::watching(dir.path());
-    let status = status_of(&exporter, "syscalls");
+    let status = exporter.config_status("syscalls");
     assert_eq!(status["state"], "running", "{status}");
     assert_eq!(status["program"], object.to_str().unwrap(), "{status}");
     assert_eq!(exporter.count_priority_min_queries(500, 1000), 1000);
@@ -88,7 +76,7 @@ fn a_config_names_its_object_relative_to_its_directory() {
     let text = format!("object: objects/twice.bpf.o\n{}", embedded("syscalls"));
     std::fs::write(dir.path().join("mine.yaml"), text).unwrap();
     let exporter = Exporter::watching(dir.path());
-    assert_eq!(status_of(&exporter, "mine")["state"], "running");
+    assert_eq!(exporter.config_status("mine")["state"], "running");
     assert_eq!(exporter.count_priority_min_queries(500, 1000), 1000);
     exporter.stop();
 }
@@ -111,8 +99,8 @@ fn a_run_time_object_is_checked_like_an_embedded_one_and_fails_alone() {
     std::fs::write(dir.path().join("junk.bpf.o"), "not ELF").unwrap();
     std::fs::write(dir.path().join("junk.yaml"), embedded("syscalls")).unwrap();
     let exporter = Exporter::watching(dir.path());
-    assert_eq!(status_of(&exporter, "syscalls")["state"], "running");
-    let renamed = status_of(&exporter, "renamed");
+    assert_eq!(exporter.config_status("syscalls")["state"], "running");
+    let renamed = exporter.config_status("renamed");
     assert_eq!(renamed["state"], "invalid", "{renamed}");
     let error = renamed["error"].as_str().unwrap();
     assert!(
@@ -121,7 +109,7 @@ fn a_run_time_object_is_checked_like_an_embedded_one_and_fails_alone() {
             && error.contains("(maps: syscalls_total;"),
         "{error}"
     );
-    let junk = status_of(&exporter, "junk");
+    let junk = exporter.config_status("junk");
     assert_eq!(junk["state"], "invalid", "{junk}");
     let error = junk["error"].as_str().unwrap();
     assert!(
@@ -428,7 +416,7 @@ fn ebpf_exporter_sections_attach_where_they_say() {
                   labels:\n        - name: cpu\n          size: 4\n          decoders:\n            - name: uint\n";
     std::fs::write(dir.path().join("own_sections.yaml"), config).unwrap();
     let exporter = Exporter::watching(dir.path());
-    let status = status_of(&exporter, "own_sections");
+    let status = exporter.config_status("own_sections");
     assert_eq!(status["state"], "running", "{status}");
     let program = |name: &str| {
         status["programs"]
@@ -480,7 +468,7 @@ fn host_bpf_collector_lists_every_program_and_map_as_bpftool_does() {
         return;
     }
     let exporter = Exporter::start(&["--config.names", "syscalls", "--collector.host-bpf"]);
-    let status = status_of(&exporter, "syscalls");
+    let status = exporter.config_status("syscalls");
     let id = status["programs"][0]["id"].as_u64().unwrap();
     let body = exporter.get("/metrics", "").2;
     crate::binary::promtool_check(&body);

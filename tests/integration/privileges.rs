@@ -198,17 +198,7 @@ fn a_config_added_later_that_needs_a_dropped_capability_fails_alone_and_says_how
     let (status, _, body) = exporter.request("POST", "/-/reload", "").unwrap();
     // A file event may have applied it first; either way it is reported.
     assert!(status == 500 || status == 200, "{status}: {body}");
-    let status: serde_json::Value = serde_json::from_str(&exporter.get("/-/status", "").2).unwrap();
-    let config = |name: &str| {
-        status["configs"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .find(|c| c["name"] == name)
-            .unwrap_or_else(|| panic!("no {name} in {status}"))
-            .clone()
-    };
-    let xdp = config("xdp_packets");
+    let xdp = exporter.config_status("xdp_packets");
     assert_eq!(xdp["state"], "failed", "{xdp}");
     let error = xdp.to_string();
     assert!(
@@ -216,7 +206,7 @@ fn a_config_added_later_that_needs_a_dropped_capability_fails_alone_and_says_how
             && error.contains("--capabilities.keep=CAP_NET_ADMIN"),
         "{xdp}"
     );
-    assert_eq!(config("syscalls")["state"], "running");
+    assert_eq!(exporter.config_status("syscalls")["state"], "running");
     assert_eq!(exporter.count_priority_min_queries(500, 500), 500);
     exporter.stop();
 }
