@@ -20,7 +20,7 @@ pub const EXTRA_ARGS_VAR: &str = "BPF_EXPORTER_CLANG_ARGS";
 pub struct Arch {
     /// `__TARGET_ARCH_<name>` (bpf_tracing.h reads registers by it) and the
     /// directory of its `vmlinux.h`, `bpf/include/vmlinux/<name>/`.
-    pub name: &'static str,
+    name: &'static str,
     /// Debian's multiarch directory under /usr/include, which holds the
     /// `asm/` headers that `<linux/*.h>` include.
     multiarch: &'static str,
@@ -162,4 +162,110 @@ fn name(path: &Path, suffix: &str) -> Result<String, String> {
         return Err(rule());
     }
     Ok(name)
+}
+
+#[cfg(test)]
+mod tests {
+    use std::path::PathBuf;
+
+    /// `named()` of these paths: the names and their files, and the errors.
+    fn named(paths: &[PathBuf], suffix: &str) -> (Vec<(String, String)>, Vec<String>) {
+        let (named, errors) = super::named(paths.iter().map(|p| (p.clone(), ())), suffix);
+        let named = named
+            .into_iter()
+            .map(|(name, (path, ()))| (name, path.display().to_string()))
+            .collect();
+        (named, errors)
+    }
+
+    fn paths(names: &[&str]) -> Vec<PathBuf> {
+        names.iter().map(PathBuf::from).collect()
+    }
+
+    #[test]
+    fn names_take_dashes_and_dots_as_underscores_for_programs_and_configs_alike() {
+        let (programs, errors) = named(
+            &paths(&[
+                "bpf/cachestat.v2.bpf.c",
+                "bpf/execs.bpf.c",
+                "bpf/tcp-syn-backlog.bpf.c",
+            ]),
+            ".bpf.c",
+        );
+        assert!(errors.is_empty(), "{errors:?}");
+        let pair = |name: &str, path: &str| (name.to_string(), path.to_string());
+        assert_eq!(
+            programs,
+            [
+                pair("cachestat_v2", "bpf/cachestat.v2.bpf.c"),
+                pair("execs", "bpf/execs.bpf.c"),
+                pair("tcp_syn_backlog", "bpf/tcp-syn-backlog.bpf.c"),
+            ]
+        );
+        // The config that pairs with a program maps the same way.
+        let (configs, errors) = named(
+            &paths(&["configs/cachestat.v2.yaml", "configs/tcp-syn-backlog.yaml"]),
+            ".yaml",
+        );
+        assert!(errors.is_empty(), "{errors:?}");
+        assert_eq!(
+            configs,
+            [
+                pair("cachestat_v2", "configs/cachestat.v2.yaml"),
+                pair("tcp_syn_backlog", "configs/tcp-syn-backlog.yaml"),
+            ]
+        );
+    }
+
+    #[test]
+    fn two_files_of_one_name_are_an_error_naming_both() {
+        let (programs, errors) = named(
+            &paths(&[
+                "bpf/a-b.bpf.c",
+                "bpf/a.b.bpf.c",
+                "bpf/a_b.bpf.c",
+                "bpf/other.bpf.c",
+            ]),
+            ".bpf.c",
+        );
+        assert_eq!(
+            errors,
+            [
+                "bpf/a-b.bpf.c and bpf/a.b.bpf.c are both named a_b (`-` and `.` in file names become `_`): \
+                 rename one",
+                "bpf/a-b.bpf.c and bpf/a_b.bpf.c are both named a_b (`-` and `.` in file names become `_`): \
+                 rename one",
+            ]
+        );
+        // The rest still come out, for the build to report their own errors.
+        let names: Vec<&str> = programs.iter().map(|(n, _)| n.as_str()).collect();
+        assert_eq!(names, ["a_b", "other"]);
+    }
+
+    #[test]
+    fn names_outside_a_z_0_9_are_refused_naming_the_file() {
+        use std::os::unix::ffi::OsStrExt;
+        let odd = PathBuf::from(std::ffi::OsStr::from_bytes(b"bpf/odd\xff.bpf.c"));
+        let mut files = paths(&[
+            "bpf/Caps.bpf.c",
+            "bpf/.bpf.c",
+            "bpf/with space.bpf.c",
+            "bpf/fine.bpf.c",
+        ]);
+        files.push(odd);
+        let (programs, errors) = named(&files, ".bpf.c");
+        assert_eq!(programs, [("fine".to_string(), "bpf/fine.bpf.c".to_string())]);
+        let rule = "a name is the file name without .bpf.c, with `-` and `.` as `_`, and must then be \
+                    [a-z0-9_]+: rename the file";
+        let expected: Vec<String> = [
+            "bpf/Caps.bpf.c",
+            "bpf/.bpf.c",
+            "bpf/with space.bpf.c",
+            "bpf/odd\u{fffd}.bpf.c",
+        ]
+        .iter()
+        .map(|file| format!("{file}: {rule}"))
+        .collect();
+        assert_eq!(errors, expected);
+    }
 }
