@@ -1,5 +1,6 @@
 //! Compiles every `bpf/*.bpf.c` with libbpf-cargo and writes two registries
-//! into `OUT_DIR`, both keyed by file stem:
+//! into `OUT_DIR`, both keyed by name (`build/bpf.rs`: the file stem, `-`
+//! and `.` as `_`):
 //!
 //! - `programs.rs`: the compiled BPF objects (ELF bytes, BTF included),
 //!   from `bpf/` and, marked test-only, from `tests/bpf/` when the
@@ -17,6 +18,11 @@
 //! the metrics layer finds maps and programs by name from the config, so a
 //! new program needs no Rust code, only `bpf/<name>.bpf.c` and
 //! `configs/<name>.yaml`.
+//!
+//! Every error (a bad file name, two files of one name, each program that
+//! does not compile, with clang's output) is reported at once, and cargo's
+//! directives are printed only after success: a failed build then shows
+//! the errors first under the build script, not after its directives.
 
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
@@ -25,87 +31,123 @@ use std::{env, fs};
 
 use libbpf_cargo::SkeletonBuilder;
 
+#[path = "build/bpf.rs"]
+mod bpf;
+
 fn main() {
+    let mut directives = String::new();
+    match build(&mut directives) {
+        Ok(()) => print!("{directives}"),
+        Err(errors) => {
+            eprintln!("error: {}", errors.join("\n\nerror: "));
+            std::process::exit(1);
+        }
+    }
+}
+
+fn build(directives: &mut String) -> Result<(), Vec<String>> {
     let root = PathBuf::from(env::var("CARGO_MANIFEST_DIR").expect("cargo sets CARGO_MANIFEST_DIR"));
     let out = PathBuf::from(env::var("OUT_DIR").expect("cargo sets OUT_DIR"));
-    let include = root.join("bpf/include");
-    let vmlinux = vmlinux_dir(&include);
+    let one = |e: String| vec![e];
 
-    println!("cargo:rerun-if-changed=bpf");
-    println!("cargo:rerun-if-changed=configs");
-    println!("cargo:rerun-if-changed=tests/bpf");
-    build_identity(&root);
+    directives.push_str("cargo:rerun-if-changed=bpf\n");
+    directives.push_str("cargo:rerun-if-changed=configs\n");
+    directives.push_str("cargo:rerun-if-changed=tests/bpf\n");
+    writeln!(directives, "cargo:rerun-if-env-changed={}", bpf::EXTRA_ARGS_VAR).unwrap();
+    build_identity(&root, directives);
 
-    let test_programs = match env::var_os("CARGO_FEATURE_TEST_PROGRAMS") {
-        Some(_) => files_with_suffix(&root.join("tests/bpf"), ".bpf.c"),
-        None => Vec::new(),
-    };
-    let sources = files_with_suffix(&root.join("bpf"), ".bpf.c")
+    let target_arch = env::var("CARGO_CFG_TARGET_ARCH").expect("cargo sets CARGO_CFG_TARGET_ARCH");
+    let clang_args = bpf::clang_args(&root, bpf::arch(&target_arch).map_err(one)?).map_err(one)?;
+
+    // Paths relative to the package, where cargo runs build scripts, so
+    // that errors and clang's output name files as the user sees them.
+    let mut sources: Vec<(PathBuf, bool)> = bpf::files_with_suffix(Path::new("bpf"), ".bpf.c")
+        .map_err(one)?
         .into_iter()
         .map(|s| (s, false))
-        .chain(test_programs.into_iter().map(|s| (s, true)));
+        .collect();
+    if env::var_os("CARGO_FEATURE_TEST_PROGRAMS").is_some() {
+        let tests = bpf::files_with_suffix(Path::new("tests/bpf"), ".bpf.c").map_err(one)?;
+        sources.extend(tests.into_iter().map(|s| (s, true)));
+    }
     let mut programs = String::from("pub static EMBEDDED_PROGRAMS: &[EmbeddedProgram] = &[\n");
-    for (source, test_only) in sources {
-        let name = stem(&source, ".bpf.c");
+    let (sources, mut errors) = bpf::named(sources, ".bpf.c");
+    for (name, (source, test_only)) in sources {
         let object = out.join(format!("{name}.bpf.o"));
-        SkeletonBuilder::new()
+        match SkeletonBuilder::new()
             .source(&source)
             .obj(&object)
-            .clang_args([
-                "-Wall".into(),
-                "-Werror".into(),
-                "-I".into(),
-                include.clone().into_os_string(),
-                "-I".into(),
-                vmlinux.clone().into_os_string(),
-            ])
+            .clang_args(&clang_args)
             .build()
-            .unwrap_or_else(|e| panic!("compiling {}: {e:#}", source.display()));
-        writeln!(
-            programs,
-            "    EmbeddedProgram {{ name: {name:?}, object: include_bytes!({object:?}), test_only: {test_only} }},"
-        )
-        .unwrap();
+        {
+            Ok(()) => writeln!(
+                programs,
+                "    EmbeddedProgram {{ name: {name:?}, object: include_bytes!({object:?}), test_only: {test_only} }},"
+            )
+            .unwrap(),
+            Err(e) => errors.push(compile_failure(&source, &*e)),
+        }
     }
     programs.push_str("];\n");
-    fs::write(out.join("programs.rs"), programs).expect("writing programs.rs");
 
     // configs/ is the default set; configs/opt-in/ ships too, but runs only
     // when named (--config.names).
-    let mut configs = String::from("pub static EMBEDDED_CONFIGS: &[EmbeddedConfig] = &[\n");
-    let mut names = std::collections::BTreeSet::new();
+    let mut files = Vec::new();
     for (dir, default) in [("configs", true), ("configs/opt-in", false)] {
-        for path in files_with_suffix(&root.join(dir), ".yaml") {
-            let name = stem(&path, ".yaml");
-            assert!(
-                names.insert(name.clone()),
-                "{}: a config named {name} is already in configs/ or configs/opt-in/",
-                path.display()
-            );
-            writeln!(
-                configs,
-                "    EmbeddedConfig {{ name: {name:?}, path: \"{dir}/{name}.yaml\", text: include_str!({path:?}), default: {default} }},"
-            )
-            .unwrap();
-        }
+        let yaml = bpf::files_with_suffix(Path::new(dir), ".yaml").map_err(one)?;
+        files.extend(yaml.into_iter().map(|path| (path, default)));
+    }
+    let mut configs = String::from("pub static EMBEDDED_CONFIGS: &[EmbeddedConfig] = &[\n");
+    let (files, config_errors) = bpf::named(files, ".yaml");
+    errors.extend(config_errors);
+    for (name, (path, default)) in files {
+        let shown = path.to_str().expect("named() takes UTF-8 names only");
+        writeln!(
+            configs,
+            "    EmbeddedConfig {{ name: {name:?}, path: {shown:?}, text: include_str!({:?}), default: {default} }},",
+            root.join(&path)
+        )
+        .unwrap();
     }
     configs.push_str("];\n");
+    if !errors.is_empty() {
+        return Err(errors);
+    }
+    fs::write(out.join("programs.rs"), programs).expect("writing programs.rs");
     fs::write(out.join("configs.rs"), configs).expect("writing configs.rs");
 
-    build_truth_target(&root, &out);
+    build_truth_target(&root, &out, directives);
     // libbpf's own headers (<bpf/bpf_helpers.h>), for the tests that build
     // an object with plain clang, as a user without libbpf-dev would.
     let libbpf = env::var("DEP_BPF_INCLUDE").expect("libbpf-sys gives its include directory");
-    println!("cargo:rustc-env=BPF_EXPORTER_LIBBPF_INCLUDE={libbpf}");
+    writeln!(directives, "cargo:rustc-env=BPF_EXPORTER_LIBBPF_INCLUDE={libbpf}").unwrap();
+    Ok(())
+}
+
+/// A program that did not compile: its file, then what clang said (the
+/// root of libbpf-cargo's error), then the command that failed, which is
+/// long and comes last.
+fn compile_failure(source: &Path, error: &(dyn std::error::Error + 'static)) -> String {
+    let chain: Vec<String> = std::iter::successors(Some(error), |e| e.source())
+        .map(ToString::to_string)
+        .collect();
+    let said = chain.last().expect("the chain starts with the error itself");
+    let command = chain.iter().rev().nth(1).cloned().unwrap_or_default();
+    let dir = source.parent().unwrap_or(source).display();
+    format!(
+        "{} does not compile (fix it, or move it out of {dir}/ to build without it); clang said:\n\n{}\n\n({command})",
+        source.display(),
+        said.trim_end()
+    )
 }
 
 /// Compiles the truth tests' target process for the host with the clang the
 /// BPF build already needs. Its probe functions must stay real calls, so it
 /// is built as tests run it: optimised, with symbols.
-fn build_truth_target(root: &Path, out: &Path) {
+fn build_truth_target(root: &Path, out: &Path, directives: &mut String) {
     let source = root.join("tests/target/truth_target.c");
     let binary = out.join("truth_target");
-    println!("cargo:rerun-if-changed={}", source.display());
+    writeln!(directives, "cargo:rerun-if-changed={}", source.display()).unwrap();
     let status = Command::new("clang")
         .args(["-O2", "-g", "-pthread", "-Wall", "-Werror", "-o"])
         .arg(&binary)
@@ -113,14 +155,17 @@ fn build_truth_target(root: &Path, out: &Path) {
         .status()
         .unwrap_or_else(|e| panic!("running clang for {}: {e}", source.display()));
     assert!(status.success(), "compiling {} failed", source.display());
-    println!("cargo:rustc-env=BPF_EXPORTER_TRUTH_TARGET={}", binary.display());
+    writeln!(
+        directives,
+        "cargo:rustc-env=BPF_EXPORTER_TRUTH_TARGET={}",
+        binary.display()
+    )
+    .unwrap();
 }
 
-/// The committed `vmlinux.h` for the target architecture. Stops the build
-/// with instructions when there is none.
 /// The git revision (or `unknown` outside a checkout), the compiler's
 /// version and the target, as environment variables of the build.
-fn build_identity(root: &Path) {
+fn build_identity(root: &Path, directives: &mut String) {
     let git = |args: &[&str]| {
         Command::new("git")
             .args(args)
@@ -133,11 +178,11 @@ fn build_identity(root: &Path) {
     let revision = git(&["rev-parse", "--short=12", "HEAD"]).unwrap_or_else(|| "unknown".into());
     // A new commit moves HEAD or the branch it names: look again then.
     if let Some(dir) = git(&["rev-parse", "--absolute-git-dir"]) {
-        println!("cargo:rerun-if-changed={dir}/HEAD");
+        writeln!(directives, "cargo:rerun-if-changed={dir}/HEAD").unwrap();
         if let Some(branch) = git(&["symbolic-ref", "-q", "HEAD"]) {
             if let Some(common) = git(&["rev-parse", "--path-format=absolute", "--git-common-dir"]) {
-                println!("cargo:rerun-if-changed={common}/{branch}");
-                println!("cargo:rerun-if-changed={common}/packed-refs");
+                writeln!(directives, "cargo:rerun-if-changed={common}/{branch}").unwrap();
+                writeln!(directives, "cargo:rerun-if-changed={common}/packed-refs").unwrap();
             }
         }
     }
@@ -150,59 +195,7 @@ fn build_identity(root: &Path) {
         .and_then(|v| v.split_whitespace().nth(1).map(str::to_string))
         .unwrap_or_else(|| "unknown".into());
     let target = env::var("TARGET").unwrap_or_else(|_| "unknown".into());
-    println!("cargo:rustc-env=BPF_EXPORTER_REVISION={revision}");
-    println!("cargo:rustc-env=BPF_EXPORTER_RUSTC={rustc_version}");
-    println!("cargo:rustc-env=BPF_EXPORTER_TARGET={target}");
-}
-
-fn vmlinux_dir(include: &Path) -> PathBuf {
-    let arch = env::var("CARGO_CFG_TARGET_ARCH").expect("cargo sets CARGO_CFG_TARGET_ARCH");
-    let dir = match arch.as_str() {
-        "x86_64" => "x86",
-        "aarch64" => "arm64",
-        other => other,
-    };
-    let path = include.join("vmlinux").join(dir);
-    if !path.join("vmlinux.h").is_file() {
-        panic!(
-            "no {}/vmlinux.h for target architecture {arch}: on a {arch} machine whose kernel \
-             has BTF (/sys/kernel/btf/vmlinux), run scripts/gen-vmlinux.sh (needs bpftool) \
-             and commit the file it writes",
-            path.display()
-        );
-    }
-    path
-}
-
-fn files_with_suffix(dir: &Path, suffix: &str) -> Vec<PathBuf> {
-    let mut files: Vec<PathBuf> = fs::read_dir(dir)
-        .unwrap_or_else(|e| panic!("reading {}: {e}", dir.display()))
-        .map(|entry| entry.expect("reading directory entry").path())
-        .filter(|p| {
-            p.file_name()
-                .and_then(|n| n.to_str())
-                .is_some_and(|n| n.ends_with(suffix))
-        })
-        .collect();
-    files.sort();
-    files
-}
-
-/// The file name without `suffix`; names become registry keys, config names
-/// and metric-adjacent identifiers, so they are kept to `[a-z0-9_]`.
-fn stem(path: &Path, suffix: &str) -> String {
-    let file = path
-        .file_name()
-        .and_then(|n| n.to_str())
-        .expect("UTF-8 file name");
-    let name = file.strip_suffix(suffix).expect("filtered by suffix");
-    assert!(
-        !name.is_empty()
-            && name
-                .bytes()
-                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_'),
-        "{}: file names must be [a-z0-9_]+ followed by {suffix}",
-        path.display()
-    );
-    name.to_string()
+    writeln!(directives, "cargo:rustc-env=BPF_EXPORTER_REVISION={revision}").unwrap();
+    writeln!(directives, "cargo:rustc-env=BPF_EXPORTER_RUSTC={rustc_version}").unwrap();
+    writeln!(directives, "cargo:rustc-env=BPF_EXPORTER_TARGET={target}").unwrap();
 }

@@ -113,7 +113,7 @@ int BPF_PROG(block_rq_complete, struct request *rq, blk_status_t error, unsigned
 	if (disk)
 		key.device = encode_dev(BPF_CORE_READ(disk, major), BPF_CORE_READ(disk, first_minor));
 	key.operation = BPF_CORE_READ(rq, cmd_flags) & REQ_OP_MASK;
-	increment_exp2_histogram(&bio_latency_seconds, key, delta_us, MAX_BUCKET);
+	record_exp2_histogram(&bio_latency_seconds, key, delta_us, MAX_BUCKET);
 	return 0;
 }
 

@@ -110,7 +110,7 @@ int BPF_PROG(sched_switch, bool preempt, struct task_struct *prev, struct task_s
 	delta = bpf_ktime_get_ns() - *start;
 	*start = 0;
 
-	increment_exp2_histogram(&run_queue_latency_seconds, key, delta, MAX_BUCKET);
+	record_exp2_histogram(&run_queue_latency_seconds, key, delta, MAX_BUCKET);
 	return 0;
 }
 

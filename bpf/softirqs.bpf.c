@@ -78,7 +78,7 @@ int softirq_exit(struct trace_event_raw_softirq *ctx)
 	*start = 0;
 
 	key.kind = vec;
-	increment_exp2_histogram(&softirq_service_seconds, key, delta, MAX_BUCKET);
+	record_exp2_histogram(&softirq_service_seconds, key, delta, MAX_BUCKET);
 	return 0;
 }
 

@@ -82,7 +82,7 @@ int sys_exit(struct trace_event_raw_sys_exit *ctx)
 		return 0;
 
 	key.syscall = ctx->id;
-	increment_exp2_histogram(&syscall_latency_seconds, key, delta, MAX_BUCKET);
+	record_exp2_histogram(&syscall_latency_seconds, key, delta, MAX_BUCKET);
 	return 0;
 }
 

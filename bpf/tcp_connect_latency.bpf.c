@@ -92,7 +92,7 @@ int inet_sock_set_state(struct trace_event_raw_inet_sock_set_state *ctx)
 		return 0;
 	if (newstate == TCP_ESTABLISHED) {
 		key.family = ctx->family;
-		increment_exp2_histogram(&tcp_connect_latency_seconds, key,
+		record_exp2_histogram(&tcp_connect_latency_seconds, key,
 					 bpf_ktime_get_ns() - *start, MAX_BUCKET);
 	} else {
 		__sync_fetch_and_add(&tcp_connect_failures_total, 1);

@@ -39,6 +39,19 @@ struct {
 	__type(value, u64);
 } tcp_retransmits_total SEC(".maps");
 
+/*
+ * The event since it gained its err field (after Linux 6.12), declared
+ * here rather than taken from vmlinux.h, so the program builds against a
+ * vmlinux.h of either kind (arm64's is from 6.12).
+ */
+struct trace_event_raw_tcp_retransmit_skb___err {
+	u16 sport;
+	u16 dport;
+	u8 saddr_v6[16];
+	u8 daddr_v6[16];
+	int err;
+} __attribute__((preserve_access_index));
+
 /* Until the err field came, tcp_retransmit_skb was an event of the
  * tcp_event_sk_skb class, fired for successful retransmissions only. The
  * fields read here are the same in both. */
@@ -62,8 +75,8 @@ int tcp_retransmit_skb(void *ctx)
 {
 	struct tcp_retransmits_key key = {};
 
-	if (bpf_core_type_exists(struct trace_event_raw_tcp_retransmit_skb)) {
-		struct trace_event_raw_tcp_retransmit_skb *ev = ctx;
+	if (bpf_core_type_exists(struct trace_event_raw_tcp_retransmit_skb___err)) {
+		struct trace_event_raw_tcp_retransmit_skb___err *ev = ctx;
 
 		if (BPF_CORE_READ(ev, err))
 			return 0;

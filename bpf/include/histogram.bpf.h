@@ -3,6 +3,10 @@
  * Histogram helpers: a histogram is a map whose key struct ends in a
  * `bucket` field; the exporter turns it into a Prometheus histogram
  * (`metrics.histograms[]` in the config, same layout as ebpf_exporter).
+ * record_exp2_histogram(), record_exp2zero_histogram(),
+ * record_linear_histogram() and record_histogram() are named apart from
+ * the increment_*_histogram() of maps.bpf.h, which keep ebpf_exporter's
+ * bucketing for the programs written for it.
  *
  * Key layout, per label set:
  *   bucket 0 .. max_bucket   one count per bucket
@@ -24,24 +28,10 @@
 
 #include "maps.bpf.h"
 
-/* floor(log2(v)) for v >= 1, without loops (the verifier prefers it). */
-static __always_inline __u64 log2_floor(__u64 v)
-{
-	__u64 r = 0, shift;
-
-	shift = (v > 0xFFFFFFFFULL) << 5; v >>= shift; r |= shift;
-	shift = (v > 0xFFFF) << 4; v >>= shift; r |= shift;
-	shift = (v > 0xFF) << 3; v >>= shift; r |= shift;
-	shift = (v > 0xF) << 2; v >>= shift; r |= shift;
-	shift = (v > 0x3) << 1; v >>= shift; r |= shift;
-	r |= (v >> 1);
-	return r;
-}
-
 /* ceil(log2(v)), with 0 and 1 both in bucket 0 (le = 1). */
 static __always_inline __u64 log2_ceil(__u64 v)
 {
-	return v <= 1 ? 0 : log2_floor(v - 1) + 1;
+	return v <= 1 ? 0 : log2l(v - 1) + 1;
 }
 
 /*
@@ -64,14 +54,14 @@ static __always_inline __u64 log2_ceil(__u64 v)
 	} while (0)
 
 /* `bucket_type: exp2`: bucket i holds (2^(i-1), 2^i]; 0 and 1 in bucket 0. */
-#define increment_exp2_histogram(map, key, value, max_bucket)                         \
+#define record_exp2_histogram(map, key, value, max_bucket)                             \
 	do {                                                                           \
 		__u64 __v = (value);                                                   \
 		record_histogram(map, key, log2_ceil(__v), __v, max_bucket);           \
 	} while (0)
 
 /* `bucket_type: exp2zero`: bucket 0 holds 0, bucket i >= 1 (2^(i-2), 2^(i-1)]. */
-#define increment_exp2zero_histogram(map, key, value, max_bucket)                     \
+#define record_exp2zero_histogram(map, key, value, max_bucket)                         \
 	do {                                                                           \
 		__u64 __v = (value);                                                   \
 		record_histogram(map, key, __v == 0 ? 0 : log2_ceil(__v) + 1, __v, max_bucket); \
@@ -82,7 +72,7 @@ static __always_inline __u64 log2_ceil(__u64 v)
  * be in the histogram's unit (say queue length, or milliseconds rounded up);
  * the config's bucket_multiplier scales both the bounds and the sum.
  */
-#define increment_linear_histogram(map, key, value, max_bucket)                       \
+#define record_linear_histogram(map, key, value, max_bucket)                           \
 	do {                                                                           \
 		__u64 __v = (value);                                                   \
 		record_histogram(map, key, __v, __v, max_bucket);                      \

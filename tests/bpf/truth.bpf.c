@@ -152,11 +152,11 @@ int BPF_UPROBE(observe, u64 value)
 	increment_map(&truth_calls_total, &value, 1);
 	increment_map(&truth_cgroup_calls_total, &cgroup, 1);
 	increment_map(&truth_percpu_calls_total, &zero, 1);
-	increment_exp2_histogram(&truth_exp2, key, value, EXP2_MAX_BUCKET);
-	increment_exp2zero_histogram(&truth_exp2zero, key, value, EXP2ZERO_MAX_BUCKET);
-	increment_linear_histogram(&truth_linear, key, value, LINEAR_MAX_BUCKET);
+	record_exp2_histogram(&truth_exp2, key, value, EXP2_MAX_BUCKET);
+	record_exp2zero_histogram(&truth_exp2zero, key, value, EXP2ZERO_MAX_BUCKET);
+	record_linear_histogram(&truth_linear, key, value, LINEAR_MAX_BUCKET);
 	record_histogram(&truth_fixed, key, fixed_bucket(value), value, FIXED_MAX_BUCKET);
-	increment_exp2_histogram(&truth_exp2_percpu, key, value, EXP2_MAX_BUCKET);
+	record_exp2_histogram(&truth_exp2_percpu, key, value, EXP2_MAX_BUCKET);
 	return 0;
 }
 

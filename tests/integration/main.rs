@@ -5,7 +5,9 @@
 //! series to an exact model.
 
 mod binary;
+mod bpf_build;
 mod common;
+mod compat;
 mod dashboards;
 mod golden;
 mod kernel;

@@ -118,17 +118,23 @@ pub const PROBES: &[(&str, &str)] = &[
 /// A config for the `truth` program: `metrics` (a YAML `metrics:` section)
 /// plus attach entries aiming every uprobe at the target process `pid`.
 pub fn source(metrics: &str, pid: i32) -> Source {
+    program_source("truth", PROBES, metrics, pid)
+}
+
+/// [`source`] for another embedded program whose uprobes, `probes`, probe
+/// the target's functions.
+pub fn program_source(name: &str, probes: &[(&str, &str)], metrics: &str, pid: i32) -> Source {
     let mut text = metrics.trim_end().to_string();
     text.push_str("\nattach:\n");
-    for (program, function) in PROBES {
+    for (program, function) in probes {
         text.push_str(&format!(
             "  - program: {program}\n    uprobe:\n      binary: {TARGET}\n      function: {function}\n      \
              pid: {pid}\n"
         ));
     }
     Source {
-        name: "truth".into(),
-        origin: format!("test:truth-{pid}.yaml"),
+        name: name.into(),
+        origin: format!("test:{name}-{pid}.yaml"),
         text,
         ..Default::default()
     }
@@ -150,8 +156,14 @@ impl Truth {
 
     /// [`Truth::start`], read by `reader`.
     pub fn start_with(metrics: &str, reader: Reader) -> Truth {
+        Truth::start_program("truth", PROBES, metrics, reader)
+    }
+
+    /// [`Truth::start_with`] for another embedded program (see
+    /// [`program_source`]).
+    pub fn start_program(name: &str, probes: &[(&str, &str)], metrics: &str, reader: Reader) -> Truth {
         let target = Target::spawn();
-        let listing = Listing::from(vec![source(metrics, target.pid())]);
+        let listing = Listing::from(vec![program_source(name, probes, metrics, target.pid())]);
         let (reader, _) = Exporter::start(&listing, LoadSettings::default(), reader);
         assert_all_good(&reader.statuses());
         Truth { reader, target }
