@@ -26,6 +26,7 @@ use crate::metrics::{Failure, Family, Reason, Snapshot, SnapshotCell};
 use crate::programs::loader::Loaded;
 use crate::programs::stats;
 use cache::LabelCache;
+use libbpf_rs::MapHandle;
 use maps::{GlobalVariable, KernelMap, MapSource, ReadMethod};
 
 /// Label sets kept by default, and how long a label set whose decoders'
@@ -50,13 +51,24 @@ pub struct Target {
 impl Target {
     /// The map (or global variable) of every metric of `config` in `loaded`.
     pub fn new(id: u64, config: Arc<Config>, loaded: &Loaded, method: ReadMethod) -> Result<Target, Failure> {
+        let mut target = Target::of_maps(id, config, |name| loaded.map(name), method)?;
+        target.programs = loaded.program_fds();
+        Ok(target)
+    }
+
+    /// As [`Target::new`], with each map found by `map` (by name), and no
+    /// programs: what a bench reads without loading anything.
+    pub fn of_maps(
+        id: u64,
+        config: Arc<Config>,
+        map: impl Fn(&str) -> Option<MapHandle>,
+        method: ReadMethod,
+    ) -> Result<Target, Failure> {
         let mut sources = Vec::new();
         for spec in &config.metrics {
             let unusable =
                 |e: String| Failure::new(Reason::ObjectInvalid, format!("map {:?}: {e}", spec.map));
-            let handle = loaded
-                .map(&spec.map)
-                .ok_or_else(|| unusable("missing from the loaded object".into()))?;
+            let handle = map(&spec.map).ok_or_else(|| unusable("missing from the loaded object".into()))?;
             let source: Box<dyn MapSource> = match (spec.global, spec.events) {
                 (Some(global), _) => {
                     Box::new(GlobalVariable::new(handle, global).map_err(|e| unusable(e.to_string()))?)
@@ -78,7 +90,7 @@ impl Target {
             id,
             config,
             sources: sources.into_iter().map(Mutex::new).collect(),
-            programs: loaded.program_fds(),
+            programs: Vec::new(),
         })
     }
 }

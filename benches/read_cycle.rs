@@ -1,0 +1,236 @@
+//! The read cycle against its floor, in one run so the ratios hold on a
+//! noisy machine: hash and per-CPU hash maps of 1k to 1M entries (a per-
+//! thread counter's layout, `{u32 pid; u32 tid}` → u64, both labels
+//! `uint`), each read by
+//!
+//! - the floor: `BPF_MAP_LOOKUP_BATCH` of 4096 into buffers allocated once,
+//!   the loop a C program would run (libbpf's call is the bare syscall);
+//! - the exporter's map read alone ([`KernelMap`]);
+//! - the exporter's full cycle: [`Reader::read`] on the default settings,
+//!   read, decode, aggregate, self-metrics and the published snapshot;
+//! - then the text encoding of that snapshot, which a scrape pays once.
+//!
+//! Every figure is a median, printed as a ratio to the floor's median.
+//! Needs root: `sudo cargo bench --bench read_cycle`; `READ_CYCLE_SIZES=
+//! 1000,100000` picks the sizes.
+
+use std::os::fd::{AsFd, AsRawFd};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bpf_exporter::config::{parse, Source};
+use bpf_exporter::metrics::exposition::{encode_snapshot, Format};
+use bpf_exporter::reader::maps::{KernelMap, MapSource, ReadMethod};
+use bpf_exporter::reader::{ReadSet, Reader, Target};
+use libbpf_rs::{MapCore, MapHandle, MapType};
+
+const BATCH: usize = 4096;
+
+fn main() {
+    let sizes: Vec<usize> = std::env::var("READ_CYCLE_SIZES")
+        .ok()
+        .map(|s| {
+            s.split(',')
+                .map(|n| n.trim().parse().expect("READ_CYCLE_SIZES: numbers"))
+                .collect()
+        })
+        .unwrap_or_else(|| vec![1_000, 10_000, 100_000, 1_000_000]);
+    let cpus = libbpf_rs::num_possible_cpus().expect("possible CPUs");
+    println!("{cpus} possible CPUs; medians, ratio to the floor of the same map in the same run");
+    println!(
+        "{:<11} {:>9} {:>11} {:>14} {:>18} {:>14}",
+        "map", "entries", "floor", "map read", "full cycle", "text encode"
+    );
+    for (map_type, metric) in [
+        (MapType::Hash, "bench_hash_total"),
+        (MapType::PercpuHash, "bench_percpu_total"),
+    ] {
+        for &entries in &sizes {
+            bench(map_type, metric, entries, cpus);
+        }
+    }
+}
+
+fn bench(map_type: MapType, metric: &str, entries: usize, cpus: usize) {
+    let map = filled(map_type, entries, cpus);
+    let config = Arc::new(config(metric));
+    let id = map.info().expect("map info").info.id;
+    let target = Target::of_maps(
+        1,
+        Arc::clone(&config),
+        |_| MapHandle::from_map_id(id).ok(),
+        ReadMethod::Batch,
+    )
+    .unwrap_or_else(|e| panic!("{e}"));
+    let mut reader = Reader::default();
+    reader.swap(ReadSet {
+        targets: vec![Arc::new(target)],
+        ..Default::default()
+    });
+    let mut source =
+        KernelMap::new(MapHandle::from_map_id(id).expect("map by id"), ReadMethod::Batch).expect("a u64 map");
+    let mut floor = Floor::new(&map, entries, cpus);
+
+    let rounds = if entries >= 1_000_000 { 5 } else { 9 };
+    let (mut t_floor, mut t_read, mut t_cycle, mut t_encode) = (vec![], vec![], vec![], vec![]);
+    // Warm-up: the first cycle decodes every key, later ones are steady.
+    let mut snapshot = reader.read();
+    for _ in 0..rounds {
+        t_floor.push(timed(|| assert_eq!(floor.read(), entries)));
+        t_read.push(timed(|| {
+            assert_eq!(source.read().expect("map read").len(), entries)
+        }));
+        t_cycle.push(timed(|| snapshot = reader.read()));
+        t_encode.push(timed(|| {
+            std::hint::black_box(encode_snapshot(&snapshot, Format::Text004));
+        }));
+    }
+    let series: usize = snapshot
+        .families
+        .iter()
+        .filter(|f| f.name == metric)
+        .map(|f| f.samples.len())
+        .sum();
+    assert_eq!(series, entries, "one series per key");
+    let base = median(&mut t_floor);
+    let ratio = |t: &mut Vec<Duration>| format!("{:.2}x", median(t).as_secs_f64() / base.as_secs_f64());
+    println!(
+        "{:<11} {:>9} {:>11} {:>14} {:>18} {:>14}",
+        format!("{map_type:?}"),
+        entries,
+        format!("{base:.1?}"),
+        ratio(&mut t_read),
+        format!("{} ({:.0?})", ratio(&mut t_cycle), median(&mut t_cycle)),
+        ratio(&mut t_encode),
+    );
+}
+
+fn timed(f: impl FnOnce()) -> Duration {
+    let t = Instant::now();
+    f();
+    t.elapsed()
+}
+
+fn median(times: &mut [Duration]) -> Duration {
+    times.sort();
+    times[times.len() / 2]
+}
+
+/// The bench program's config for one of its maps.
+fn config(metric: &str) -> bpf_exporter::config::Config {
+    let label = |name: &str| {
+        format!("        - name: {name}\n          size: 4\n          decoders: [{{name: uint}}]\n")
+    };
+    let text = format!(
+        "metrics:\n  counters:\n    - name: {metric}\n      help: Calls per thread.\n      labels:\n{}{}",
+        label("pid"),
+        label("tid")
+    );
+    let source = Source {
+        name: "bench_maps".into(),
+        origin: "benches/read_cycle.rs".into(),
+        text,
+        ..Default::default()
+    };
+    parse(&source, "ebpf_").unwrap_or_else(|e| panic!("{e}"))
+}
+
+/// A map of `entries` keys, sixteen threads per process, value = key index
+/// (on every CPU of a per-CPU map).
+fn filled(map_type: MapType, entries: usize, cpus: usize) -> MapHandle {
+    let opts = libbpf_sys::bpf_map_create_opts {
+        sz: std::mem::size_of::<libbpf_sys::bpf_map_create_opts>() as _,
+        ..Default::default()
+    };
+    let map = MapHandle::create(map_type, Some("bench"), 8, 8, entries as u32, &opts)
+        .expect("creating a BPF map (run as root)");
+    let per_entry = if map_type == MapType::PercpuHash { cpus } else { 1 };
+    let keys: Vec<u8> = (0..entries as u32)
+        .flat_map(|i| [(1000 + i / 16).to_le_bytes(), i.to_le_bytes()].concat())
+        .collect();
+    let values: Vec<u64> = (0..entries as u64)
+        .flat_map(|i| std::iter::repeat_n(i, per_entry))
+        .collect();
+    let mut count = entries as u32;
+    let batch = batch_opts();
+    // SAFETY: `keys` and `values` hold `count` keys and values of this map's sizes
+    // (libbpf-rs's update_batch refuses per-CPU maps; the call does not).
+    let rc = unsafe {
+        libbpf_sys::bpf_map_update_batch(
+            map.as_fd().as_raw_fd(),
+            keys.as_ptr().cast(),
+            values.as_ptr().cast(),
+            &mut count,
+            &batch,
+        )
+    };
+    assert_eq!((rc, count as usize), (0, entries), "filling the map");
+    map
+}
+
+fn batch_opts() -> libbpf_sys::bpf_map_batch_opts {
+    libbpf_sys::bpf_map_batch_opts {
+        sz: std::mem::size_of::<libbpf_sys::bpf_map_batch_opts>() as _,
+        elem_flags: 0,
+        flags: 0,
+    }
+}
+
+/// The floor: batches of 4096 into buffers that hold the whole map,
+/// allocated once.
+struct Floor {
+    fd: i32,
+    cpus: usize,
+    keys: Vec<u8>,
+    values: Vec<u64>,
+}
+
+impl Floor {
+    fn new(map: &MapHandle, entries: usize, cpus: usize) -> Floor {
+        let cpus = if map.map_type() == MapType::PercpuHash {
+            cpus
+        } else {
+            1
+        };
+        Floor {
+            fd: map.as_fd().as_raw_fd(),
+            cpus,
+            keys: vec![0; (entries + BATCH) * 8],
+            values: vec![0; (entries + BATCH) * cpus],
+        }
+    }
+
+    /// Entries read.
+    fn read(&mut self) -> usize {
+        let (mut token_in, mut token_out) = (0u64, 0u64);
+        let mut total = 0usize;
+        let mut first = true;
+        loop {
+            let mut count = BATCH as u32;
+            let opts = batch_opts();
+            // SAFETY: both buffers have room for BATCH more entries past `total`.
+            let rc = unsafe {
+                libbpf_sys::bpf_map_lookup_batch(
+                    self.fd,
+                    if first {
+                        std::ptr::null_mut()
+                    } else {
+                        (&raw mut token_in).cast()
+                    },
+                    (&raw mut token_out).cast(),
+                    self.keys[total * 8..].as_mut_ptr().cast(),
+                    self.values[total * self.cpus..].as_mut_ptr().cast(),
+                    &mut count,
+                    &opts,
+                )
+            };
+            total += count as usize;
+            if rc == -libc::ENOENT {
+                return total;
+            }
+            assert_eq!(rc, 0, "batch lookup");
+            token_in = token_out;
+            first = false;
+        }
+    }
+}
