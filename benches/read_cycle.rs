@@ -88,7 +88,7 @@ fn bench(map_type: MapType, metric: &str, entries: usize, cpus: usize) {
     let series: usize = snapshot
         .families
         .iter()
-        .filter(|f| f.name == metric)
+        .filter(|f| f.name == format!("ebpf_{metric}"))
         .map(|f| f.samples.len())
         .sum();
     assert_eq!(series, entries, "one series per key");

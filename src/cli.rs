@@ -25,7 +25,7 @@ pub const VERSION: &str = concat!(
 fn refuse_skip_cache_size(_: &str) -> Result<u64, String> {
     Err(
         "not a flag of bpf-exporter: one cache holds every decoded label set, those a decoder \
-         skipped included; size it with --labels.cache-size (default 65536)"
+         skipped included; size it with --labels.cache-size (default 1048576)"
             .to_string(),
     )
 }
@@ -102,10 +102,17 @@ pub struct Args {
     #[arg(long = "maps.read-method", value_name = "METHOD", default_value = "batch", value_parser = parse_method)]
     pub read_method: ReadMethod,
 
-    /// Decoded label sets kept between reads (least recently used go first);
-    /// 0 decodes every key on every read.
+    /// Map keys held decoded from one read to the next, in all maps (a key
+    /// goes when its map no longer holds it); past it, new keys are decoded
+    /// on every read. 0 decodes every key on every read.
     #[arg(long = "labels.cache-size", value_name = "ENTRIES", default_value_t = crate::reader::DEFAULT_CACHE_SIZE)]
     pub label_cache_size: usize,
+
+    /// Series each metric family may have unless its config sets
+    /// `series_limit`: label sets past it are left out, counted in
+    /// bpf_exporter_series_dropped_total and reported once. 0: no limit.
+    #[arg(long = "metrics.series-limit", value_name = "SERIES", default_value_t = crate::reader::DEFAULT_SERIES_LIMIT)]
+    pub series_limit: usize,
 
     /// How long a cached label set is trusted when its decoders' answers can
     /// change (cgroup paths, interface names, kernel symbols).

@@ -27,6 +27,8 @@ pub struct Settings {
     pub check_interval: Duration,
     pub label_cache_size: usize,
     pub label_refresh: Duration,
+    /// `--metrics.series-limit`.
+    pub series_limit: usize,
     pub bpf_stats: bool,
     /// `--metrics.ebpf-exporter-self`.
     pub ebpf_exporter_self: bool,
@@ -69,6 +71,7 @@ impl From<Args> for Settings {
             check_interval: args.config_check_interval,
             label_cache_size: args.label_cache_size,
             label_refresh: args.label_refresh,
+            series_limit: args.series_limit,
             bpf_stats: args.bpf_stats,
             ebpf_exporter_self: args.ebpf_exporter_self,
             host_bpf: args.host_bpf,
@@ -94,5 +97,6 @@ impl Settings {
         )
         .with_ebpf_exporter_self_metrics(self.ebpf_exporter_self)
         .with_host_bpf(self.host_bpf)
+        .with_series_limit(self.series_limit)
     }
 }

@@ -52,6 +52,8 @@ pub struct Config {
     pub kaddrs: Vec<Kaddr>,
     /// ebpf_exporter's `cgroup_id_map`.
     pub cgroup_id_map: Option<CgroupIdMap>,
+    /// Series per family, when the config sets its own limit (0: any).
+    pub series_limit: Option<usize>,
 }
 
 /// A map the exporter keeps filled with the cgroups whose path matches.

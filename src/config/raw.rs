@@ -38,6 +38,10 @@ pub struct RawConfig {
     /// ebpf_exporter's: a map the exporter keeps filled with the ids of
     /// the cgroups whose path matches, for the program to filter on.
     pub cgroup_id_map: Option<Spanned<RawCgroupIdMap>>,
+    /// Series each metric family of this config may have (0: any number);
+    /// past it new label sets are left out and counted. Defaults to
+    /// `--metrics.series-limit`.
+    pub series_limit: Option<usize>,
     pub tracing: Option<Spanned<serde::de::IgnoredAny>>,
 }
 

@@ -66,6 +66,7 @@ pub fn parse(source: &Source, prefix: &str) -> Result<Config, ConfigErrors> {
             attach,
             kaddrs,
             cgroup_id_map,
+            series_limit: raw.series_limit,
         })
     } else {
         Err(ConfigErrors(v.errors))

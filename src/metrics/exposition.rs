@@ -51,11 +51,12 @@ impl Format {
     }
 }
 
-/// Encodes `families` in `format`.
-pub fn encode(families: &[Family], format: Format) -> String {
+/// Encodes `families` (owned, or shared as a snapshot holds them) in
+/// `format`.
+pub fn encode<F: std::borrow::Borrow<Family>>(families: &[F], format: Format) -> String {
     let mut out = String::with_capacity(families.len() * 256);
     for family in families {
-        write_family(&mut out, family, format);
+        write_family(&mut out, family.borrow(), format);
     }
     if format == Format::OpenMetrics {
         out.push_str("# EOF\n");
@@ -488,7 +489,7 @@ ebpf_test_latency_seconds_bucket{le="+Inf",op="read"} 9
     #[test]
     fn snapshot_encoding_matches_slice_encoding() {
         let snapshot = Arc::new(Snapshot {
-            families: fixture(),
+            families: fixture().into_iter().map(Arc::new).collect(),
             ..Snapshot::default()
         });
         for format in [Format::Text004, Format::OpenMetrics] {
@@ -1019,6 +1020,9 @@ ebpf_test_latency_seconds_bucket{le="+Inf",op="read"} 9
             encode(&fixture(), Format::OpenMetrics),
             reference_openmetrics(&fixture())
         );
-        assert_eq!(encode(&[], Format::OpenMetrics), reference_openmetrics(&[]));
+        assert_eq!(
+            encode::<Family>(&[], Format::OpenMetrics),
+            reference_openmetrics(&[])
+        );
     }
 }

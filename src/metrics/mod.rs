@@ -40,7 +40,7 @@ pub struct Histogram {
 #[derive(Debug, Clone, PartialEq)]
 pub struct Sample {
     /// One value per name in [`Family::label_names`], in the same order.
-    pub label_values: Vec<String>,
+    pub label_values: std::sync::Arc<[String]>,
     pub value: Value,
 }
 
@@ -213,12 +213,26 @@ impl ConfigStatus {
 /// wait for, or observe, a read in progress.
 #[derive(Debug, Clone)]
 pub struct Snapshot {
-    pub families: Vec<Family>,
+    /// Shared with the reader, which keeps each map's last family: a
+    /// snapshot costs a pointer per family, not a copy of every sample.
+    pub families: Vec<std::sync::Arc<Family>>,
     pub configs: Vec<ConfigStatus>,
     pub taken_at: SystemTime,
     /// Why `/-/ready` answers 503, or `None` when it answers 200 (the rule
     /// is [`crate::fleet::Fleet::readiness`]).
     pub not_ready: Option<String>,
+    /// Families at their series limit, shown on `/` and in `/-/status`.
+    pub series_limited: Vec<SeriesLimited>,
+}
+
+/// A family whose series limit left label sets out.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct SeriesLimited {
+    pub config: String,
+    pub metric: String,
+    pub limit: usize,
+    /// Label sets left out so far (`bpf_exporter_series_dropped_total`).
+    pub dropped: u64,
 }
 
 impl Snapshot {
@@ -234,6 +248,7 @@ impl Default for Snapshot {
             configs: Vec::new(),
             taken_at: SystemTime::UNIX_EPOCH,
             not_ready: Some("starting: no snapshot published yet".to_string()),
+            series_limited: Vec::new(),
         }
     }
 }

@@ -128,7 +128,7 @@ fn family(name: &str, help: &str, kind: MetricKind, value: Value) -> Family {
         kind,
         label_names: Vec::new(),
         samples: vec![Sample {
-            label_values: Vec::new(),
+            label_values: [].into(),
             value,
         }],
     }

@@ -28,6 +28,8 @@ pub struct MapStats {
     pub method: ReadMethod,
     /// For an event stream: events lost so far.
     pub events_lost: Option<u64>,
+    /// Label sets the family's series limit has left out so far.
+    pub series_dropped: u64,
 }
 
 impl Default for MapStats {
@@ -39,6 +41,7 @@ impl Default for MapStats {
             duration: Duration::ZERO,
             method: ReadMethod::Batch,
             events_lost: None,
+            series_dropped: 0,
         }
     }
 }
@@ -121,8 +124,14 @@ pub fn families(inputs: &Inputs<'_>) -> Vec<Family> {
             failures.push(gauge(&[&status.name, reason], n as f64));
         }
     }
-    let (mut duration, mut entries, mut read_errors, mut decode_errors, mut lost) =
-        (Vec::new(), Vec::new(), Vec::new(), Vec::new(), Vec::new());
+    let (mut duration, mut entries, mut read_errors, mut decode_errors, mut lost, mut dropped) = (
+        Vec::new(),
+        Vec::new(),
+        Vec::new(),
+        Vec::new(),
+        Vec::new(),
+        Vec::new(),
+    );
     for (config, spec, m) in inputs.maps {
         duration.push(gauge(
             &[config, &spec.map, m.method.as_str()],
@@ -133,6 +142,7 @@ pub fn families(inputs: &Inputs<'_>) -> Vec<Family> {
         if let Some(n) = m.events_lost {
             lost.push(counter(&[config, &spec.map], n));
         }
+        dropped.push(counter(&[config, &spec.name], m.series_dropped));
         for (decoder, n) in &m.decode_errors {
             decode_errors.push(counter(&[config, &spec.name, decoder], *n));
         }
@@ -163,11 +173,12 @@ pub fn families(inputs: &Inputs<'_>) -> Vec<Family> {
         family("map_read_errors_total", "Failed reads of each map; the metric keeps its last good values meanwhile.", MetricKind::Counter, &["config", "map"], read_errors),
         family("map_events_lost_total", "Events of an event counter's map (perf_event_array) the kernel dropped because its buffer was full: those events are not counted.", MetricKind::Counter, &["config", "map"], lost),
         family("decode_errors_total", "Map rows dropped because a label could not be decoded, by the decoder that failed.", MetricKind::Counter, &["config", "metric", "decoder"], decode_errors),
-        family("label_cache_entries", "Decoded label sets held in the label cache.", MetricKind::Gauge, &[], vec![gauge(&[], inputs.cache.len() as f64)]),
-        family("label_cache_hits_total", "Map keys whose labels came from the cache.", MetricKind::Counter, &[], vec![counter(&[], cache.hits)]),
-        family("label_cache_misses_total", "Map keys decoded because the cache did not have them (or had them too long).", MetricKind::Counter, &[], vec![counter(&[], cache.misses)]),
-        family("label_cache_evictions_total", "Label sets dropped from the full cache, least recently used first.", MetricKind::Counter, &[], vec![counter(&[], cache.evictions)]),
-        family("label_cache_refreshes_total", "Label sets decoded again because their decoders' answers can change (cgroup, ifname, ksym) and they were older than the refresh interval.", MetricKind::Counter, &[], vec![counter(&[], cache.refreshes)]),
+        family("series_dropped_total", "Label sets a family's series limit (series_limit, --metrics.series-limit) left out, each counted once while its keys stay in the map.", MetricKind::Counter, &["config", "metric"], dropped),
+        family("label_cache_entries", "Map keys held decoded from one read to the next, in all metrics (at most --labels.cache-size).", MetricKind::Gauge, &[], vec![gauge(&[], inputs.cache.len() as f64)]),
+        family("label_cache_hits_total", "Map keys whose labels were held from an earlier read.", MetricKind::Counter, &[], vec![counter(&[], cache.hits)]),
+        family("label_cache_misses_total", "Map keys decoded: new keys, keys decoded again, and keys read while the cache was full.", MetricKind::Counter, &[], vec![counter(&[], cache.misses)]),
+        family("label_cache_evictions_total", "Held keys forgotten because their map no longer held them.", MetricKind::Counter, &[], vec![counter(&[], cache.evictions)]),
+        family("label_cache_refreshes_total", "Keys decoded again because their decoders' answers can change (cgroup, ifname, ksym) and they were older than the refresh interval.", MetricKind::Counter, &[], vec![counter(&[], cache.refreshes)]),
         family("program_runs_total", "Times each BPF program ran, from kernel statistics (--bpf.stats).", MetricKind::Counter, &["config", "program"], runs),
         family("program_run_time_seconds_total", "Time each BPF program spent running, from kernel statistics (--bpf.stats); divided by program_runs_total it is the cost per event.", MetricKind::Counter, &["config", "program"], run_time),
         family("config_last_reload_successful", "Whether the last config reload applied every change (1) or rejected some (0).", MetricKind::Gauge, &[], vec![gauge(&[], f64::from(u8::from(reloads.last_successful.unwrap_or(true))))]),

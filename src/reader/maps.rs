@@ -98,6 +98,8 @@ pub struct KernelMap {
     values_per_entry: usize,
     max_entries: usize,
     method: ReadMethod,
+    /// Entries of the last read: the next one reserves room for as many.
+    last_len: usize,
 }
 
 impl KernelMap {
@@ -126,21 +128,28 @@ impl KernelMap {
             handle,
             values_per_entry,
             method,
+            last_len: 0,
         })
     }
 
-    fn read_batch(&self) -> io::Result<MapDump> {
+    /// Reads straight into the dump's buffers, sized from the last read,
+    /// so a big map costs no copy and no regrowth.
+    fn read_batch(&mut self) -> io::Result<MapDump> {
         let fd = self.handle.as_fd().as_raw_fd();
         let (ks, vpe) = (self.key_size, self.values_per_entry);
         let mut dump = MapDump::new(ks, vpe);
         let mut chunk = self.max_entries.clamp(1, BATCH_ENTRIES);
+        let expected = (self.last_len + chunk).min(self.max_entries + chunk);
+        dump.keys.reserve(expected * ks);
+        dump.values.reserve(expected * vpe);
         // Hash maps use a 4-byte bucket cursor, arrays a key-sized one.
         let token = ks.max(8);
         let (mut in_token, mut out_token) = (vec![0u8; token], vec![0u8; token]);
-        let mut keys = vec![0u8; chunk * ks];
-        let mut values = vec![0u64; chunk * vpe];
+        let mut read = 0usize;
         let mut first = true;
         loop {
+            dump.keys.resize((read + chunk) * ks, 0);
+            dump.values.resize((read + chunk) * vpe, 0);
             let mut count = chunk as u32;
             let opts = libbpf_sys::bpf_map_batch_opts {
                 sz: std::mem::size_of::<libbpf_sys::bpf_map_batch_opts>() as _,
@@ -152,15 +161,16 @@ impl KernelMap {
             } else {
                 in_token.as_mut_ptr().cast()
             };
-            // SAFETY: the buffers hold `chunk` keys and `chunk * vpe` u64 values, the
-            // tokens are at least as large as any cursor the kernel writes.
+            // SAFETY: past `read` entries, the buffers hold `chunk` keys and
+            // `chunk * vpe` u64 values; the tokens are at least as large as
+            // any cursor the kernel writes.
             let rc = unsafe {
                 libbpf_sys::bpf_map_lookup_batch(
                     fd,
                     in_ptr,
                     out_token.as_mut_ptr().cast(),
-                    keys.as_mut_ptr().cast(),
-                    values.as_mut_ptr().cast(),
+                    dump.keys[read * ks..].as_mut_ptr().cast(),
+                    dump.values[read * vpe..].as_mut_ptr().cast(),
                     &mut count,
                     &opts,
                 )
@@ -169,23 +179,21 @@ impl KernelMap {
             let n = (count as usize).min(chunk);
             match errno {
                 0 | libc::ENOENT => {
-                    dump.keys.extend_from_slice(&keys[..n * ks]);
-                    dump.values.extend_from_slice(&values[..n * vpe]);
+                    read += n;
                     if errno == libc::ENOENT {
+                        dump.keys.truncate(read * ks);
+                        dump.values.truncate(read * vpe);
+                        self.last_len = read;
                         return Ok(dump);
                     }
                     std::mem::swap(&mut in_token, &mut out_token);
                     first = false;
                 }
                 // One hash bucket holds more entries than fit; retry bigger.
-                libc::ENOSPC if n == 0 && chunk < self.max_entries.max(1) * 2 => {
-                    chunk *= 2;
-                    keys.resize(chunk * ks, 0);
-                    values.resize(chunk * vpe, 0);
-                }
+                libc::ENOSPC if n == 0 && chunk < self.max_entries.max(1) * 2 => chunk *= 2,
                 _ => return Err(io::Error::from_raw_os_error(errno)),
             }
-            if dump.len() > self.max_entries {
+            if read > self.max_entries {
                 return Err(io::Error::other(format!(
                     "batch read returned more than max_entries ({}) entries",
                     self.max_entries

@@ -22,18 +22,23 @@ use std::time::{Duration, Instant, SystemTime};
 use crate::config::Config;
 use crate::fleet::View;
 use crate::metrics::self_metrics::{self, MapStats, RunTotals};
-use crate::metrics::{Failure, Family, Reason, Snapshot, SnapshotCell};
+use crate::metrics::{Failure, Family, Reason, SeriesLimited, Snapshot, SnapshotCell};
 use crate::programs::loader::Loaded;
 use crate::programs::stats;
 use cache::LabelCache;
 use libbpf_rs::MapHandle;
 use maps::{GlobalVariable, KernelMap, MapSource, ReadMethod};
 
-/// Label sets kept by default, and how long a label set whose decoders'
-/// answers can change is trusted (`--labels.cache-size`,
-/// `--labels.refresh-interval`).
-pub const DEFAULT_CACHE_SIZE: usize = 65_536;
+/// Decoded keys held by default, how long a key whose decoders' answers
+/// can change is trusted (`--labels.cache-size`,
+/// `--labels.refresh-interval`), and the series a family may have unless
+/// its config says (`--metrics.series-limit`). A million keys is a
+/// million-entry map read in full each cycle, decoded once; the limit
+/// keeps a map that grows with what unprivileged users do (pids, ports,
+/// paths) from growing `/metrics` without bound.
+pub const DEFAULT_CACHE_SIZE: usize = 1 << 20;
 pub const DEFAULT_REFRESH: Duration = Duration::from_secs(60);
+pub const DEFAULT_SERIES_LIMIT: usize = 10_000;
 
 /// What the reader reads of one running config: its metric specs, a source
 /// per metric, and its programs' fds for run-time statistics. It holds map
@@ -107,11 +112,11 @@ pub struct ReadSet {
 
 /// One metric of a target and what its reads have done so far.
 struct MetricState {
-    /// Identifies the metric in the label cache.
-    cache_id: u64,
+    /// Its keys and series, kept from one read to the next.
+    rows: rows::MetricRows,
     /// The last good family: kept when a read fails, so a transient error
     /// does not make series vanish.
-    last: Option<Family>,
+    last: Option<Arc<Family>>,
     stats: MapStats,
 }
 
@@ -120,7 +125,8 @@ pub struct Reader {
     set: ReadSet,
     /// By target id and metric index.
     metrics: HashMap<(u64, usize), MetricState>,
-    next_cache_id: u64,
+    /// Series per family of configs without `series_limit`; 0: any.
+    series_limit: usize,
     last_cycle: Duration,
     last_read: Option<SystemTime>,
     /// Export each program's kernel run-time statistics (`--bpf.stats`).
@@ -146,7 +152,7 @@ impl Reader {
         Reader {
             set: ReadSet::default(),
             metrics: HashMap::new(),
-            next_cache_id: 0,
+            series_limit: DEFAULT_SERIES_LIMIT,
             last_cycle: Duration::ZERO,
             last_read: None,
             run_stats,
@@ -154,6 +160,12 @@ impl Reader {
             host_bpf: false,
             cache,
         }
+    }
+
+    /// Series per family of configs that do not say (`--metrics.series-limit`).
+    pub fn with_series_limit(mut self, limit: usize) -> Self {
+        self.series_limit = limit;
+        self
     }
 
     /// Adds every BPF program and map of the host (`--collector.host-bpf`).
@@ -172,24 +184,21 @@ impl Reader {
     /// still in it (last families, error counts, cached labels) is kept.
     pub fn swap(&mut self, set: ReadSet) {
         let kept: Vec<u64> = set.targets.iter().map(|t| t.id).collect();
-        let mut gone = Vec::new();
+        let cache = &mut self.cache;
         self.metrics.retain(|(target, _), m| {
             let keep = kept.contains(target);
             if !keep {
-                gone.push(m.cache_id);
+                m.rows.forget(cache);
             }
             keep
         });
-        self.cache.forget(&gone);
         for target in &set.targets {
+            let limit = target.config.series_limit.unwrap_or(self.series_limit);
             for i in 0..target.config.metrics.len() {
-                self.metrics.entry((target.id, i)).or_insert_with(|| {
-                    self.next_cache_id += 1;
-                    MetricState {
-                        cache_id: self.next_cache_id,
-                        last: None,
-                        stats: MapStats::default(),
-                    }
+                self.metrics.entry((target.id, i)).or_insert_with(|| MetricState {
+                    rows: rows::MetricRows::new(limit),
+                    last: None,
+                    stats: MapStats::default(),
                 });
             }
         }
@@ -236,12 +245,13 @@ impl Reader {
         let t = Instant::now();
         match source.read() {
             Ok(dump) => {
-                let (family, stats) = rows::family(spec, &dump, &mut self.cache, state.cache_id);
+                let (family, stats) = state.rows.family(spec, &dump, &mut self.cache, Instant::now());
                 state.stats.entries = dump.len();
+                state.stats.series_dropped = state.rows.series_dropped();
                 for (decoder, n) in stats.decode_errors {
                     *state.stats.decode_errors.entry(decoder).or_default() += n;
                 }
-                state.last = Some(family);
+                state.last = Some(Arc::new(family));
             }
             Err(e) => {
                 state.stats.read_errors += 1;
@@ -256,6 +266,7 @@ impl Reader {
     fn snapshot(&self) -> Snapshot {
         let mut families = Vec::new();
         let mut maps = Vec::new();
+        let mut series_limited = Vec::new();
         let mut runs = Vec::new();
         for target in &self.set.targets {
             for (i, spec) in target.config.metrics.iter().enumerate() {
@@ -264,6 +275,14 @@ impl Reader {
                 };
                 families.extend(state.last.clone());
                 maps.push((target.config.name.as_str(), spec, &state.stats));
+                if state.stats.series_dropped > 0 {
+                    series_limited.push(SeriesLimited {
+                        config: target.config.name.clone(),
+                        metric: spec.name.clone(),
+                        limit: state.rows.series_limit(),
+                        dropped: state.stats.series_dropped,
+                    });
+                }
             }
             if self.run_stats {
                 for (program, fd) in &target.programs {
@@ -288,19 +307,21 @@ impl Reader {
             last_cycle: self.last_cycle,
             last_read: self.last_read.unwrap_or(taken_at),
         };
-        families.extend(self_metrics::families(&inputs));
+        let mut own = self_metrics::families(&inputs);
         if self.ebpf_exporter_self {
-            families.extend(self_metrics::ebpf_exporter_families(&inputs));
+            own.extend(self_metrics::ebpf_exporter_families(&inputs));
         }
-        families.extend(crate::metrics::process::families());
+        own.extend(crate::metrics::process::families());
         if self.host_bpf {
-            families.extend(crate::metrics::host_bpf::families());
+            own.extend(crate::metrics::host_bpf::families());
         }
+        families.extend(own.into_iter().map(Arc::new));
         Snapshot {
             families,
             configs: view.configs.clone(),
             taken_at,
             not_ready: view.not_ready.clone(),
+            series_limited,
         }
     }
 }

@@ -2,10 +2,26 @@
 //! decoder chains, sum or split per-CPU values, and sum rows whose decoded
 //! labels are equal (two keys may decode to the same label set, such as two
 //! unknown syscall numbers under a `static_map` without `allow_unknown`).
+//!
+//! A metric keeps what it learnt from one read to the next ([`MetricRows`]):
+//! every key of the last read and the series it feeds, so a read decodes
+//! only keys it has not seen, looks each key up once in a hash table of raw
+//! key bytes, adds its values into a flat table indexed by series, and
+//! builds samples that share their label sets instead of copying them. A
+//! key that leaves the map is forgotten at the end of the read that no
+//! longer finds it, and a series without keys leaves `/metrics` with it:
+//! what is kept is what the map holds, so nothing needs evicting while the
+//! map is read, and a million-key map is decoded once, not every read.
+//!
+//! The series limit (`series_limit`, `--metrics.series-limit`) caps the
+//! series of a family: a label set past it is left out and counted once
+//! for as long as its keys stay in the map, and comes in when room frees.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 use std::time::Instant;
+
+use foldhash::fast::RandomState;
 
 use crate::config::{HistogramSpec, LabelSpec, MetricSpec, MetricType};
 use crate::decoders::{decode_chain, DecodeError};
@@ -29,115 +45,467 @@ impl RowStats {
     }
 }
 
-/// `metric` identifies `spec` in `cache`, which holds decoded key labels
-/// across reads.
-pub fn family(spec: &MetricSpec, dump: &MapDump, cache: &mut LabelCache, metric: u64) -> (Family, RowStats) {
-    let mut stats = RowStats::default();
-    let changes = spec.labels.iter().any(LabelSpec::answer_can_change);
-    let now = Instant::now();
-    let histogram = match &spec.kind {
-        MetricType::Histogram(h) => Some(h),
-        _ => None,
-    };
-    let mut rows: BTreeMap<(Arc<[String]>, usize), Acc> = BTreeMap::new();
-    // The CPU labels are the same for every row: decode them once.
-    let cpu_values: Option<Vec<Option<String>>> = spec.cpu_label.as_ref().map(|label| {
-        (0..dump.values_per_entry)
-            .map(|cpu| decode_label(label, &(cpu as u64).to_le_bytes()[..label.size.min(8)]).ok())
-            .collect()
-    });
-    for (key, values) in dump.entries() {
-        let decoded = cache.get_or_decode(metric, key, changes, now, || {
-            let mut labels = decode_key(spec, key)?;
-            let bucket = match histogram {
-                Some(_) => {
-                    bucket_index(labels.pop().unwrap_or_default()).map_err(|e| ("bucket".into(), e))?
-                }
-                None => 0,
-            };
-            Ok((Arc::from(labels), bucket))
-        });
-        let (labels, bucket) = match decoded {
-            Ok(decoded) => decoded,
-            Err((_, DecodeError::Skip)) => {
-                stats.skipped += 1;
-                continue;
+/// What one key decoded to.
+#[derive(Debug, Clone)]
+enum Outcome {
+    /// Feeds series `base` (and, split by CPU, the `width - 1` after it),
+    /// at `slot` of its row of counts: 0 for a counter or gauge, the
+    /// bucket's index for a histogram.
+    Series { base: u32, slot: u32 },
+    /// Its label set is past the series limit.
+    Refused(Arc<[String]>),
+    /// An allow-list left it out.
+    Skip,
+    /// This decoder could not decode it.
+    Error(Arc<str>),
+}
+
+struct KeyEntry {
+    outcome: Outcome,
+    /// When the key must be decoded again; `None` for keys whose decoders
+    /// always give the same answer.
+    expires: Option<Instant>,
+    /// The read that last found the key.
+    seen: u64,
+}
+
+/// One label set with keys in the map.
+#[derive(Default)]
+struct Series {
+    labels: Arc<[String]>,
+    /// Split by CPU: the label set with each CPU's name after it (`None`
+    /// where the CPU's label did not decode).
+    per_cpu: Vec<Option<Arc<[String]>>>,
+    /// Keys that feed it; it goes with the last.
+    keys: u32,
+}
+
+/// The label sets of a metric, each with its index into the count table.
+#[derive(Default)]
+struct SeriesSet {
+    index: HashMap<Arc<[String]>, u32, RandomState>,
+    series: Vec<Series>,
+    /// Indices of series that went, for the next new one.
+    free: Vec<u32>,
+    /// Live series in label order, rebuilt when one comes or goes.
+    order: Option<Vec<u32>>,
+    /// Label sets left out by the limit, with their keys.
+    refused: HashMap<Arc<[String]>, u32, RandomState>,
+    /// Label sets (not counting a CPU split) the family may hold; 0: any.
+    limit: usize,
+    /// Label sets left out so far, each counted once while it stays.
+    dropped: u64,
+}
+
+impl SeriesSet {
+    fn has_room(&self) -> bool {
+        self.limit == 0 || self.index.len() < self.limit
+    }
+
+    /// One more key of `labels`: its series, made if new and the limit
+    /// allows.
+    fn acquire(&mut self, labels: Arc<[String]>, cpus: Option<&[Option<String>]>, slot: u32) -> Outcome {
+        if let Some(&base) = self.index.get(&labels) {
+            self.series[base as usize].keys += 1;
+            return Outcome::Series { base, slot };
+        }
+        if !self.has_room() {
+            let keys = self.refused.entry(Arc::clone(&labels)).or_insert(0);
+            if *keys == 0 {
+                self.dropped += 1;
             }
-            Err((decoder, DecodeError::Invalid(message))) => {
-                tracing::debug!(metric = %spec.name, "row dropped: {message}");
-                stats.error(&decoder);
-                continue;
+            *keys += 1;
+            return Outcome::Refused(labels);
+        }
+        let per_cpu = cpus.map_or_else(Vec::new, |names| {
+            names
+                .iter()
+                .map(|name| {
+                    name.as_ref()
+                        .map(|n| labels.iter().chain([n]).cloned().collect::<Arc<[String]>>())
+                })
+                .collect()
+        });
+        let series = Series {
+            labels: Arc::clone(&labels),
+            per_cpu,
+            keys: 1,
+        };
+        let base = match self.free.pop() {
+            Some(base) => {
+                self.series[base as usize] = series;
+                base
+            }
+            None => {
+                self.series.push(series);
+                (self.series.len() - 1) as u32
             }
         };
-        match &cpu_values {
-            Some(cpus) => {
-                for (cpu, (value, name)) in values.iter().zip(cpus).enumerate() {
+        self.index.insert(labels, base);
+        self.order = None;
+        Outcome::Series { base, slot }
+    }
+
+    /// One key less for what `outcome` counted in.
+    fn release(&mut self, outcome: &Outcome) {
+        match outcome {
+            Outcome::Series { base, .. } => {
+                let series = &mut self.series[*base as usize];
+                series.keys -= 1;
+                if series.keys == 0 {
+                    let gone = std::mem::take(series);
+                    self.index.remove(&gone.labels);
+                    self.free.push(*base);
+                    self.order = None;
+                }
+            }
+            Outcome::Refused(labels) => {
+                if let Some(keys) = self.refused.get_mut(labels) {
+                    *keys -= 1;
+                    if *keys == 0 {
+                        self.refused.remove(labels);
+                    }
+                }
+            }
+            Outcome::Skip | Outcome::Error(_) => {}
+        }
+    }
+
+    /// Sorts the live series by labels, if one came or went since.
+    fn sort(&mut self) {
+        if self.order.is_none() {
+            let mut order: Vec<u32> = self.index.values().copied().collect();
+            order.sort_unstable_by(|a, b| {
+                self.series[*a as usize]
+                    .labels
+                    .cmp(&self.series[*b as usize].labels)
+            });
+            self.order = Some(order);
+        }
+    }
+}
+
+/// A metric's keys and series across reads.
+pub struct MetricRows {
+    keys: HashMap<Box<[u8]>, KeyEntry, RandomState>,
+    set: SeriesSet,
+    /// Values per entry of the map the keys came from, once read.
+    values_per_entry: Option<usize>,
+    /// Reads so far.
+    generation: u64,
+    /// Counts of the current read: `width * stride` per series.
+    counts: Vec<u64>,
+    /// Whether the limit was reported.
+    reported: bool,
+}
+
+impl MetricRows {
+    /// `limit`: label sets the family may hold (not counting a CPU split);
+    /// 0 for any number.
+    pub fn new(limit: usize) -> Self {
+        MetricRows {
+            keys: HashMap::default(),
+            set: SeriesSet {
+                limit,
+                ..Default::default()
+            },
+            values_per_entry: None,
+            generation: 0,
+            counts: Vec::new(),
+            reported: false,
+        }
+    }
+
+    /// Keys held decoded.
+    pub fn len(&self) -> usize {
+        self.keys.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.keys.is_empty()
+    }
+
+    /// Label sets the series limit has left out so far.
+    pub fn series_dropped(&self) -> u64 {
+        self.set.dropped
+    }
+
+    /// Label sets the family may hold; 0: any number.
+    pub fn series_limit(&self) -> usize {
+        self.set.limit
+    }
+
+    /// Gives `cache` back the keys held, when the metric goes.
+    pub fn forget(&mut self, cache: &mut LabelCache) {
+        cache.release(self.keys.len());
+        let limit = self.set.limit;
+        *self = MetricRows::new(limit);
+    }
+
+    /// The family of `dump`, the map's entries now. Keys are held decoded
+    /// while `cache` has room; `now` is taken once per read.
+    pub fn family(
+        &mut self,
+        spec: &MetricSpec,
+        dump: &MapDump,
+        cache: &mut LabelCache,
+        now: Instant,
+    ) -> (Family, RowStats) {
+        if self.values_per_entry.is_some_and(|v| v != dump.values_per_entry) {
+            self.forget(cache);
+        }
+        self.values_per_entry = Some(dump.values_per_entry);
+        self.generation += 1;
+        let generation = self.generation;
+        let mut stats = RowStats::default();
+        let histogram = match &spec.kind {
+            MetricType::Histogram(h) => Some(h),
+            _ => None,
+        };
+        // Per series: one count, or a histogram's buckets, overflow and sum.
+        let stride = histogram.map_or(1, |h| h.buckets.len() + 2);
+        // The CPU labels are the same for every row: decode them once.
+        let cpu_names: Option<Vec<Option<String>>> = spec.cpu_label.as_ref().map(|label| {
+            (0..dump.values_per_entry)
+                .map(|cpu| decode_label(label, &(cpu as u64).to_le_bytes()[..label.size.min(8)]).ok())
+                .collect()
+        });
+        let width = cpu_names.as_ref().map_or(1, Vec::len);
+        let changes = spec.labels.iter().any(LabelSpec::answer_can_change);
+        let expires = changes.then(|| now + cache.refresh());
+        // Outcomes of keys not held (the cache was full): released after.
+        let mut unheld = Vec::new();
+        let mut seen = 0usize;
+        let MetricRows {
+            keys, set, counts, ..
+        } = self;
+        counts.clear();
+        for (key, values) in dump.entries() {
+            let decode = |set: &mut SeriesSet| match decode_key(spec, key, histogram) {
+                Ok((labels, slot)) => set.acquire(labels, cpu_names.as_deref(), slot),
+                Err((_, DecodeError::Skip)) => Outcome::Skip,
+                Err((decoder, DecodeError::Invalid(message))) => {
+                    tracing::debug!(metric = %spec.name, "row dropped: {message}");
+                    Outcome::Error(decoder.into())
+                }
+            };
+            let outcome = match keys.get_mut(key) {
+                Some(entry) if entry.seen == generation => {
+                    // The kernel gave the same key twice (a hash map
+                    // changing under a batch read): count it once.
+                    continue;
+                }
+                Some(entry) => {
+                    entry.seen = generation;
+                    seen += 1;
+                    let fresh = entry.expires.is_none_or(|at| now < at);
+                    let retry = matches!(entry.outcome, Outcome::Refused(_)) && set.has_room();
+                    if fresh && !retry {
+                        cache.stats.hits += 1;
+                    } else {
+                        cache.stats.misses += 1;
+                        cache.stats.refreshes += u64::from(!fresh);
+                        let new = decode(set);
+                        set.release(&std::mem::replace(&mut entry.outcome, new));
+                        entry.expires = expires;
+                    }
+                    entry.outcome.clone()
+                }
+                None => {
+                    cache.stats.misses += 1;
+                    let outcome = decode(set);
+                    if cache.admit() {
+                        seen += 1;
+                        let entry = KeyEntry {
+                            outcome: outcome.clone(),
+                            expires,
+                            seen: generation,
+                        };
+                        keys.insert(key.into(), entry);
+                    } else {
+                        unheld.push(outcome.clone());
+                    }
+                    outcome
+                }
+            };
+            match outcome {
+                Outcome::Series { base, slot } => {
+                    let table = Table {
+                        width,
+                        stride,
+                        series: set.series.len(),
+                    };
+                    table.add(counts, base, slot, values, cpu_names.as_deref(), &mut stats);
+                }
+                Outcome::Refused(_) => {}
+                Outcome::Skip => stats.skipped += 1,
+                Outcome::Error(decoder) => stats.error(&decoder),
+            }
+        }
+        // Keys the map no longer holds: forget them and their series.
+        if seen < keys.len() {
+            let before = keys.len();
+            keys.retain(|_, entry| {
+                let kept = entry.seen == generation;
+                if !kept {
+                    set.release(&entry.outcome);
+                }
+                kept
+            });
+            cache.stats.evictions += (before - keys.len()) as u64;
+            cache.release(before - keys.len());
+        }
+        // Label sets the limit left out come in as soon as there is room,
+        // in the read that made it rather than the next.
+        if !set.refused.is_empty() && set.has_room() {
+            for (key, values) in dump.entries() {
+                let Some(entry) = keys.get_mut(key) else { continue };
+                if !matches!(entry.outcome, Outcome::Refused(_)) || !set.has_room() {
+                    continue;
+                }
+                let Ok((labels, slot)) = decode_key(spec, key, histogram) else {
+                    continue;
+                };
+                let new = set.acquire(labels, cpu_names.as_deref(), slot);
+                set.release(&std::mem::replace(&mut entry.outcome, new.clone()));
+                if let Outcome::Series { base, slot } = new {
+                    let table = Table {
+                        width,
+                        stride,
+                        series: set.series.len(),
+                    };
+                    table.add(counts, base, slot, values, cpu_names.as_deref(), &mut stats);
+                }
+            }
+        }
+        counts.resize(set.series.len() * width * stride, 0);
+        let family = self.build(spec, width, stride);
+        for outcome in &unheld {
+            self.set.release(outcome);
+        }
+        if self.set.dropped > 0 && !self.reported {
+            self.reported = true;
+            tracing::warn!(
+                metric = %spec.name,
+                limit = self.set.limit,
+                "the family reached its series limit: label sets past it are left out, and counted in \
+                 bpf_exporter_series_dropped_total; raise series_limit in the config (or \
+                 --metrics.series-limit) if the map is meant to be this large"
+            );
+        }
+        (family, stats)
+    }
+
+    /// The samples of every live series, in label order.
+    fn build(&mut self, spec: &MetricSpec, width: usize, stride: usize) -> Family {
+        let label_names = spec.label_names();
+        let MetricRows { set, counts, .. } = self;
+        set.sort();
+        let order = set.order.as_deref().unwrap_or_default();
+        let mut samples = Vec::with_capacity(order.len() * width);
+        let value = |row: &[u64]| match &spec.kind {
+            MetricType::Counter => Value::Counter(row[0]),
+            MetricType::Gauge => Value::Gauge(row[0] as i64 as f64),
+            MetricType::Histogram(h) => Value::Histogram(cumulative(h, row)),
+        };
+        for &base in order {
+            let series = &set.series[base as usize];
+            let row = base as usize * width * stride;
+            if series.per_cpu.is_empty() {
+                samples.push(Sample {
+                    label_values: Arc::clone(&series.labels),
+                    value: value(&counts[row..row + stride]),
+                });
+                continue;
+            }
+            for (cpu, labels) in series.per_cpu.iter().enumerate() {
+                if let Some(labels) = labels {
+                    let at = row + cpu * stride;
+                    samples.push(Sample {
+                        label_values: Arc::clone(labels),
+                        value: value(&counts[at..at + stride]),
+                    });
+                }
+            }
+        }
+        // A metric without labels has exactly one series, present from the
+        // start: an empty map means zero, not "no data".
+        if label_names.is_empty() && samples.is_empty() {
+            samples.push(Sample {
+                label_values: Arc::from([]),
+                value: value(&vec![0; stride]),
+            });
+        }
+        let kind = match spec.kind {
+            MetricType::Counter => MetricKind::Counter,
+            MetricType::Gauge => MetricKind::Gauge,
+            MetricType::Histogram(_) => MetricKind::Histogram,
+        };
+        Family {
+            name: spec.name.clone(),
+            help: spec.help.clone(),
+            kind,
+            label_names,
+            samples,
+        }
+    }
+}
+
+/// The shape of a read's count table: per series, `width` rows (one per
+/// CPU when split by CPU) of `stride` counts.
+struct Table {
+    width: usize,
+    stride: usize,
+    /// Series that may have counts: the table grows to hold them.
+    series: usize,
+}
+
+impl Table {
+    /// Adds one entry's values at `slot` of series `base`'s rows: per CPU,
+    /// or summed.
+    fn add(
+        &self,
+        counts: &mut Vec<u64>,
+        base: u32,
+        slot: u32,
+        values: &[u64],
+        cpu_names: Option<&[Option<String>]>,
+        stats: &mut RowStats,
+    ) {
+        let row = base as usize * self.width * self.stride;
+        if counts.len() < row + self.width * self.stride {
+            counts.resize(self.series * self.width * self.stride, 0);
+        }
+        let slot = slot as usize;
+        match cpu_names {
+            Some(names) => {
+                for (cpu, (value, name)) in values.iter().zip(names).enumerate() {
                     if name.is_none() {
                         stats.error("cpu");
                         continue;
                     }
-                    add(
-                        &mut rows,
-                        (labels.clone(), cpu),
-                        histogram.is_some(),
-                        bucket,
-                        *value,
-                    );
+                    let count = &mut counts[row + cpu * self.stride + slot];
+                    *count = count.wrapping_add(*value);
                 }
             }
             None => {
                 let sum = values.iter().fold(0u64, |a, v| a.wrapping_add(*v));
-                add(&mut rows, (labels, NO_CPU), histogram.is_some(), bucket, sum);
+                let count = &mut counts[row + slot];
+                *count = count.wrapping_add(sum);
             }
         }
     }
-    let label_names = spec.label_names();
-    // A metric without labels has exactly one series, present from the
-    // start: an empty map means zero, not "no data".
-    if label_names.is_empty() && rows.is_empty() {
-        let empty = if histogram.is_some() {
-            Acc::Buckets(BTreeMap::new())
-        } else {
-            Acc::Value(0)
-        };
-        rows.insert((Arc::from([]), NO_CPU), empty);
-    }
-    let samples = rows
-        .into_iter()
-        .map(|((labels, cpu), acc)| {
-            let mut label_values = labels.to_vec();
-            if let Some(Some(name)) = cpu_values.as_ref().and_then(|c| c.get(cpu)) {
-                label_values.push(name.clone());
-            }
-            let value = match (&spec.kind, acc) {
-                (MetricType::Counter, Acc::Value(v)) => Value::Counter(v),
-                (MetricType::Gauge, Acc::Value(v)) => Value::Gauge(v as i64 as f64),
-                (MetricType::Histogram(h), Acc::Buckets(buckets)) => {
-                    Value::Histogram(cumulative(h, &buckets))
-                }
-                (_, acc) => unreachable!("rows of one family all accumulate the same way: {acc:?}"),
-            };
-            Sample { label_values, value }
-        })
-        .collect();
-    let kind = match spec.kind {
-        MetricType::Counter => MetricKind::Counter,
-        MetricType::Gauge => MetricKind::Gauge,
-        MetricType::Histogram(_) => MetricKind::Histogram,
-    };
-    let family = Family {
-        name: spec.name.clone(),
-        help: spec.help.clone(),
-        kind,
-        label_names,
-        samples,
-    };
-    (family, stats)
 }
 
-/// Every key label decoded, in key order.
-fn decode_key(spec: &MetricSpec, key: &[u8]) -> Result<Vec<String>, (String, DecodeError)> {
-    spec.labels
+/// Every exported key label decoded, in key order, and the slot of the
+/// key's count in its series' row: 0, or for a histogram the bucket's.
+fn decode_key(
+    spec: &MetricSpec,
+    key: &[u8],
+    histogram: Option<&HistogramSpec>,
+) -> Result<(Arc<[String]>, u32), Failed> {
+    let mut labels = spec
+        .labels
         .iter()
         .map(|label| match key.get(label.offset..label.offset + label.size) {
             Some(bytes) => decode_label(label, bytes),
@@ -150,7 +518,15 @@ fn decode_key(spec: &MetricSpec, key: &[u8]) -> Result<Vec<String>, (String, Dec
                 )),
             )),
         })
-        .collect()
+        .collect::<Result<Vec<String>, _>>()?;
+    let slot = match histogram {
+        Some(h) => {
+            let bucket = bucket_index(labels.pop().unwrap_or_default()).map_err(|e| ("bucket".into(), e))?;
+            bucket_slot(h, bucket)
+        }
+        None => 0,
+    };
+    Ok((Arc::from(labels), slot))
 }
 
 fn bucket_index(decoded: String) -> Result<u64, DecodeError> {
@@ -161,75 +537,44 @@ fn bucket_index(decoded: String) -> Result<u64, DecodeError> {
     })
 }
 
-/// The CPU index of rows that are not split by CPU.
-const NO_CPU: usize = usize::MAX;
-
-/// What the rows of one label set add up to.
-#[derive(Debug)]
-enum Acc {
-    Value(u64),
-    /// A histogram's counts by bucket key.
-    Buckets(BTreeMap<u64, u64>),
-}
-
-/// Map counts wrap like the u64 they are read from, never panic.
-fn add(
-    rows: &mut BTreeMap<(Arc<[String]>, usize), Acc>,
-    key: (Arc<[String]>, usize),
-    histogram: bool,
-    bucket: u64,
-    value: u64,
-) {
-    let acc = rows.entry(key).or_insert_with(|| {
-        if histogram {
-            Acc::Buckets(BTreeMap::new())
-        } else {
-            Acc::Value(0)
-        }
-    });
-    let slot = match acc {
-        Acc::Value(v) => v,
-        Acc::Buckets(buckets) => buckets.entry(bucket).or_insert(0),
+/// Where a bucket key counts in a histogram's row: the first bucket whose
+/// key is at least this one, else overflow (`buckets.len()`), and the sum
+/// key last (`buckets.len() + 1`).
+fn bucket_slot(spec: &HistogramSpec, key: u64) -> u32 {
+    let slot = if key == spec.sum_key {
+        spec.buckets.len() + 1
+    } else {
+        spec.buckets.partition_point(|(k, _)| *k < key)
     };
-    *slot = slot.wrapping_add(value);
+    slot as u32
 }
 
-/// Per-bucket counts → cumulative buckets. Buckets missing from the map
-/// count zero; overflow (keys above the top other than the sum key) counts
-/// only in `+Inf`, so `_count` = top bucket + overflow.
-fn cumulative(spec: &HistogramSpec, counts: &BTreeMap<u64, u64>) -> Histogram {
-    let mut per_bucket = vec![0u64; spec.buckets.len()];
-    let mut overflow = 0u64;
-    let mut sum = 0u64;
-    for (&key, &count) in counts {
-        if key == spec.sum_key {
-            sum = count;
-            continue;
-        }
-        // The first bucket whose key is at least this one holds it.
-        match per_bucket.get_mut(spec.buckets.partition_point(|(k, _)| *k < key)) {
-            Some(slot) => *slot = slot.wrapping_add(count),
-            None => overflow = overflow.wrapping_add(count),
-        }
-    }
+/// A histogram's row (per-bucket counts, overflow, sum) → cumulative
+/// buckets. Overflow counts only in `+Inf`, so `_count` = top bucket +
+/// overflow.
+fn cumulative(spec: &HistogramSpec, row: &[u64]) -> Histogram {
+    let n = spec.buckets.len();
     let mut running = 0u64;
     let buckets = spec
         .buckets
         .iter()
-        .zip(per_bucket)
-        .map(|(&(_, le), n)| {
-            running = running.wrapping_add(n);
+        .zip(&row[..n])
+        .map(|(&(_, le), &count)| {
+            running = running.wrapping_add(count);
             (le, running)
         })
         .collect();
     Histogram {
         buckets,
-        count: running.wrapping_add(overflow),
-        sum: sum as f64 * spec.multiplier,
+        count: running.wrapping_add(row[n]),
+        sum: row[n + 1] as f64 * spec.multiplier,
     }
 }
 
-fn decode_label(label: &LabelSpec, bytes: &[u8]) -> Result<String, (String, DecodeError)> {
+/// Why a key was not decoded, and by which decoder.
+type Failed = (String, DecodeError);
+
+fn decode_label(label: &LabelSpec, bytes: &[u8]) -> Result<String, Failed> {
     let decoded = decode_chain(&label.decoders, bytes).map_err(|(decoder, e)| (decoder.to_string(), e))?;
     String::from_utf8(decoded).map_err(|_| {
         let last = label.decoders.last().map_or("", |d| d.name);
@@ -249,9 +594,13 @@ mod tests {
     use crate::config::{parse, Source};
     use std::time::Duration;
 
-    /// One read through a fresh cache.
+    /// One read of a metric never read before.
     fn read_family(spec: &MetricSpec, dump: &MapDump) -> (Family, RowStats) {
-        super::family(spec, dump, &mut LabelCache::new(16, Duration::from_secs(60)), 0)
+        MetricRows::new(0).family(spec, dump, &mut cache(16), Instant::now())
+    }
+
+    fn cache(size: usize) -> LabelCache {
+        LabelCache::new(size, Duration::from_secs(60))
     }
 
     fn spec(program: &str, labels: &str) -> MetricSpec {
@@ -293,7 +642,7 @@ mod tests {
             .samples
             .iter()
             .map(|s| match s.value {
-                Value::Counter(v) => (s.label_values.clone(), v),
+                Value::Counter(v) => (s.label_values.to_vec(), v),
                 ref v => panic!("{v:?}"),
             })
             .collect()
@@ -478,7 +827,7 @@ mod tests {
             .samples
             .iter()
             .map(|s| match &s.value {
-                Value::Histogram(h) => (s.label_values.clone(), h.clone()),
+                Value::Histogram(h) => (s.label_values.to_vec(), h.clone()),
                 v => panic!("{v:?}"),
             })
             .collect();
@@ -528,5 +877,150 @@ mod tests {
         assert_eq!(family.samples[0].value, Value::Gauge(3.0));
         let (family, _) = read_family(&spec, &dump(4, 1, &[(0, &[(-7i64) as u64])]));
         assert_eq!(family.samples[0].value, Value::Gauge(-7.0));
+    }
+
+    type Counts = Vec<(Vec<String>, u64)>;
+
+    /// Reads `dumps` in turn as one metric, returning each family's
+    /// counter values, the metric and the cache after.
+    fn reads(
+        spec: &MetricSpec,
+        limit: usize,
+        size: usize,
+        dumps: &[MapDump],
+    ) -> (Vec<Counts>, MetricRows, LabelCache) {
+        let mut rows = MetricRows::new(limit);
+        let mut cache = cache(size);
+        let families = dumps
+            .iter()
+            .map(|d| values(&rows.family(spec, d, &mut cache, Instant::now()).0))
+            .collect();
+        (families, rows, cache)
+    }
+
+    #[test]
+    fn keys_are_decoded_once_across_reads() {
+        let d = dump(4, 1, &[(1, &[10]), (2, &[20])]);
+        let (families, _, cache) = reads(&spec("xdp_packets", SLOT), 0, 16, &[d.clone(), d]);
+        assert_eq!(families[0], families[1]);
+        assert_eq!((cache.stats.misses, cache.stats.hits, cache.len()), (2, 2, 2));
+    }
+
+    #[test]
+    fn a_key_that_leaves_the_map_leaves_the_family_and_the_cache() {
+        let both = dump(4, 1, &[(1, &[10]), (2, &[20])]);
+        let one = dump(4, 1, &[(2, &[21])]);
+        let (families, rows, cache) = reads(&spec("xdp_packets", SLOT), 0, 16, &[both, one]);
+        assert_eq!(families[1], [(vec!["2".to_string()], 21)]);
+        assert_eq!((rows.len(), cache.len(), cache.stats.evictions), (1, 1, 1));
+    }
+
+    #[test]
+    fn a_full_cache_decodes_the_keys_it_cannot_hold_on_every_read() {
+        let d = dump(4, 1, &[(1, &[10]), (2, &[20]), (3, &[30])]);
+        let (families, _, cache) = reads(&spec("xdp_packets", SLOT), 0, 2, &[d.clone(), d.clone()]);
+        assert_eq!(families[0], families[1]);
+        assert_eq!(families[1].len(), 3);
+        assert_eq!((cache.len(), cache.stats.hits, cache.stats.misses), (2, 2, 4));
+        let (families, _, cache) = reads(&spec("xdp_packets", SLOT), 0, 0, &[d.clone(), d]);
+        assert_eq!(families[1].len(), 3);
+        assert_eq!((cache.len(), cache.stats.misses), (0, 6), "size 0 holds nothing");
+    }
+
+    #[test]
+    fn errors_are_held_with_their_decoder_and_counted_on_every_read() {
+        // `string` refuses invalid UTF-8.
+        let labels = "        - name: name\n          size: 8\n          decoders: [{name: string}]\n";
+        let d = dump(8, 1, &[(0x656e6f, &[3]), (0xff, &[4])]);
+        let mut rows = MetricRows::new(0);
+        let mut cache = cache(16);
+        let spec = spec("syscalls", labels);
+        for _ in 0..2 {
+            let (family, stats) = rows.family(&spec, &d, &mut cache, Instant::now());
+            assert_eq!(values(&family), [(vec!["one".to_string()], 3)]);
+            assert_eq!(
+                stats.decode_errors,
+                BTreeMap::from([("string".to_string(), 1)])
+            );
+        }
+        assert_eq!(cache.stats.hits, 2);
+    }
+
+    #[test]
+    fn answers_that_can_change_are_decoded_again_after_the_refresh_interval() {
+        let labels = "        - name: function\n          size: 8\n          decoders: [{name: ksym}]\n";
+        let spec = spec("syscalls", labels);
+        let d = dump(8, 1, &[(1, &[3])]);
+        let mut rows = MetricRows::new(0);
+        let mut cache = LabelCache::new(16, Duration::ZERO);
+        for _ in 0..2 {
+            rows.family(&spec, &d, &mut cache, Instant::now());
+        }
+        assert_eq!((cache.stats.misses, cache.stats.refreshes), (2, 1));
+    }
+
+    #[test]
+    fn the_series_limit_leaves_label_sets_out_counts_each_once_and_lets_them_in_when_room_frees() {
+        let three = dump(4, 1, &[(1, &[10]), (2, &[20]), (3, &[30])]);
+        let without_1 = dump(4, 1, &[(2, &[21]), (3, &[31])]);
+        let (families, rows, _) = reads(
+            &spec("xdp_packets", SLOT),
+            2,
+            16,
+            &[three.clone(), three, without_1],
+        );
+        assert_eq!(
+            families[0],
+            [(vec!["1".to_string()], 10), (vec!["2".to_string()], 20)]
+        );
+        assert_eq!(families[1], families[0]);
+        assert_eq!(
+            families[2],
+            [(vec!["2".to_string()], 21), (vec!["3".to_string()], 31)]
+        );
+        assert_eq!(rows.series_dropped(), 1, "key 3 counted once while it stayed");
+    }
+
+    #[test]
+    fn the_series_limit_counts_histograms_not_buckets() {
+        let mut spec = histogram_spec(EXP2, 1.0, false);
+        let slot = LabelSpec {
+            name: "slot".into(),
+            offset: 0,
+            size: 4,
+            decoders: vec![crate::decoders::configure("uint", &Default::default()).unwrap()],
+        };
+        spec.labels[0].offset = 4;
+        spec.labels.insert(0, slot);
+        // Two label sets (slot 0 and 1) of three buckets each, limit 2.
+        let mut d = MapDump::new(8, 1);
+        for slot in 0..2u32 {
+            for bucket in 2..5u32 {
+                d.push(&[slot.to_le_bytes(), bucket.to_le_bytes()].concat(), &[1]);
+            }
+        }
+        let mut rows = MetricRows::new(2);
+        let (family, _) = rows.family(&spec, &d, &mut cache(16), Instant::now());
+        assert_eq!(family.samples.len(), 2);
+        assert_eq!(rows.series_dropped(), 0);
+        assert_eq!(
+            only_histogram(&Family {
+                samples: family.samples[1..].to_vec(),
+                ..family
+            })
+            .count,
+            3
+        );
+    }
+
+    #[test]
+    fn a_key_the_kernel_gives_twice_in_one_read_counts_once() {
+        let (families, _, _) = reads(
+            &spec("xdp_packets", SLOT),
+            0,
+            16,
+            &[dump(4, 1, &[(1, &[10]), (1, &[10])])],
+        );
+        assert_eq!(families[0], [(vec!["1".to_string()], 10)]);
     }
 }

@@ -7,7 +7,7 @@
 use std::fmt::Write as _;
 use std::time::SystemTime;
 
-use crate::metrics::{ConfigStatus, Snapshot};
+use crate::metrics::{ConfigStatus, SeriesLimited, Snapshot};
 use crate::privileges::Privileges;
 
 /// Escapes text for HTML element content and quoted attribute values.
@@ -76,11 +76,37 @@ pub(super) fn landing_page(
         }
         html.push_str("</tbody>\n</table>\n");
     }
+    series_limits(&mut html, &snapshot.series_limited);
     if let Some(privileges) = privileges {
         capabilities(&mut html, privileges);
     }
     html.push_str("</body>\n</html>\n");
     html
+}
+
+/// Families whose series limit left label sets out: why some series of a
+/// big map are missing, and what to raise.
+fn series_limits(html: &mut String, limited: &[SeriesLimited]) {
+    if limited.is_empty() {
+        return;
+    }
+    html.push_str(
+        "<h2>Series limits reached</h2>\n<p class=\"error\">These families hold as many series as their \
+         limit allows; new label sets are left out (raise <code>series_limit</code> in the config, or \
+         <code>--metrics.series-limit</code>).</p>\n<table>\n<thead><tr><th>Config</th><th>Metric</th>\
+         <th>Limit</th><th>Label sets left out</th></tr></thead>\n<tbody>\n",
+    );
+    for l in limited {
+        let _ = writeln!(
+            html,
+            "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
+            esc(&l.config),
+            esc(&l.metric),
+            l.limit,
+            l.dropped
+        );
+    }
+    html.push_str("</tbody>\n</table>\n");
 }
 
 fn capabilities(html: &mut String, privileges: &Privileges) {
@@ -216,6 +242,16 @@ mod tests {
             "{html}"
         );
         assert!(!landing_page("/metrics", &snapshot(), None).contains("Capabilities"));
+    }
+
+    #[test]
+    fn names_families_at_their_series_limit() {
+        let html = landing_page("/metrics", &snapshot(), None);
+        assert!(
+            html.contains("<tr><td>syscalls</td><td>ebpf_syscalls_total</td><td>10</td><td>3</td></tr>"),
+            "{html}"
+        );
+        assert!(!landing_page("/m", &Snapshot::default(), None).contains("Series limits"));
     }
 
     #[test]

@@ -141,6 +141,7 @@ fn status_json(snapshot: &Snapshot, privileges: Option<&crate::privileges::Privi
         "not_ready": snapshot.not_ready,
         "snapshot_timestamp_seconds": taken_at,
         "configs": snapshot.configs,
+        "series_limited": snapshot.series_limited,
         "capabilities": privileges,
     });
     let mut body = status.to_string();

@@ -12,24 +12,24 @@ use tokio::net::TcpStream;
 use super::web::Web;
 use super::{bind, serve, ReloadHook, ServerOptions};
 use crate::metrics::{
-    ConfigState, ConfigStatus, Family, MetricKind, ProgramStatus, Reason, Sample, Snapshot, SnapshotCell,
-    Value,
+    ConfigState, ConfigStatus, Family, MetricKind, ProgramStatus, Reason, Sample, SeriesLimited, Snapshot,
+    SnapshotCell, Value,
 };
 
 pub(super) fn snapshot() -> Snapshot {
     Snapshot {
-        families: vec![Family {
+        families: vec![std::sync::Arc::new(Family {
             name: "ebpf_test_events_total".into(),
             help: "Events seen.".into(),
             kind: MetricKind::Counter,
             label_names: vec!["cpu".into()],
             samples: (0..64)
                 .map(|cpu| Sample {
-                    label_values: vec![cpu.to_string()],
+                    label_values: [cpu.to_string()].into(),
                     value: Value::Counter(cpu * 1000),
                 })
                 .collect(),
-        }],
+        })],
         configs: vec![
             ConfigStatus {
                 name: "syscalls".into(),
@@ -65,6 +65,12 @@ pub(super) fn snapshot() -> Snapshot {
         ],
         taken_at: SystemTime::now(),
         not_ready: None,
+        series_limited: vec![SeriesLimited {
+            config: "syscalls".into(),
+            metric: "ebpf_syscalls_total".into(),
+            limit: 10,
+            dropped: 3,
+        }],
     }
 }
 

@@ -164,7 +164,7 @@ pub fn series(snapshot: &Snapshot, name: &str) -> BTreeMap<Vec<String>, Value> {
         .iter()
         .filter(|f| f.name == name)
         .flat_map(|f| &f.samples)
-        .map(|s| (s.label_values.clone(), s.value.clone()))
+        .map(|s| (s.label_values.to_vec(), s.value.clone()))
         .collect()
 }
 

@@ -17,7 +17,7 @@
 //! expectation, not a record of whatever the code printed.
 
 use std::path::PathBuf;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use bpf_exporter::config::{self, Source};
 use bpf_exporter::metrics::exposition::{encode, Format};
@@ -43,8 +43,7 @@ fn read(name: &str, dump: impl Fn(&str) -> MapDump) -> Vec<(Family, RowStats)> {
     config
         .metrics
         .iter()
-        .zip(0..)
-        .map(|(spec, id)| rows::family(spec, &dump(&spec.name), &mut cache, id))
+        .map(|spec| rows::MetricRows::new(0).family(spec, &dump(&spec.name), &mut cache, Instant::now()))
         .collect()
 }
 

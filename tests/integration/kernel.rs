@@ -76,7 +76,7 @@ fn xdp_packets_counts_each_packet_per_cpu_and_summed() {
         let cpus = libbpf_rs::num_possible_cpus().unwrap();
         assert_eq!(split.samples.len(), cpus, "one series per possible CPU");
         for (i, s) in split.samples.iter().enumerate() {
-            assert_eq!(s.label_values, [i.to_string()]);
+            assert_eq!(*s.label_values, [i.to_string()]);
         }
         assert_eq!(counter_sum(&snapshot, "ebpf_xdp_packets_total"), 300);
         drop(reader);

@@ -269,6 +269,64 @@ fn truth_counter_counts_every_argument_exactly() {
     );
 }
 
+/// The cardinality guard: a map holding more label sets than the config's
+/// `series_limit` exports only that many, counts the others once each in
+/// `bpf_exporter_series_dropped_total` and names the family in the
+/// snapshot; the series it does export keep their exact counts, and those
+/// left out come in once the program's keys leave the map.
+#[test]
+fn truth_series_limit_exports_that_many_series_exactly_and_counts_the_rest_once() {
+    if !bpf_available() {
+        return;
+    }
+    let mut truth = Truth::start(&format!("series_limit: 5\n{CALLS}"));
+    // Value v is observed v times: 20 label sets, 210 calls.
+    let values: Vec<String> = (1..=20u64)
+        .flat_map(|v| std::iter::repeat_n(v.to_string(), v as usize))
+        .collect();
+    truth.run(&format!("observe {}", values.join(" ")));
+    let dropped = |snapshot: &Snapshot| {
+        counter(
+            snapshot,
+            "bpf_exporter_series_dropped_total",
+            &[("config", "truth"), ("metric", "ebpf_truth_calls_total")],
+        )
+    };
+    for _ in 0..2 {
+        let snapshot = truth.read();
+        let exported = counters(&snapshot, "ebpf_truth_calls_total");
+        assert_eq!(exported.len(), 5, "{exported:?}");
+        for (labels, count) in &exported {
+            assert_eq!(
+                labels[0].parse::<u64>().unwrap(),
+                *count,
+                "value v was observed v times"
+            );
+        }
+        assert_eq!(
+            dropped(&snapshot),
+            15,
+            "each label set left out counts once, however often it is read"
+        );
+        assert_eq!(snapshot.series_limited.len(), 1);
+        assert_eq!(
+            (
+                snapshot.series_limited[0].limit,
+                snapshot.series_limited[0].dropped
+            ),
+            (5, 15)
+        );
+    }
+    // Under the limit nothing is left out.
+    let mut truth = Truth::start(&format!("series_limit: 20\n{CALLS}"));
+    truth.run(&format!("observe {}", values.join(" ")));
+    let snapshot = truth.read();
+    assert_eq!(counters(&snapshot, "ebpf_truth_calls_total").len(), 20);
+    assert_eq!(counter_sum(&snapshot, "ebpf_truth_calls_total"), 210);
+    assert_eq!(dropped(&snapshot), 0);
+    assert!(snapshot.series_limited.is_empty());
+}
+
 #[test]
 fn truth_pid_filter_ignores_calls_from_other_processes() {
     if !bpf_available() {
