@@ -16,6 +16,7 @@ mod histogram;
 mod kaddrs;
 mod labels;
 mod metric;
+mod pin;
 mod unsupported;
 pub(crate) mod yaml;
 
@@ -52,6 +53,10 @@ pub struct Config {
     pub kaddrs: Vec<Kaddr>,
     /// ebpf_exporter's `cgroup_id_map`.
     pub cgroup_id_map: Option<CgroupIdMap>,
+    /// `pin: true`: the maps the metrics read, as the object declares
+    /// them, to pin under `--bpf.pin-dir` ([`crate::programs::pin`]);
+    /// empty without it.
+    pub pin_maps: Vec<crate::programs::MapMeta>,
 }
 
 /// A map the exporter keeps filled with the cgroups whose path matches.

@@ -38,6 +38,11 @@ pub struct RawConfig {
     /// ebpf_exporter's: a map the exporter keeps filled with the ids of
     /// the cgroups whose path matches, for the program to filter on.
     pub cgroup_id_map: Option<Spanned<RawCgroupIdMap>>,
+    /// Pin the maps the metrics read in bpffs, at
+    /// `<--bpf.pin-dir>/<config name>/<map name>`, so their values survive
+    /// a restart or an upgrade of the exporter: a pinned map of the same
+    /// layout is reused at load, one of another layout refuses the config.
+    pub pin: Option<Spanned<bool>>,
     pub tracing: Option<Spanned<serde::de::IgnoredAny>>,
 }
 
