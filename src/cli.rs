@@ -125,6 +125,12 @@ pub struct Args {
     #[arg(long = "bpf.stats")]
     pub bpf_stats: bool,
 
+    /// Directory on a bpffs where configs with `pin: true` pin the maps
+    /// their metrics read (DIR/<config>/<map>), so the values survive a
+    /// restart or an upgrade of the exporter.
+    #[arg(long = "bpf.pin-dir", value_name = "DIR", default_value = crate::programs::pin::DEFAULT_DIR)]
+    pub pin_dir: PathBuf,
+
     /// Capabilities to keep beyond what the configs selected at start need,
     /// comma-separated (CAP_NET_ADMIN or net_admin), or `all` to drop none.
     /// The rest are dropped at start for good, so a config added later
@@ -229,6 +235,7 @@ mod tests {
         assert_eq!(args.metrics_prefix, "ebpf_");
         assert_eq!(args.read_interval, Duration::from_secs(5));
         assert_eq!(args.label_refresh, crate::reader::DEFAULT_REFRESH);
+        assert_eq!(args.pin_dir, PathBuf::from("/sys/fs/bpf/bpf-exporter"));
         assert!(args.config_dir.is_none() && args.config_names.is_none());
     }
 

@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use crate::cli::Args;
 use crate::config::Selection;
+use crate::programs::pin::PinDir;
 use crate::reader::cache::LabelCache;
 use crate::reader::Reader;
 use crate::reload::LoadSettings;
@@ -56,6 +57,10 @@ impl From<Args> for Settings {
                 prefix: args.metrics_prefix,
                 method: args.read_method,
                 btf: args.btf_path,
+                pins: PinDir {
+                    path: args.pin_dir,
+                    check_only: args.config_check,
+                },
             },
             server: ServerOptions {
                 systemd_socket: args.systemd_socket || args.listen_address == SYSTEMD_FD,

@@ -16,6 +16,7 @@ mod histogram;
 mod kaddrs;
 mod labels;
 mod metric;
+mod pin;
 mod unsupported;
 pub(crate) mod yaml;
 
@@ -54,6 +55,10 @@ pub struct Config {
     pub cgroup_id_map: Option<CgroupIdMap>,
     /// Series per family, when the config sets its own limit (0: any).
     pub series_limit: Option<usize>,
+    /// `pin: true`: the maps the metrics read, as the object declares
+    /// them, to pin under `--bpf.pin-dir` ([`crate::programs::pin`]);
+    /// empty without it.
+    pub pin_maps: Vec<crate::programs::MapMeta>,
 }
 
 /// A map the exporter keeps filled with the cgroups whose path matches.

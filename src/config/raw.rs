@@ -42,6 +42,11 @@ pub struct RawConfig {
     /// past it new label sets are left out and counted. Defaults to
     /// `--metrics.series-limit`.
     pub series_limit: Option<usize>,
+    /// Pin the maps the metrics read in bpffs, at
+    /// `<--bpf.pin-dir>/<config name>/<map name>`, so their values survive
+    /// a restart or an upgrade of the exporter: a pinned map of the same
+    /// layout is reused at load, one of another layout refuses the config.
+    pub pin: Option<Spanned<bool>>,
     pub tracing: Option<Spanned<serde::de::IgnoredAny>>,
 }
 

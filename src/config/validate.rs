@@ -2,8 +2,9 @@
 //!
 //! Every problem in a file is collected before reporting, so one run of
 //! `--config.check` shows them all. Each part of a config is checked in a
-//! module of its own (`yaml`, `metric`, `labels`, `histogram`, `attach`);
-//! `parse` runs them in order, all adding to the one `Validator` of the file.
+//! module of its own (`yaml`, `metric`, `labels`, `histogram`, `attach`,
+//! `pin`, …); `parse` runs them in order, all adding to the one `Validator`
+//! of the file.
 
 use serde_saphyr::Location;
 
@@ -52,6 +53,13 @@ pub fn parse(source: &Source, prefix: &str) -> Result<Config, ConfigErrors> {
     let attach = v.attach_entries(&raw.attach, &info);
     let kaddrs = v.kaddrs(raw.kaddrs.as_ref(), &info);
     let cgroup_id_map = v.cgroup_id_map(raw.cgroup_id_map.as_ref(), &info);
+    let pin_maps = v.pin(
+        raw.pin.as_ref(),
+        &source.name,
+        &raw.metrics.value,
+        &metrics,
+        &info,
+    );
     v.unsupported(&raw);
 
     if v.errors.is_empty() {
@@ -67,6 +75,7 @@ pub fn parse(source: &Source, prefix: &str) -> Result<Config, ConfigErrors> {
             kaddrs,
             cgroup_id_map,
             series_limit: raw.series_limit,
+            pin_maps,
         })
     } else {
         Err(ConfigErrors(v.errors))
@@ -86,6 +95,14 @@ fn object(source: &Source, raw: &super::raw::RawConfig) -> Result<ProgramObject,
                 pinned.referenced,
                 "pinned",
                 "a config of pinned maps runs no program: remove `program:` and `object:`, or `pinned:`",
+            ));
+        }
+        if let Some(pin) = raw.pin.as_ref().filter(|p| p.value) {
+            return fail(ConfigError::at(
+                file,
+                pin.referenced,
+                "pin",
+                "a config of pinned maps runs no program and makes no map to pin: remove `pin`",
             ));
         }
         let mut pins = Vec::new();

@@ -202,19 +202,23 @@ impl Loaded {
     }
 }
 
-/// Loads and attaches `config`'s program. `Err` means nothing could be
-/// loaded; per-program failures are in [`Loaded::programs`].
-/// `btf` is the kernel BTF to relocate against instead of the running
-/// kernel's (`--btf.path`).
-pub fn load(config: &Config, btf: Option<&Path>) -> Result<Loaded, Failure> {
+/// Loads `config`'s program, attached by [`Loaded::attach`]. `Err` means
+/// nothing could be loaded; programs the kernel refused are in
+/// [`Loaded::programs`]. `btf` is the kernel BTF to relocate against
+/// instead of the running kernel's (`--btf.path`); `pin_dir` is where a
+/// config with `pin: true` pins its maps.
+pub fn load(config: &Config, btf: Option<&Path>, pin_dir: &super::pin::PinDir) -> Result<Loaded, Failure> {
     if let ProgramObject::Pinned(pins) = &config.object {
         return open_pinned(pins);
     }
+    let pins = super::pin::prepare(config, pin_dir)?;
     let opts = OpenOptions {
         btf,
         constants: kaddrs(config)?,
+        pins: &pins,
     };
     let (object, refused) = load_isolating_failures(&config.object, &opts)?;
+    super::pin::log(&config.name, &pins);
     let mut loaded = Loaded {
         object: Some(object),
         pinned: Vec::new(),
@@ -242,7 +246,6 @@ pub fn load(config: &Config, btf: Option<&Path>) -> Result<Loaded, Failure> {
         })?;
         loaded.cgroups = Some(super::cgroups::CgroupFiller::start(map, spec.clone()));
     }
-    loaded.attach(config);
     Ok(loaded)
 }
 
@@ -354,6 +357,8 @@ struct OpenOptions<'a> {
     btf: Option<&'a Path>,
     /// Values for `.rodata` variables: map, offset, value.
     constants: Vec<(String, usize, u64)>,
+    /// Maps libbpf reuses from their pins, or pins once made.
+    pins: &'a [super::pin::Pin],
 }
 
 /// The address of each `kaddrs` symbol, where the program wants it.
@@ -415,6 +420,27 @@ fn open(object: &ProgramObject, opts: &OpenOptions<'_>) -> Result<OpenObject, Fa
             prog.set_prog_type(own.prog_type());
             if matches!(own, OwnSection::Xdp { .. }) {
                 prog.set_attach_type(libbpf_rs::ProgramAttachType::Xdp);
+            }
+        }
+    }
+    for pin in opts.pins {
+        let set = open
+            .maps_mut()
+            .find(|m| m.name().to_str() == Some(pin.map.as_str()))
+            .map(|mut m| m.set_pin_path(&pin.path));
+        match set {
+            Some(Ok(())) => {}
+            Some(Err(e)) => {
+                return Err(Failure::new(
+                    Reason::Failed,
+                    format!("pinning map {} at {}: {e}", pin.map, pin.path.display()),
+                ))
+            }
+            None => {
+                return Err(Failure::new(
+                    Reason::ObjectInvalid,
+                    format!("pin: no map {} in {} to pin", pin.map, object.describe()),
+                ))
             }
         }
     }

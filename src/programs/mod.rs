@@ -7,6 +7,7 @@
 pub mod cgroups;
 pub mod fs;
 pub mod loader;
+pub mod pin;
 pub mod pinned;
 pub mod sections;
 pub mod stats;
@@ -111,9 +112,31 @@ pub struct MapMeta {
     pub key_size: u32,
     pub value_size: u32,
     pub max_entries: u32,
+    /// `map_flags` (`BPF_F_NO_PREALLOC`, …).
+    pub flags: u32,
+    /// `map_extra` (a bloom filter's hash count; 0 for most maps).
+    pub extra: u64,
     /// The key's C type, when the object's BTF describes it (maps declared
     /// with `__type(key, …)` do).
     pub key: Option<KeyLayout>,
+}
+
+impl MapMeta {
+    /// What the kernel says of a map it holds, named `name` here. Its BTF
+    /// is not read, so there is no key layout.
+    pub fn of_loaded(name: &str, map: &libbpf_rs::MapHandle) -> libbpf_rs::Result<MapMeta> {
+        let info = libbpf_rs::MapCore::info(map)?.info;
+        Ok(MapMeta {
+            name: name.to_string(),
+            map_type: MapType::from(info.type_),
+            key_size: info.key_size,
+            value_size: info.value_size,
+            max_entries: info.max_entries,
+            flags: info.map_flags,
+            extra: info.map_extra,
+            key: None,
+        })
+    }
 }
 
 /// A map key as the C code declares it: what config labels are checked
@@ -210,6 +233,9 @@ pub fn inspect(name: &str, object: &[u8]) -> anyhow::Result<ObjectInfo> {
             key_size: m.key_size(),
             value_size: m.value_size(),
             max_entries: m.max_entries(),
+            flags: m.map_flags(),
+            // SAFETY: the pointer is a live map of `open`.
+            extra: unsafe { libbpf_sys::bpf_map__map_extra(m.as_libbpf_object().as_ptr()) },
             key: btf.as_ref().and_then(|btf| {
                 // SAFETY: the pointer is a live map of `open`.
                 let id = unsafe { libbpf_sys::bpf_map__btf_key_type_id(m.as_libbpf_object().as_ptr()) };

@@ -12,7 +12,7 @@
 
 use std::path::{Path, PathBuf};
 
-use libbpf_rs::{MapCore, MapHandle};
+use libbpf_rs::MapHandle;
 
 use super::{MapMeta, ObjectInfo};
 use crate::metrics::{Failure, Reason};
@@ -22,15 +22,8 @@ pub fn inspect(pins: &[(String, PathBuf)]) -> Result<ObjectInfo, Vec<(usize, Str
     let mut maps = Vec::new();
     let mut errors = Vec::new();
     for (i, (name, path)) in pins.iter().enumerate() {
-        match MapHandle::from_pinned_path(path) {
-            Ok(handle) => maps.push(MapMeta {
-                name: name.clone(),
-                map_type: handle.map_type(),
-                key_size: handle.key_size(),
-                value_size: handle.value_size(),
-                max_entries: handle.max_entries(),
-                key: None,
-            }),
+        match MapHandle::from_pinned_path(path).and_then(|handle| MapMeta::of_loaded(name, &handle)) {
+            Ok(map) => maps.push(map),
             Err(e) => errors.push((i, gone(path, &e.to_string()).message)),
         }
     }

@@ -4,10 +4,12 @@
 //! before break). A change that fails leaves the running version as it
 //! was: its programs attached, its maps and their values untouched.
 //!
-//! Only an exclusive hook (one XDP program per interface and mode) makes a
-//! new version wait for the old one: then the old one is detached, not
-//! unloaded, so if the new one still fails the old one attaches again with
-//! its maps, and its counters carry on where they were.
+//! Two things make a new version wait for the old one: an exclusive hook
+//! (one XDP program per interface and mode), and maps pinned with
+//! `pin: true`, which the new version shares with the old one (both
+//! attached would count each event twice). Then the old one is detached,
+//! not unloaded, so if the new one still fails the old one attaches again
+//! with its maps, and its counters carry on where they were.
 //!
 //! Start-up is this same path from an empty fleet. Nothing here logs: the
 //! caller reports the [`ReloadOutcome`].
@@ -21,6 +23,7 @@ use crate::fleet::{fingerprint, FailedConfig, Fingerprint, Fleet, Member, Runnin
 use crate::metrics::self_metrics::PREFIX as SELF_PREFIX;
 use crate::metrics::{ConfigState, Failure, ProgramStatus, Reason};
 use crate::programs::loader::{self, Loaded};
+use crate::programs::pin::PinDir;
 use crate::programs::ProgramObject;
 use crate::reader::maps::ReadMethod;
 use crate::reader::Target;
@@ -36,6 +39,8 @@ pub struct LoadSettings {
     /// `--btf.path`: kernel BTF for CO-RE relocations, for kernels without
     /// `/sys/kernel/btf/vmlinux`.
     pub btf: Option<std::path::PathBuf>,
+    /// `--bpf.pin-dir`: where configs with `pin: true` pin their maps.
+    pub pins: PinDir,
 }
 
 impl Default for LoadSettings {
@@ -44,6 +49,7 @@ impl Default for LoadSettings {
             prefix: "ebpf_".to_string(),
             method: ReadMethod::Batch,
             btf: None,
+            pins: PinDir::default(),
         }
     }
 }
@@ -144,14 +150,13 @@ impl Refusal {
     }
 }
 
-/// A new version, loaded and attached as far as it goes.
+/// A new version, loaded; [`settle`] attaches it.
 struct Prepared {
     config: Arc<Config>,
     loaded: Loaded,
 }
 
-/// Parses `source`, checks that its metrics are its own, loads and
-/// attaches it.
+/// Parses `source`, checks that its metrics are its own, loads it.
 fn prepare(fleet: &Fleet, source: &Source, settings: &LoadSettings) -> Result<Prepared, Refusal> {
     let config = config::parse(source, &settings.prefix)
         .map_err(|errors| Refusal::invalid(Failure::new(Reason::Invalid, errors.to_string())))?;
@@ -173,7 +178,7 @@ fn prepare(fleet: &Fleet, source: &Source, settings: &LoadSettings) -> Result<Pr
     if let Some(failure) = conflict(fleet, &config) {
         return Err(refused(ConfigState::Invalid, failure));
     }
-    let loaded = loader::load(&config, settings.btf.as_deref())
+    let loaded = loader::load(&config, settings.btf.as_deref(), &settings.pins)
         .map_err(|failure| refused(ConfigState::Failed, failure))?;
     Ok(Prepared {
         config: Arc::new(config),
@@ -210,7 +215,14 @@ fn conflict(fleet: &Fleet, config: &Config) -> Option<Failure> {
 }
 
 /// Puts the outcome of `prepared` into the fleet under `name`: the new
-/// version replaces the old one, or is refused and the old one stays.
+/// version is attached and replaces the old one, or is refused and the old
+/// one stays.
+///
+/// The old version makes way first (break before make: detached, not
+/// unloaded) where both cannot be attached at once: when the new one pins
+/// its maps, it has the old one's from their pins, and both attached would
+/// count each event twice (between the two, events are missed instead);
+/// and when a hook takes one program and the old version's is there.
 fn settle(
     fleet: &mut Fleet,
     name: &str,
@@ -223,49 +235,37 @@ fn settle(
         Ok(new) => new,
         Err(refusal) => return refuse(fleet, name, fp, origin, refusal),
     };
-    if !new.loaded.fully_attached() && new.loaded.hook_busy() {
-        if let Some(old) = fleet.get_mut(name).and_then(Member::running_mut) {
-            // Break before make: the hook takes one program, and the old
-            // version's is there.
-            old.loaded.detach();
-            new.loaded.attach(&new.config);
-            if !new.loaded.fully_attached() {
-                let failure = new.loaded.failures();
-                drop(new);
-                old.loaded.attach(&old.config);
-                return refuse(
-                    fleet,
-                    name,
-                    fp,
-                    origin,
-                    failed(String::new(), failure, Vec::new()),
-                );
-            }
-        }
-    }
     let old_complete = fleet
         .get(name)
         .and_then(Member::running)
         .is_some_and(|r| r.loaded.fully_attached());
-    let serves = new.loaded.programs().iter().any(|p| p.attached);
-    if !new.loaded.fully_attached() && (!serves || old_complete) {
-        // Nothing attached, or less than what runs now.
-        let program = new.config.program.clone();
-        let programs = new.loaded.programs().to_vec();
-        return refuse(
-            fleet,
-            name,
-            fp,
-            origin,
-            failed(program, new.loaded.failures(), programs),
-        );
+    let mut made_way = !new.config.pin_maps.is_empty() && make_way(fleet, name);
+    new.loaded.attach(&new.config);
+    if !made_way && !new.loaded.fully_attached() && new.loaded.hook_busy() && make_way(fleet, name) {
+        made_way = true;
+        new.loaded.attach(&new.config);
     }
-    let id = fleet.next_id();
-    let target = match Target::new(id, Arc::clone(&new.config), &new.loaded, method) {
+    let serves = new.loaded.programs().iter().any(|p| p.attached);
+    let program = new.config.program.clone();
+    let target = if new.loaded.fully_attached() || (serves && !old_complete) {
+        Target::new(fleet.next_id(), Arc::clone(&new.config), &new.loaded, method)
+            .map_err(|failure| failed(program, failure, Vec::new()))
+    } else {
+        // Nothing attached, or less than what runs now.
+        let programs = new.loaded.programs().to_vec();
+        Err(failed(program, new.loaded.failures(), programs))
+    };
+    let target = match target {
         Ok(target) => Arc::new(target),
-        Err(failure) => {
-            let program = new.config.program.clone();
-            return refuse(fleet, name, fp, origin, failed(program, failure, Vec::new()));
+        Err(refusal) => {
+            // Its programs go before the old version's come back.
+            drop(new);
+            if made_way {
+                if let Some(old) = fleet.get_mut(name).and_then(Member::running_mut) {
+                    old.loaded.attach(&old.config);
+                }
+            }
+            return refuse(fleet, name, fp, origin, refusal);
         }
     };
     fleet.insert(
@@ -282,6 +282,16 @@ fn settle(
         },
     );
     Ok(())
+}
+
+/// Detaches the running version of `name`, keeping its programs, maps and
+/// values to attach again; false when none runs.
+fn make_way(fleet: &mut Fleet, name: &str) -> bool {
+    fleet
+        .get_mut(name)
+        .and_then(Member::running_mut)
+        .map(|old| old.loaded.detach())
+        .is_some()
 }
 
 fn failed(program: String, failure: Failure, programs: Vec<ProgramStatus>) -> Refusal {

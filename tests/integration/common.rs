@@ -1,7 +1,7 @@
 //! Shared test plumbing: BPF availability, assembling configs, reading
 //! counters, histograms and gauges out of snapshots, histogram deltas and
 //! shape checks, example YAML files, pipes, a private loopback, TCP connects
-//! that keep out of a connect-counting test's way.
+//! that keep out of a connect-counting test's way, a bpffs of a test's own.
 
 use std::collections::BTreeMap;
 use std::fs::File;
@@ -318,4 +318,40 @@ pub fn tcp_connect(addr: impl ToSocketAddrs) -> std::io::Result<TcpStream> {
 /// Holds off [`tcp_connect`] everywhere until dropped.
 pub fn hold_off_tcp_connects() -> RwLockWriteGuard<'static, ()> {
     TCP_CONNECTS.write().unwrap_or_else(PoisonError::into_inner)
+}
+
+/// A bpffs of the test's own, unmounted when dropped.
+pub struct Bpffs(tempfile::TempDir);
+
+impl Bpffs {
+    pub fn new() -> Bpffs {
+        let dir = tempfile::tempdir().unwrap();
+        let ok = std::process::Command::new("mount")
+            .args(["-t", "bpf", "bpf"])
+            .arg(dir.path())
+            .status()
+            .unwrap();
+        assert!(ok.success(), "mount -t bpf bpf {}", dir.path().display());
+        Bpffs(dir)
+    }
+
+    pub fn path(&self, name: &str) -> std::path::PathBuf {
+        self.0.path().join(name)
+    }
+}
+
+impl Drop for Bpffs {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("umount").arg(self.0.path()).status();
+    }
+}
+
+/// Runs bpftool, which must succeed.
+pub fn bpftool(args: &[&str]) {
+    let out = std::process::Command::new("bpftool").args(args).output().unwrap();
+    assert!(
+        out.status.success(),
+        "bpftool {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 }

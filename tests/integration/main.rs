@@ -18,6 +18,7 @@ mod maps;
 mod objects;
 mod oom;
 mod packaging;
+mod pin;
 mod pinned;
 mod privileges;
 mod programs;

@@ -3,47 +3,11 @@
 //! exports them, follows the pin when its owner restarts, and says so when
 //! the pin is gone.
 
-use std::path::{Path, PathBuf};
-use std::process::Command;
+use std::path::Path;
 use std::time::{Duration, Instant};
 
 use crate::binary::{sample_text, Exporter};
-use crate::common::{bpf_available, tool_available};
-
-/// A bpffs of the test's own, unmounted when dropped.
-struct Bpffs(tempfile::TempDir);
-
-impl Bpffs {
-    fn new() -> Bpffs {
-        let dir = tempfile::tempdir().unwrap();
-        let ok = Command::new("mount")
-            .args(["-t", "bpf", "bpf"])
-            .arg(dir.path())
-            .status()
-            .unwrap();
-        assert!(ok.success(), "mount -t bpf bpf {}", dir.path().display());
-        Bpffs(dir)
-    }
-
-    fn path(&self, name: &str) -> PathBuf {
-        self.0.path().join(name)
-    }
-}
-
-impl Drop for Bpffs {
-    fn drop(&mut self) {
-        let _ = Command::new("umount").arg(self.0.path()).status();
-    }
-}
-
-fn bpftool(args: &[&str]) {
-    let out = Command::new("bpftool").args(args).output().unwrap();
-    assert!(
-        out.status.success(),
-        "bpftool {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-}
+use crate::common::{bpf_available, bpftool, tool_available, Bpffs};
 
 /// What another tool does: a hash map of u32 port → u64 count, pinned at
 /// `pin`, holding `count` for port 80.
