@@ -12,6 +12,7 @@ pub mod validate;
 
 mod attach;
 mod cgroup_id_map;
+mod cpu_budget;
 mod histogram;
 mod kaddrs;
 mod labels;
@@ -22,6 +23,7 @@ pub(crate) mod yaml;
 use std::fmt;
 
 use crate::decoders::Configured;
+pub use cpu_budget::asks_for_cpu_budget;
 pub use error::{ConfigError, ConfigErrors};
 pub use sources::{
     sources, EmbeddedConfig, Listing, ObjectFile, Selection, Source, Unreadable, DEFAULT_SET,
@@ -52,6 +54,8 @@ pub struct Config {
     pub kaddrs: Vec<Kaddr>,
     /// ebpf_exporter's `cgroup_id_map`.
     pub cgroup_id_map: Option<CgroupIdMap>,
+    /// `cpu_budget`: the share of one CPU the programs may use together.
+    pub cpu_budget: Option<f64>,
 }
 
 /// A map the exporter keeps filled with the cgroups whose path matches.

@@ -38,6 +38,11 @@ pub struct RawConfig {
     /// ebpf_exporter's: a map the exporter keeps filled with the ids of
     /// the cgroups whose path matches, for the program to filter on.
     pub cgroup_id_map: Option<Spanned<RawCgroupIdMap>>,
+    /// The share of one CPU the config's programs may use together
+    /// (`0.01` is 1 % of one CPU), measured over `--bpf.cpu-budget-window`
+    /// from the kernel's BPF statistics; above it they are detached and
+    /// the config is `over_budget`. Overrides `--bpf.cpu-budget`.
+    pub cpu_budget: Option<Spanned<f64>>,
     pub tracing: Option<Spanned<serde::de::IgnoredAny>>,
 }
 

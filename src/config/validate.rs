@@ -52,6 +52,7 @@ pub fn parse(source: &Source, prefix: &str) -> Result<Config, ConfigErrors> {
     let attach = v.attach_entries(&raw.attach, &info);
     let kaddrs = v.kaddrs(raw.kaddrs.as_ref(), &info);
     let cgroup_id_map = v.cgroup_id_map(raw.cgroup_id_map.as_ref(), &info);
+    let cpu_budget = v.cpu_budget(raw.cpu_budget.as_ref());
     v.unsupported(&raw);
 
     if v.errors.is_empty() {
@@ -66,6 +67,7 @@ pub fn parse(source: &Source, prefix: &str) -> Result<Config, ConfigErrors> {
             attach,
             kaddrs,
             cgroup_id_map,
+            cpu_budget,
         })
     } else {
         Err(ConfigErrors(v.errors))
@@ -85,6 +87,14 @@ fn object(source: &Source, raw: &super::raw::RawConfig) -> Result<ProgramObject,
                 pinned.referenced,
                 "pinned",
                 "a config of pinned maps runs no program: remove `program:` and `object:`, or `pinned:`",
+            ));
+        }
+        if let Some(budget) = &raw.cpu_budget {
+            return fail(ConfigError::at(
+                file,
+                budget.referenced,
+                "cpu_budget",
+                "a config of pinned maps runs no program, so there is no CPU time to budget: remove cpu_budget",
             ));
         }
         let mut pins = Vec::new();

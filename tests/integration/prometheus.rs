@@ -18,7 +18,7 @@ use crate::common::{bpf_available, free_port, private_loopback, tool_available, 
 use crate::dashboards::{self, interpolate, regex_of_all};
 use crate::workload::*;
 
-const EXAMPLES: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/prometheus");
+pub(crate) const EXAMPLES: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/prometheus");
 
 /// The example configs of `prometheus/`: one host, and a fleet on
 /// Kubernetes (which loads the fleet rules too).
@@ -114,7 +114,7 @@ fn without_kubernetes_sd(mut config: Value) -> Value {
 
 /// promtool run in `prometheus/` (where the example files name each other
 /// relative to): whether it succeeded, and all it printed.
-fn promtool(args: &[&str]) -> (bool, String) {
+pub(crate) fn promtool(args: &[&str]) -> (bool, String) {
     let out = Command::new("promtool")
         .args(args)
         .current_dir(EXAMPLES)
