@@ -12,19 +12,12 @@
  */
 #include <vmlinux.h>
 #include <bpf/bpf_helpers.h>
+#include "priority_syscalls.h"
 
 /* tests/integration/guards.rs repeats it. */
 #define HOG_POLICY 7001
 /* Under bpf_loop's limit of 1 << 23 (include/linux/bpf.h, BPF_MAX_LOOPS). */
 #define HOG_ROUNDS 10000
-
-/* sched_get_priority_min: arch/x86/entry/syscalls/syscall_64.tbl,
- * include/uapi/asm-generic/unistd.h (arm64). */
-#if defined(__TARGET_ARCH_arm64)
-#define NR_PRIORITY_MIN 126
-#else
-#define NR_PRIORITY_MIN 147
-#endif
 
 struct {
 	__uint(type, BPF_MAP_TYPE_ARRAY);

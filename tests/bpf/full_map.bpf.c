@@ -18,21 +18,12 @@
  */
 #include <vmlinux.h>
 #include <bpf/bpf_helpers.h>
+#include "priority_syscalls.h"
 
 /* tests/integration/guards.rs repeats these. */
 #define FULL_MAP_BASE 7100
 #define FULL_MAP_KEYS 64
 #define FULL_MAP_ENTRIES 8
-
-/* sched_get_priority_max and _min: arch/x86/entry/syscalls/syscall_64.tbl,
- * include/uapi/asm-generic/unistd.h (arm64). */
-#if defined(__TARGET_ARCH_arm64)
-#define NR_PRIORITY_MAX 125
-#define NR_PRIORITY_MIN 126
-#else
-#define NR_PRIORITY_MAX 146
-#define NR_PRIORITY_MIN 147
-#endif
 
 struct {
 	__uint(type, BPF_MAP_TYPE_HASH);
