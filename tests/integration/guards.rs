@@ -5,6 +5,7 @@
 //! `sched_get_priority_min` and `_max` calls of their own arguments).
 
 use std::process::Stdio;
+use std::sync::MutexGuard;
 use std::time::{Duration, Instant};
 
 use crate::binary::{embedded, priority_min_turn, sample_text, Exporter};
@@ -30,12 +31,24 @@ fn priority_max(policy: i32) {
     unsafe { libc::sched_get_priority_max(policy) };
 }
 
+/// Held while a test drives the calls of this file's programs, or has one
+/// of them attached and counting: every exporter counts the machine's
+/// calls ([`priority_min_turn`]).
+type Turn = MutexGuard<'static, ()>;
+
 /// Gives up the turn once every exporter has read what the calls made
 /// under it (they read every 100 ms), so that none counts them in its
 /// next turn.
-fn end_turn(turn: std::sync::MutexGuard<'static, ()>) {
+fn end_turn(turn: Turn) {
     std::thread::sleep(Duration::from_millis(300));
     drop(turn);
+}
+
+/// Fills tests/bpf/full_map.bpf.c's map: one call of each of its keys.
+pub(crate) fn fill_full_map(_turn: &Turn) {
+    for n in 0..FULL_MAP_ENTRIES as i32 {
+        priority_min(FULL_MAP_BASE + n, 1);
+    }
 }
 
 /// The /metrics page once `check` holds of it (reads run every 100 ms).
@@ -51,7 +64,7 @@ fn page_when(exporter: &Exporter, what: &str, check: impl Fn(&str) -> bool) -> S
     }
 }
 
-const FULL_MAP: &str = "program: full_map\nmetrics:\n  counters:\n    - name: full_map_calls_total\n      \
+pub(crate) const FULL_MAP: &str = "program: full_map\nmetrics:\n  counters:\n    - name: full_map_calls_total\n      \
                         help: Calls by policy.\n      labels:\n        - name: policy\n          size: 4\n          \
                         decoders: [{name: uint}]\n    - name: full_map_refused_total\n      \
                         help: Calls whose new key the full map refused.\n";
@@ -74,6 +87,7 @@ fn map_entries_against_max_entries_show_a_full_hash_map_and_deleted_keys_leave_m
     }
     let dir = tempfile::tempdir().unwrap();
     std::fs::write(dir.path().join("full.yaml"), FULL_MAP).unwrap();
+    let turn = priority_min_turn();
     let exporter = Exporter::start(&["--config.dir", dir.path().to_str().unwrap()]);
     let page = exporter.get("/metrics", "").2;
     let capacity = FULL_MAP_ENTRIES.to_string();
@@ -92,7 +106,6 @@ fn map_entries_against_max_entries_show_a_full_hash_map_and_deleted_keys_leave_m
         "{page}"
     );
 
-    let turn = priority_min_turn();
     // Five keys, key n called n + 1 times.
     for n in 0..5 {
         priority_min(FULL_MAP_BASE + n, n as usize + 1);
@@ -195,7 +208,7 @@ fn alert_on(full: &str, emptied: &str) {
 
 /// A config of tests/bpf/cpu_hog.bpf.c, with `budget` (a `cpu_budget:`
 /// line, or nothing).
-fn hog(budget: &str) -> String {
+pub(crate) fn hog(budget: &str) -> String {
     format!(
         "program: cpu_hog\n{budget}metrics:\n  counters:\n    - name: cpu_hog_calls_total\n      \
          help: Costly calls.\n"
@@ -203,6 +216,32 @@ fn hog(budget: &str) -> String {
 }
 
 const HOG_CALLS: &str = "ebpf_cpu_hog_calls_total";
+
+/// Costly calls of tests/bpf/cpu_hog.bpf.c until the guard stops
+/// `config`, which runs it: its status then, the calls made and the time
+/// they took.
+pub(crate) fn overrun(
+    _turn: &Turn,
+    exporter: &Exporter,
+    config: &str,
+) -> (serde_json::Value, usize, Duration) {
+    let started = Instant::now();
+    let mut calls = 0;
+    let stopped = loop {
+        priority_min(HOG_POLICY, 5);
+        calls += 5;
+        let status = exporter.config_status(config);
+        if status["state"] != "running" {
+            break status;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(20),
+            "{calls} costly calls in 20 s and still running: {status}"
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    };
+    (stopped, calls, started.elapsed())
+}
 
 /// The share of one CPU an over_budget error says the config used.
 fn used_share(error: &str) -> f64 {
@@ -241,6 +280,8 @@ fn a_config_over_its_cpu_budget_is_detached_while_one_under_its_own_keeps_counti
     )
     .unwrap();
     let log = tempfile::NamedTempFile::new().unwrap();
+    // Its hog is attached until the guard stops it.
+    let turn = priority_min_turn();
     let exporter = Exporter::spawn_until(
         &[
             "--config.dir",
@@ -278,27 +319,10 @@ fn a_config_over_its_cpu_budget_is_detached_while_one_under_its_own_keeps_counti
         Some("0.5")
     );
 
-    // Costly calls until the guard steps in.
-    let turn = priority_min_turn();
-    let started = Instant::now();
-    let mut calls = 0;
-    let stopped = loop {
-        priority_min(HOG_POLICY, 5);
-        calls += 5;
-        let status = exporter.config_status("hog");
-        if status["state"] != "running" {
-            break status;
-        }
-        assert!(
-            started.elapsed() < Duration::from_secs(20),
-            "{calls} costly calls in 20 s and still running: {status}"
-        );
-        std::thread::sleep(Duration::from_millis(10));
-    };
+    let (stopped, calls, took) = overrun(&turn, &exporter, "hog");
     end_turn(turn);
     eprintln!(
-        "cpu_hog over a budget of 0.01% of one CPU (window 1 s): detached after {calls} calls, {:?}: {}",
-        started.elapsed(),
+        "cpu_hog over a budget of 0.01% of one CPU (window 1 s): detached after {calls} calls, {took:?}: {}",
         stopped["error"]
     );
     assert_eq!(stopped["state"], "over_budget", "{stopped}");
@@ -368,12 +392,12 @@ fn a_config_over_its_cpu_budget_is_detached_while_one_under_its_own_keeps_counti
     assert_eq!(status, 200, "{body}");
     assert_eq!(exporter.config_status("hog")["state"], "over_budget");
     std::fs::write(&hog_file, hog("cpu_budget: 100\n")).unwrap();
+    let turn = priority_min_turn();
     let (status, _, body) = exporter.request("POST", "/-/reload", "").unwrap();
     assert_eq!(status, 200, "{body}");
     let hog_status = exporter.config_status("hog");
     assert_eq!(hog_status["state"], "running", "{hog_status}");
     assert_eq!(hog_status["cpu_budget"], 100.0, "{hog_status}");
-    let turn = priority_min_turn();
     priority_min(HOG_POLICY, 50);
     assert_eq!(exporter.sample_reaching(HOG_CALLS, 50), 50);
     end_turn(turn);
