@@ -9,6 +9,11 @@
 //! unloaded, so if the new one still fails the old one attaches again with
 //! its maps, and its counters carry on where they were.
 //!
+//! A config under a CPU budget (its `cpu_budget`, else `--bpf.cpu-budget`)
+//! starts running with a meter of its programs' run time, which the
+//! reloader samples ([`Fleet::enforce_budgets`]); it is refused if the BPF
+//! statistics the meter reads cannot be turned on.
+//!
 //! Start-up is this same path from an empty fleet. Nothing here logs: the
 //! caller reports the [`ReloadOutcome`].
 
