@@ -130,6 +130,19 @@ pub struct Args {
     /// restart or an upgrade of the exporter.
     #[arg(long = "bpf.pin-dir", value_name = "DIR", default_value = crate::programs::pin::DEFAULT_DIR)]
     pub pin_dir: PathBuf,
+    /// The share of one CPU each config's programs may use together
+    /// (0.01 is 1 % of one CPU), for configs without a `cpu_budget:` of
+    /// their own; a config over its budget is detached and marked
+    /// over_budget. Turns on BPF run-time statistics, which it is
+    /// measured with. Off by default.
+    #[arg(long = "bpf.cpu-budget", value_name = "SHARE", value_parser = parse_share)]
+    pub cpu_budget: Option<f64>,
+
+    /// The time CPU budgets are measured over: a config is over its
+    /// budget once its programs ran longer than budget × window within
+    /// one window.
+    #[arg(long = "bpf.cpu-budget-window", value_name = "DURATION", default_value = "30s", value_parser = parse_duration)]
+    pub cpu_budget_window: Duration,
 
     /// Capabilities to keep beyond what the configs selected at start need,
     /// comma-separated (CAP_NET_ADMIN or net_admin), or `all` to drop none.
@@ -198,6 +211,14 @@ pub fn parse_duration(s: &str) -> Result<Duration, String> {
     Ok(d)
 }
 
+/// A CPU budget: a share of one CPU above 0, such as 0.01.
+fn parse_share(s: &str) -> Result<f64, String> {
+    let share: f64 = s
+        .parse()
+        .map_err(|_| format!("{s:?} is not a number: give a share of one CPU, such as 0.01 for 1 %"))?;
+    crate::programs::budget::check(share)
+}
+
 fn parse_positive(s: &str) -> Result<usize, String> {
     match s.parse::<usize>() {
         Ok(n) if n > 0 => Ok(n),
@@ -236,7 +257,24 @@ mod tests {
         assert_eq!(args.read_interval, Duration::from_secs(5));
         assert_eq!(args.label_refresh, crate::reader::DEFAULT_REFRESH);
         assert_eq!(args.pin_dir, PathBuf::from("/sys/fs/bpf/bpf-exporter"));
+        assert_eq!(args.cpu_budget, None);
+        assert_eq!(args.cpu_budget_window, crate::programs::budget::DEFAULT_WINDOW);
         assert!(args.config_dir.is_none() && args.config_names.is_none());
+    }
+
+    #[test]
+    fn cpu_budgets_are_shares_of_one_cpu_above_zero() {
+        let args = Args::parse_from([
+            "bpf-exporter",
+            "--bpf.cpu-budget=0.01",
+            "--bpf.cpu-budget-window=1m",
+        ]);
+        assert_eq!(args.cpu_budget, Some(0.01));
+        assert_eq!(args.cpu_budget_window, Duration::from_secs(60));
+        for bad in ["0", "-1", "1%", "NaN", "inf"] {
+            let flag = format!("--bpf.cpu-budget={bad}");
+            assert!(Args::try_parse_from(["bpf-exporter", &flag]).is_err(), "{bad}");
+        }
     }
 
     #[test]

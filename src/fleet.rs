@@ -1,16 +1,20 @@
 //! The one owner of what runs: every selected config is a [`Member`],
 //! either running (its validated config, its loaded and attached object,
-//! the [`Target`] the reader reads) or failed (why, and what its programs
-//! said). Reloads change the fleet ([`crate::reload`]); the reader only
-//! ever sees the [`ReadSet`] it hands over.
+//! the [`Target`] the reader reads, the meter of its CPU budget) or failed
+//! (why, and what its programs said). Reloads change the fleet
+//! ([`crate::reload`]), and so does the budget guard
+//! ([`Fleet::enforce_budgets`]); the reader only ever sees the
+//! [`ReadSet`] it hands over.
 
 use std::collections::BTreeMap;
 use std::hash::{DefaultHasher, Hash, Hasher};
 use std::sync::Arc;
+use std::time::Instant;
 
 use crate::config::Config;
 use crate::metrics::self_metrics::ReloadStats;
 use crate::metrics::{ConfigState, ConfigStatus, Failure, ProgramStatus, Reason};
+use crate::programs::budget::{percent, Meter};
 use crate::programs::loader::Loaded;
 use crate::reader::{ReadSet, Target};
 
@@ -44,6 +48,8 @@ pub struct RunningConfig {
     /// Dropping it detaches the programs.
     pub loaded: Loaded,
     pub target: Arc<Target>,
+    /// Measures the programs against the config's CPU budget, if any.
+    pub meter: Option<Meter>,
 }
 
 pub struct FailedConfig {
@@ -53,6 +59,8 @@ pub struct FailedConfig {
     pub program: String,
     pub failure: Failure,
     pub programs: Vec<ProgramStatus>,
+    /// The budget an `over_budget` config went over.
+    pub cpu_budget: Option<f64>,
 }
 
 impl Member {
@@ -84,7 +92,10 @@ impl Member {
 
     fn status(&self, name: &str) -> ConfigStatus {
         let mut status = match &self.state {
-            State::Running(r) => r.loaded.status(&r.config),
+            State::Running(r) => ConfigStatus {
+                cpu_budget: r.meter.as_ref().map(|m| m.budget.share),
+                ..r.loaded.status(&r.config)
+            },
             State::Failed(f) => ConfigStatus {
                 name: name.to_string(),
                 source: self.origin.clone(),
@@ -94,6 +105,7 @@ impl Member {
                 error: Some(f.failure.message.clone()),
                 rejected: None,
                 programs: f.programs.clone(),
+                cpu_budget: f.cpu_budget,
             },
         };
         status.rejected = self.rejected.as_ref().map(|(_, f)| f.message.clone());
@@ -179,6 +191,65 @@ impl Fleet {
                     .is_some_and(|r| r.config.metrics.iter().any(|s| s.name == metric))
             })
             .map(|(name, m)| (name.as_str(), m.origin.as_str()))
+    }
+
+    /// Some running config has a CPU budget to enforce.
+    pub fn metered(&self) -> bool {
+        self.members
+            .values()
+            .any(|m| m.running().is_some_and(|r| r.meter.is_some()))
+    }
+
+    /// Samples every budget at `now`; a config over its budget is
+    /// detached (its programs and maps unloaded, so its series go with
+    /// the next read set) and stays `over_budget`, with the figure, until
+    /// a changed file is loaded. Returns the configs stopped, with why.
+    pub fn enforce_budgets(&mut self, now: Instant) -> Vec<(String, Failure)> {
+        let mut stopped = Vec::new();
+        for (name, member) in &mut self.members {
+            let Some(running) = member.running_mut() else {
+                continue;
+            };
+            let Some(meter) = running.meter.as_mut() else {
+                continue;
+            };
+            let Some(overrun) = meter.sample(now) else {
+                continue;
+            };
+            let budget = meter.budget;
+            let failure = Failure::new(
+                Reason::OverBudget,
+                overrun.explain(budget, &running.config.origin),
+            );
+            let programs = running
+                .loaded
+                .programs()
+                .iter()
+                .map(|p| match overrun.programs.iter().find(|(n, _)| *n == p.name) {
+                    Some((_, share)) if p.attached => ProgramStatus {
+                        attached: false,
+                        reason: Some(Reason::OverBudget),
+                        error: Some(format!(
+                            "detached: the config went over its CPU budget, this program using {} of one CPU",
+                            percent(*share)
+                        )),
+                        ..p.clone()
+                    },
+                    _ => p.clone(),
+                })
+                .collect();
+            let failed = FailedConfig {
+                state: ConfigState::OverBudget,
+                program: running.config.program.clone(),
+                failure: failure.clone(),
+                programs,
+                cpu_budget: Some(budget.share),
+            };
+            // Dropping the running config detaches and unloads it.
+            member.state = State::Failed(failed);
+            stopped.push((name.clone(), failure));
+        }
+        stopped
     }
 
     pub fn record_reload(&mut self, successful: bool) {

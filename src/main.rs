@@ -31,6 +31,8 @@ fn run(settings: Settings) -> anyhow::Result<ExitCode> {
         std::fs::File::open(btf).with_context(|| format!("--btf.path {}: cannot read it", btf.display()))?;
     }
     let listing = settings.selection.read()?;
+    // Before the drop below, which gives up CAP_SYS_ADMIN.
+    keep_statistics(&settings, &listing)?;
     if settings.check {
         let (fleet, _) = reload::start(&listing, &settings.load, settings.strict);
         let statuses = fleet.statuses();
@@ -43,13 +45,6 @@ fn run(settings: Settings) -> anyhow::Result<ExitCode> {
             ExitCode::FAILURE
         });
     }
-    // Held until exit: statistics stay on only while the exporter runs.
-    // Turned on before the drop below, which gives up CAP_SYS_ADMIN.
-    let _stats = if settings.bpf_stats {
-        Some(programs::stats::enable().context("--bpf.stats: enabling BPF run-time statistics")?)
-    } else {
-        None
-    };
     // Before any thread starts: threads inherit what their creator holds.
     privileges::drop_unneeded(&settings, &listing)?;
     let runtime = tokio::runtime::Builder::new_current_thread()
@@ -168,6 +163,36 @@ async fn serve(settings: Settings, listing: bpf_exporter::config::Listing) -> an
     let _ = server.await;
     tracing::info!("shutting down; detaching programs");
     Ok(())
+}
+
+/// Turns BPF run-time statistics on until exit (they go off with the
+/// exporter) for `--bpf.stats` and for the CPU budgets, which are measured
+/// with them. A flag that cannot have them is fatal, as its every use is;
+/// a config's `cpu_budget` costs only that config, refused when loaded.
+fn keep_statistics(settings: &Settings, listing: &bpf_exporter::config::Listing) -> anyhow::Result<()> {
+    let flag = if settings.bpf_stats {
+        "--bpf.stats"
+    } else if settings.load.cpu_budget.is_some() {
+        "--bpf.cpu-budget"
+    } else {
+        let asking: Vec<&str> = listing
+            .sources
+            .iter()
+            .filter(|s| bpf_exporter::config::asks_for_cpu_budget(s))
+            .map(|s| s.name.as_str())
+            .collect();
+        if !asking.is_empty() {
+            if let Err(e) = programs::stats::keep_enabled() {
+                tracing::warn!(
+                    configs = %asking.join(","),
+                    "cannot turn on the BPF run-time statistics that cpu_budget is measured with \
+                     (CAP_SYS_ADMIN): {e}; these configs are refused"
+                );
+            }
+        }
+        return Ok(());
+    };
+    programs::stats::keep_enabled().with_context(|| format!("{flag}: enabling BPF run-time statistics"))
 }
 
 /// Says what came up and what did not, with why.

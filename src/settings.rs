@@ -61,6 +61,8 @@ impl From<Args> for Settings {
                     path: args.pin_dir,
                     check_only: args.config_check,
                 },
+                cpu_budget: args.cpu_budget,
+                cpu_budget_window: args.cpu_budget_window,
             },
             server: ServerOptions {
                 systemd_socket: args.systemd_socket || args.listen_address == SYSTEMD_FD,
@@ -94,7 +96,8 @@ impl From<Args> for Settings {
 
 impl Settings {
     /// A reader with the configured label cache, exporting run-time
-    /// statistics under `--bpf.stats`.
+    /// statistics under `--bpf.stats` (and whenever the exporter turned
+    /// them on, for a CPU budget).
     pub fn reader(&self) -> Reader {
         Reader::new(
             LabelCache::new(self.label_cache_size, self.label_refresh),

@@ -12,6 +12,7 @@ pub mod validate;
 
 mod attach;
 mod cgroup_id_map;
+mod cpu_budget;
 mod histogram;
 mod kaddrs;
 mod labels;
@@ -23,6 +24,7 @@ pub(crate) mod yaml;
 use std::fmt;
 
 use crate::decoders::Configured;
+pub use cpu_budget::asks_for_cpu_budget;
 pub use error::{ConfigError, ConfigErrors};
 pub use sources::{
     sources, EmbeddedConfig, Listing, ObjectFile, Selection, Source, Unreadable, DEFAULT_SET,
@@ -59,6 +61,8 @@ pub struct Config {
     /// them, to pin under `--bpf.pin-dir` ([`crate::programs::pin`]);
     /// empty without it.
     pub pin_maps: Vec<crate::programs::MapMeta>,
+    /// `cpu_budget`: the share of one CPU the programs may use together.
+    pub cpu_budget: Option<f64>,
 }
 
 /// A map the exporter keeps filled with the cgroups whose path matches.

@@ -47,6 +47,11 @@ pub struct RawConfig {
     /// a restart or an upgrade of the exporter: a pinned map of the same
     /// layout is reused at load, one of another layout refuses the config.
     pub pin: Option<Spanned<bool>>,
+    /// The share of one CPU the config's programs may use together
+    /// (`0.01` is 1 % of one CPU), measured over `--bpf.cpu-budget-window`
+    /// from the kernel's BPF statistics; above it they are detached and
+    /// the config is `over_budget`. Overrides `--bpf.cpu-budget`.
+    pub cpu_budget: Option<Spanned<f64>>,
     pub tracing: Option<Spanned<serde::de::IgnoredAny>>,
 }
 

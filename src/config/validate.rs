@@ -60,6 +60,7 @@ pub fn parse(source: &Source, prefix: &str) -> Result<Config, ConfigErrors> {
         &metrics,
         &info,
     );
+    let cpu_budget = v.cpu_budget(raw.cpu_budget.as_ref());
     v.unsupported(&raw);
 
     if v.errors.is_empty() {
@@ -76,6 +77,7 @@ pub fn parse(source: &Source, prefix: &str) -> Result<Config, ConfigErrors> {
             cgroup_id_map,
             series_limit: raw.series_limit,
             pin_maps,
+            cpu_budget,
         })
     } else {
         Err(ConfigErrors(v.errors))
@@ -103,6 +105,14 @@ fn object(source: &Source, raw: &super::raw::RawConfig) -> Result<ProgramObject,
                 pin.referenced,
                 "pin",
                 "a config of pinned maps runs no program and makes no map to pin: remove `pin`",
+            ));
+        }
+        if let Some(budget) = &raw.cpu_budget {
+            return fail(ConfigError::at(
+                file,
+                budget.referenced,
+                "cpu_budget",
+                "a config of pinned maps runs no program, so there is no CPU time to budget: remove cpu_budget",
             ));
         }
         let mut pins = Vec::new();

@@ -68,14 +68,19 @@ pub enum ConfigState {
     Invalid,
     /// The config is valid but its program failed to open, load or attach.
     Failed,
+    /// It ran until its programs used more CPU than its budget allows
+    /// (`cpu_budget`, `--bpf.cpu-budget`): they were detached and its
+    /// series removed, until a changed file is loaded again.
+    OverBudget,
 }
 
 impl ConfigState {
-    pub const ALL: [ConfigState; 4] = [
+    pub const ALL: [ConfigState; 5] = [
         ConfigState::Running,
         ConfigState::Degraded,
         ConfigState::Invalid,
         ConfigState::Failed,
+        ConfigState::OverBudget,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -84,6 +89,7 @@ impl ConfigState {
             ConfigState::Degraded => "degraded",
             ConfigState::Invalid => "invalid",
             ConfigState::Failed => "failed",
+            ConfigState::OverBudget => "over_budget",
         }
     }
 
@@ -120,6 +126,9 @@ pub enum Reason {
     ObjectInvalid,
     /// Anything else the kernel or libbpf refused.
     Failed,
+    /// Its programs used more CPU than the config's budget allows, so
+    /// they were detached.
+    OverBudget,
 }
 
 impl Reason {
@@ -134,6 +143,7 @@ impl Reason {
             Reason::Permission => "permission",
             Reason::ObjectInvalid => "object_invalid",
             Reason::Failed => "failed",
+            Reason::OverBudget => "over_budget",
         }
     }
 
@@ -200,6 +210,9 @@ pub struct ConfigStatus {
     /// version before it.
     pub rejected: Option<String>,
     pub programs: Vec<ProgramStatus>,
+    /// The share of one CPU its programs may use together, when a budget
+    /// applies (`cpu_budget`, `--bpf.cpu-budget`).
+    pub cpu_budget: Option<f64>,
 }
 
 impl ConfigStatus {

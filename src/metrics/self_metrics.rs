@@ -20,6 +20,10 @@ pub const PREFIX: &str = "bpf_exporter_";
 pub struct MapStats {
     /// Entries found at the last read.
     pub entries: usize,
+    /// The most the map can hold, for a hash map ([`MapSource::capacity`]).
+    ///
+    /// [`MapSource::capacity`]: crate::reader::maps::MapSource::capacity
+    pub max_entries: Option<usize>,
     pub read_errors: u64,
     /// Rows dropped, by the decoder that failed.
     pub decode_errors: BTreeMap<String, u64>,
@@ -36,6 +40,7 @@ impl Default for MapStats {
     fn default() -> Self {
         MapStats {
             entries: 0,
+            max_entries: None,
             read_errors: 0,
             decode_errors: BTreeMap::new(),
             duration: Duration::ZERO,
@@ -103,7 +108,11 @@ pub fn families(inputs: &Inputs<'_>) -> Vec<Family> {
     let mut state = Vec::new();
     let mut attached = Vec::new();
     let mut failures = Vec::new();
+    let mut budgets = Vec::new();
     for status in inputs.configs {
+        if let Some(budget) = status.cpu_budget {
+            budgets.push(gauge(&[&status.name], budget));
+        }
         for s in ConfigState::ALL {
             state.push(gauge(
                 &[&status.name, s.as_str()],
@@ -124,7 +133,16 @@ pub fn families(inputs: &Inputs<'_>) -> Vec<Family> {
             failures.push(gauge(&[&status.name, reason], n as f64));
         }
     }
-    let (mut duration, mut entries, mut read_errors, mut decode_errors, mut lost, mut dropped) = (
+    let (
+        mut duration,
+        mut entries,
+        mut max_entries,
+        mut read_errors,
+        mut decode_errors,
+        mut lost,
+        mut dropped,
+    ) = (
+        Vec::new(),
         Vec::new(),
         Vec::new(),
         Vec::new(),
@@ -138,6 +156,9 @@ pub fn families(inputs: &Inputs<'_>) -> Vec<Family> {
             m.duration.as_secs_f64(),
         ));
         entries.push(gauge(&[config, &spec.map], m.entries as f64));
+        if let Some(n) = m.max_entries {
+            max_entries.push(gauge(&[config, &spec.map], n as f64));
+        }
         read_errors.push(counter(&[config, &spec.map], m.read_errors));
         if let Some(n) = m.events_lost {
             lost.push(counter(&[config, &spec.map], n));
@@ -165,11 +186,13 @@ pub fn families(inputs: &Inputs<'_>) -> Vec<Family> {
     let reloads = inputs.reloads;
     vec![
         family("build_info", "Build information; always 1.", MetricKind::Gauge, &["version", "revision", "rustc_version", "target"], vec![gauge(&[env!("CARGO_PKG_VERSION"), env!("BPF_EXPORTER_REVISION"), env!("BPF_EXPORTER_RUSTC"), env!("BPF_EXPORTER_TARGET")], 1.0)]),
-        family("config_state", "State of each config: running (every program attached), degraded (some attached), invalid (the file was refused) or failed (its program did not load or attach); 1 for the current state.", MetricKind::Gauge, &["config", "state"], state),
+        family("config_state", "State of each config: running (every program attached), degraded (some attached), invalid (the file was refused), failed (its program did not load or attach) or over_budget (detached for using more CPU than its budget); 1 for the current state.", MetricKind::Gauge, &["config", "state"], state),
         family("config_failures", "Why each config is not running, by kind: for an invalid or failed config its one reason, for a degraded one its unattached programs by reason.", MetricKind::Gauge, &["config", "reason"], failures),
+        family("config_cpu_budget_ratio", "The share of one CPU each config's programs may use together (cpu_budget, --bpf.cpu-budget), measured over --bpf.cpu-budget-window; above it they are detached and the config is over_budget.", MetricKind::Gauge, &["config"], budgets),
         family("program_attached", "Whether each BPF program of a config is attached (1) or not (0).", MetricKind::Gauge, &["config", "program"], attached),
         family("map_read_duration_seconds", "Time the last read of each map took, and how it was read (batch or per_key).", MetricKind::Gauge, &["config", "map", "method"], duration),
         family("map_entries", "Entries found in each map at the last read.", MetricKind::Gauge, &["config", "map"], entries),
+        family("map_max_entries", "Entries each hash map can hold (its max_entries): a full hash map refuses new keys, so their events go uncounted, and an LRU map evicts its oldest keys, whose series go away. Arrays, which always hold every entry, are left out.", MetricKind::Gauge, &["config", "map"], max_entries),
         family("map_read_errors_total", "Failed reads of each map; the metric keeps its last good values meanwhile.", MetricKind::Counter, &["config", "map"], read_errors),
         family("map_events_lost_total", "Events of an event counter's map (perf_event_array) the kernel dropped because its buffer was full: those events are not counted.", MetricKind::Counter, &["config", "map"], lost),
         family("decode_errors_total", "Map rows dropped because a label could not be decoded, by the decoder that failed.", MetricKind::Counter, &["config", "metric", "decoder"], decode_errors),

@@ -112,6 +112,7 @@ impl Loaded {
             error: None,
             rejected: None,
             programs: self.programs.clone(),
+            cpu_budget: None,
         }
     }
 

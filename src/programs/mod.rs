@@ -4,6 +4,7 @@
 //! programs without loading anything into the kernel, so configs can be
 //! checked against the object on any machine, privileged or not.
 
+pub mod budget;
 pub mod cgroups;
 pub mod fs;
 pub mod loader;

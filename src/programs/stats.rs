@@ -5,9 +5,12 @@
 //! clock reads per program run; [`enable`] turns them on for as long as the
 //! returned fd lives (`BPF_ENABLE_STATS`), so they go off when the exporter
 //! exits instead of staying on like the `kernel.bpf_stats_enabled` sysctl.
+//! The exporter holds its fd in [`keep_enabled`]: for `--bpf.stats`, and
+//! for the CPU budgets ([`super::budget`]), which measure with them.
 
 use std::io;
 use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd};
+use std::sync::{Mutex, PoisonError};
 
 /// Run-time totals of one program since it was loaded.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -25,6 +28,25 @@ pub fn enable() -> io::Result<OwnedFd> {
     }
     // SAFETY: the kernel returned a new fd that nothing else owns.
     Ok(unsafe { OwnedFd::from_raw_fd(fd) })
+}
+
+/// Statistics this process turned on, for the rest of its life.
+static KEPT: Mutex<Option<OwnedFd>> = Mutex::new(None);
+
+/// Turns statistics on until the process exits, unless it already did.
+/// Needs CAP_SYS_ADMIN the first time: the start calls it before giving
+/// that up, when it knows statistics are wanted.
+pub fn keep_enabled() -> io::Result<()> {
+    let mut kept = KEPT.lock().unwrap_or_else(PoisonError::into_inner);
+    if kept.is_none() {
+        *kept = Some(enable()?);
+    }
+    Ok(())
+}
+
+/// Whether [`keep_enabled`] turned statistics on.
+pub fn kept_enabled() -> bool {
+    KEPT.lock().unwrap_or_else(PoisonError::into_inner).is_some()
 }
 
 /// The totals of a loaded program.

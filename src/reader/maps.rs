@@ -70,6 +70,13 @@ pub trait MapSource: Send {
     fn lost(&self) -> Option<u64> {
         None
     }
+    /// For a map whose entries come and go (a hash), the most it can
+    /// hold: a full hash map refuses new keys, an LRU one evicts old ones.
+    /// `None` for arrays, which always hold all their entries, and for
+    /// what is not a map.
+    fn capacity(&self) -> Option<usize> {
+        None
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -267,6 +274,15 @@ impl MapSource for KernelMap {
 
     fn method(&self) -> ReadMethod {
         self.method
+    }
+
+    fn capacity(&self) -> Option<usize> {
+        use libbpf_rs::MapType;
+        matches!(
+            self.handle.map_type(),
+            MapType::Hash | MapType::PercpuHash | MapType::LruHash | MapType::LruPercpuHash
+        )
+        .then_some(self.max_entries)
     }
 }
 

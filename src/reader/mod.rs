@@ -147,7 +147,9 @@ impl Default for Reader {
 impl Reader {
     /// `run_stats` adds `program_runs_total` and
     /// `program_run_time_seconds_total`; the kernel counts only while
-    /// statistics are enabled ([`crate::programs::stats::enable`]).
+    /// statistics are enabled ([`crate::programs::stats::enable`]). They
+    /// are added anyway once the exporter keeps statistics on
+    /// ([`crate::programs::stats::keep_enabled`], for a CPU budget).
     pub fn new(cache: LabelCache, run_stats: bool) -> Self {
         Reader {
             set: ReadSet::default(),
@@ -261,9 +263,11 @@ impl Reader {
         state.stats.duration = t.elapsed();
         state.stats.method = source.method();
         state.stats.events_lost = source.lost();
+        state.stats.max_entries = source.capacity();
     }
 
     fn snapshot(&self) -> Snapshot {
+        let run_stats = self.run_stats || stats::kept_enabled();
         let mut families = Vec::new();
         let mut maps = Vec::new();
         let mut series_limited = Vec::new();
@@ -284,7 +288,7 @@ impl Reader {
                     });
                 }
             }
-            if self.run_stats {
+            if run_stats {
                 for (program, fd) in &target.programs {
                     if let Ok(stats) = stats::read(fd.as_fd()) {
                         runs.push(RunTotals {

@@ -938,10 +938,7 @@ mod tests {
         for _ in 0..2 {
             let (family, stats) = rows.family(&spec, &d, &mut cache, Instant::now());
             assert_eq!(values(&family), [(vec!["one".to_string()], 3)]);
-            assert_eq!(
-                stats.decode_errors,
-                BTreeMap::from([("string".to_string(), 1)])
-            );
+            assert_eq!(stats.decode_errors, BTreeMap::from([("string".to_string(), 1)]));
         }
         assert_eq!(cache.stats.hits, 2);
     }

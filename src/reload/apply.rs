@@ -11,10 +11,16 @@
 //! not unloaded, so if the new one still fails the old one attaches again
 //! with its maps, and its counters carry on where they were.
 //!
+//! A config under a CPU budget (its `cpu_budget`, else `--bpf.cpu-budget`)
+//! starts running with a meter of its programs' run time, which the
+//! reloader samples ([`Fleet::enforce_budgets`]); it is refused if the BPF
+//! statistics the meter reads cannot be turned on.
+//!
 //! Start-up is this same path from an empty fleet. Nothing here logs: the
 //! caller reports the [`ReloadOutcome`].
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use super::plan::{Known, Plan};
 use super::ReloadOutcome;
@@ -22,15 +28,16 @@ use crate::config::{self, Config, Listing, Source};
 use crate::fleet::{fingerprint, FailedConfig, Fingerprint, Fleet, Member, RunningConfig, State};
 use crate::metrics::self_metrics::PREFIX as SELF_PREFIX;
 use crate::metrics::{ConfigState, Failure, ProgramStatus, Reason};
+use crate::programs::budget::{self, Budget, Meter};
 use crate::programs::loader::{self, Loaded};
 use crate::programs::pin::PinDir;
-use crate::programs::ProgramObject;
+use crate::programs::{stats, ProgramObject};
 use crate::reader::maps::ReadMethod;
 use crate::reader::Target;
 
 /// How configs are turned into loaded programs and map reads; fixed for
 /// the life of the exporter.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct LoadSettings {
     /// `--metrics.prefix`.
     pub prefix: String,
@@ -41,6 +48,10 @@ pub struct LoadSettings {
     pub btf: Option<std::path::PathBuf>,
     /// `--bpf.pin-dir`: where configs with `pin: true` pin their maps.
     pub pins: PinDir,
+    /// `--bpf.cpu-budget`: the budget of configs without a `cpu_budget`.
+    pub cpu_budget: Option<f64>,
+    /// `--bpf.cpu-budget-window`: what budgets are measured over.
+    pub cpu_budget_window: Duration,
 }
 
 impl Default for LoadSettings {
@@ -50,6 +61,29 @@ impl Default for LoadSettings {
             method: ReadMethod::Batch,
             btf: None,
             pins: PinDir::default(),
+            cpu_budget: None,
+            cpu_budget_window: budget::DEFAULT_WINDOW,
+        }
+    }
+}
+
+impl LoadSettings {
+    /// The budget `config` runs under: its own, else the flag's; none for
+    /// a config of pinned maps, which runs no program.
+    fn budget_of(&self, config: &Config) -> Option<Budget> {
+        if matches!(config.object, ProgramObject::Pinned(_)) {
+            return None;
+        }
+        match (config.cpu_budget, self.cpu_budget) {
+            (Some(share), _) => Some(Budget {
+                share,
+                from_flag: false,
+            }),
+            (None, Some(share)) => Some(Budget {
+                share,
+                from_flag: true,
+            }),
+            (None, None) => None,
         }
     }
 }
@@ -112,7 +146,7 @@ pub fn apply(fleet: &mut Fleet, listing: &Listing, settings: &LoadSettings) -> R
                 )
             }
         };
-        let result = settle(fleet, name, fp, origin, prepared, settings.method);
+        let result = settle(fleet, name, fp, origin, prepared, settings);
         let retried = plan.retried.contains(name);
         match result {
             Ok(()) if was_running => outcome.changed.push(name.clone()),
@@ -154,6 +188,7 @@ impl Refusal {
 struct Prepared {
     config: Arc<Config>,
     loaded: Loaded,
+    budget: Option<Budget>,
 }
 
 /// Parses `source`, checks that its metrics are its own, loads it.
@@ -178,12 +213,44 @@ fn prepare(fleet: &Fleet, source: &Source, settings: &LoadSettings) -> Result<Pr
     if let Some(failure) = conflict(fleet, &config) {
         return Err(refused(ConfigState::Invalid, failure));
     }
+    let budget = settings.budget_of(&config);
+    if let Some(budget) = budget {
+        stats::keep_enabled()
+            .map_err(|e| refused(ConfigState::Failed, statistics_off(&config, budget, &e)))?;
+    }
     let loaded = loader::load(&config, settings.btf.as_deref(), &settings.pins)
         .map_err(|failure| refused(ConfigState::Failed, failure))?;
     Ok(Prepared {
         config: Arc::new(config),
         loaded,
+        budget,
     })
+}
+
+/// A budget is measured with the kernel's BPF statistics, which need
+/// CAP_SYS_ADMIN to turn on: the start does it before dropping that, for
+/// the budgets it knows of, so only a budget added later meets this.
+fn statistics_off(config: &Config, budget: Budget, e: &std::io::Error) -> Failure {
+    let what = if budget.from_flag {
+        "--bpf.cpu-budget"
+    } else {
+        "cpu_budget"
+    };
+    let reason = if e.raw_os_error() == Some(libc::EPERM) {
+        Reason::Permission
+    } else {
+        Reason::Failed
+    };
+    Failure::new(
+        reason,
+        format!(
+            "{}: {what} is measured with the kernel's BPF run-time statistics, and turning them on \
+             failed: {e}. The exporter turns them on at start, before it drops CAP_SYS_ADMIN, when \
+             --bpf.stats, --bpf.cpu-budget or a config with cpu_budget is selected: restart it, or \
+             start it with --bpf.stats",
+            config.origin
+        ),
+    )
 }
 
 /// Two configs exporting one family make a page that promtool and strict
@@ -229,7 +296,7 @@ fn settle(
     fp: Fingerprint,
     origin: String,
     prepared: Result<Prepared, Refusal>,
-    method: ReadMethod,
+    settings: &LoadSettings,
 ) -> Result<(), Failure> {
     let mut new = match prepared {
         Ok(new) => new,
@@ -248,8 +315,13 @@ fn settle(
     let serves = new.loaded.programs().iter().any(|p| p.attached);
     let program = new.config.program.clone();
     let target = if new.loaded.fully_attached() || (serves && !old_complete) {
-        Target::new(fleet.next_id(), Arc::clone(&new.config), &new.loaded, method)
-            .map_err(|failure| failed(program, failure, Vec::new()))
+        Target::new(
+            fleet.next_id(),
+            Arc::clone(&new.config),
+            &new.loaded,
+            settings.method,
+        )
+        .map_err(|failure| failed(program, failure, Vec::new()))
     } else {
         // Nothing attached, or less than what runs now.
         let programs = new.loaded.programs().to_vec();
@@ -274,6 +346,9 @@ fn settle(
             origin,
             fingerprint: fp,
             state: State::Running(Box::new(RunningConfig {
+                meter: new
+                    .budget
+                    .map(|b| Meter::start(b, settings.cpu_budget_window, new.loaded.program_fds())),
                 config: new.config,
                 loaded: new.loaded,
                 target,
@@ -325,6 +400,7 @@ fn refuse(
                     program: refusal.program,
                     failure: refusal.failure,
                     programs: refusal.programs,
+                    cpu_budget: None,
                 }),
                 rejected: None,
             },

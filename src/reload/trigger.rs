@@ -2,9 +2,10 @@
 //! watcher sees in `--config.dir`, or the periodic look at the directory for
 //! filesystems that send no events. All of them go through one
 //! [`Reloader`], whose worker thread owns the [`Fleet`] and reloads one at
-//! a time. Requests that arrive while one is pending coalesce into it, so a
-//! storm of them costs one or two reloads, and every request is answered by
-//! a reload that started after it arrived.
+//! a time; between reloads it samples the configs' CPU budgets and
+//! detaches those over theirs. Requests that arrive while one is pending
+//! coalesce into it, so a storm of them costs one or two reloads, and
+//! every request is answered by a reload that started after it arrived.
 //!
 //! Every trigger reports every failure the same way: logged, and
 //! `bpf_exporter_config_last_reload_successful` set to 0 until a reload
@@ -24,6 +25,7 @@ use notify::{RecursiveMode, Watcher};
 use super::{apply, LoadSettings, ReloadOutcome};
 use crate::config::{Listing, Selection};
 use crate::fleet::{fingerprint, Fingerprint, Fleet};
+use crate::programs::budget;
 use crate::reader::ReadSet;
 
 /// Events closer together than this are one change: an editor's save, or a
@@ -186,25 +188,82 @@ impl Drop for Reloader {
     }
 }
 
+/// What the worker wakes up for.
+enum Work {
+    /// Serve tickets up to this one; `forced` if one is not a watch's.
+    Reload {
+        ticket: u64,
+        forced: bool,
+    },
+    /// Sample the CPU budgets.
+    Budgets,
+    Stop,
+}
+
 impl Worker {
     fn run(&mut self, shared: &Shared) {
+        let tick = budget::tick(self.settings.cpu_budget_window);
+        let mut next_sample = Instant::now() + tick;
         loop {
-            let (ticket, forced) = {
-                let mut queue = shared.lock();
-                while queue.done == queue.wanted && !queue.stop {
-                    queue = shared.wanted.wait(queue).unwrap_or_else(PoisonError::into_inner);
-                }
-                if queue.stop {
+            match self.wait(shared, next_sample) {
+                Work::Stop => {
                     shared.done.notify_all();
                     return;
                 }
-                (queue.wanted, std::mem::take(&mut queue.forced))
-            };
-            let result = Arc::new(self.reload(forced));
-            // The outcome first: a waiter woken by `done` reads it.
-            shared.results.send_replace((ticket, Some(result)));
-            shared.lock().done = ticket;
-            shared.done.notify_all();
+                Work::Budgets => {
+                    self.enforce_budgets();
+                    next_sample = Instant::now() + tick;
+                }
+                Work::Reload { ticket, forced } => {
+                    let result = Arc::new(self.reload(forced));
+                    // The outcome first: a waiter woken by `done` reads it.
+                    shared.results.send_replace((ticket, Some(result)));
+                    shared.lock().done = ticket;
+                    shared.done.notify_all();
+                }
+            }
+        }
+    }
+
+    /// Until a reload is wanted, or, while some config has a budget, the
+    /// time to sample it comes.
+    fn wait(&self, shared: &Shared, next_sample: Instant) -> Work {
+        let metered = self.fleet.metered();
+        let mut queue = shared.lock();
+        loop {
+            if queue.stop {
+                return Work::Stop;
+            }
+            if queue.done != queue.wanted {
+                return Work::Reload {
+                    ticket: queue.wanted,
+                    forced: std::mem::take(&mut queue.forced),
+                };
+            }
+            let now = Instant::now();
+            if !metered {
+                queue = shared.wanted.wait(queue).unwrap_or_else(PoisonError::into_inner);
+            } else if now < next_sample {
+                queue = shared
+                    .wanted
+                    .wait_timeout(queue, next_sample - now)
+                    .unwrap_or_else(PoisonError::into_inner)
+                    .0;
+            } else {
+                return Work::Budgets;
+            }
+        }
+    }
+
+    /// Detaches the configs over their CPU budget, says so once each, and
+    /// hands the reader what is left.
+    fn enforce_budgets(&mut self) {
+        let stopped = self.fleet.enforce_budgets(Instant::now());
+        for (name, failure) in &stopped {
+            tracing::error!(config = %name, "{failure}");
+        }
+        if !stopped.is_empty() {
+            (self.publish)(self.fleet.read_set());
         }
     }
 

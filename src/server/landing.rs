@@ -46,7 +46,7 @@ pub(super) fn landing_page(
          body {{ font-family: sans-serif; margin: 2em; }}\n\
          table {{ border-collapse: collapse; margin-bottom: 1em; }}\n\
          th, td {{ border: 1px solid #ccc; padding: 0.3em 0.6em; text-align: left; vertical-align: top; }}\n\
-         .running {{ color: #060; }} .degraded {{ color: #a60; }} .failed, .invalid, .error {{ color: #a00; }}\n\
+         .running {{ color: #060; }} .degraded {{ color: #a60; }} .failed, .invalid, .over_budget, .error {{ color: #a00; }}\n\
          </style>\n</head>\n<body>\n<h1>bpf-exporter</h1>\n\
          <p>Prometheus exporter that turns eBPF maps into metrics. Version {}.</p>\n\
          <p><a href=\".{}\">Metrics</a> · <a href=\"./-/status\">Status (JSON)</a></p>\n",

@@ -45,6 +45,7 @@ pub(super) fn snapshot() -> Snapshot {
                     attached: true,
                     ..ProgramStatus::default()
                 }],
+                cpu_budget: None,
             },
             ConfigStatus {
                 name: "broken<script>".into(),
@@ -61,6 +62,7 @@ pub(super) fn snapshot() -> Snapshot {
                     error: Some("ENOENT <missing>".into()),
                     ..ProgramStatus::default()
                 }],
+                cpu_budget: None,
             },
         ],
         taken_at: SystemTime::now(),

@@ -10,6 +10,7 @@ mod common;
 mod compat;
 mod dashboards;
 mod golden;
+mod guards;
 mod kernel;
 mod library_network;
 mod library_system;

@@ -13,12 +13,13 @@ use std::time::{Duration, Instant, SystemTime};
 
 use serde_json::{json, Value};
 
-use crate::binary::{answers_ok, embedded, http, promtool_check, Exporter};
+use crate::binary::{answers_ok, embedded, http, priority_min_turn, promtool_check, Exporter};
 use crate::common::{bpf_available, free_port, private_loopback, tool_available, yaml};
 use crate::dashboards::{self, interpolate, regex_of_all};
+use crate::guards;
 use crate::workload::*;
 
-const EXAMPLES: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/prometheus");
+pub(crate) const EXAMPLES: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/prometheus");
 
 /// The example configs of `prometheus/`: one host, and a fleet on
 /// Kubernetes (which loads the fleet rules too).
@@ -114,7 +115,7 @@ fn without_kubernetes_sd(mut config: Value) -> Value {
 
 /// promtool run in `prometheus/` (where the example files name each other
 /// relative to): whether it succeeded, and all it printed.
-fn promtool(args: &[&str]) -> (bool, String) {
+pub(crate) fn promtool(args: &[&str]) -> (bool, String) {
     let out = Command::new("promtool")
         .args(args)
         .current_dir(EXAMPLES)
@@ -416,8 +417,10 @@ fn problem(prometheus: &Prometheus, expr: &str, legend: &str) -> Option<String> 
 /// alerts to find: rows its decoder cannot decode (a syscall number read
 /// as an IP address), an XDP program that cannot attach (the healthy
 /// exporter holds this thread's `lo`), a config some of whose programs the
-/// kernel refuses (tests/bpf/test_isolation.bpf.c); and its last reload
-/// was refused. Its config directory goes with it.
+/// kernel refuses (tests/bpf/test_isolation.bpf.c), a config over its CPU
+/// budget (tests/bpf/cpu_hog.bpf.c), a full hash map
+/// (tests/bpf/full_map.bpf.c); and its last reload was refused. Its
+/// config directory goes with it.
 struct BrokenExporter {
     exporter: Exporter,
     _dir: tempfile::TempDir,
@@ -438,12 +441,20 @@ impl BrokenExporter {
         );
         let partial = "program: test_isolation\nmetrics:\n  counters:\n    - name: isolation_events_total\n      help: getppid calls.\n";
         write("partial.yaml", partial);
+        write("over_budget.yaml", &guards::hog("cpu_budget: 0.0001\n"));
+        write("full.yaml", guards::FULL_MAP);
         // Its errors are what it is for: the alerts report them.
         let exporter = Exporter::start_unlogged(&[
             "--config.dir",
             dir.path().to_str().unwrap(),
             "--web.enable-lifecycle",
+            "--bpf.cpu-budget-window",
+            "1s",
         ]);
+        let turn = priority_min_turn();
+        guards::overrun(&turn, &exporter, "over_budget");
+        guards::fill_full_map(&turn);
+        drop(turn);
         write("partial.yaml", &format!("{partial}  gauges: [\n"));
         let (status, _, body) = exporter.request("POST", "/-/reload", "").unwrap();
         assert_eq!(status, 500, "{body}");
@@ -633,6 +644,8 @@ fn end_to_end() {
         ("BpfExporterProgramNotAttached", broken_at, "partial"),
         ("BpfExporterReloadFailed", broken_at, ""),
         ("BpfExporterDecodeErrors", broken_at, "undecodable"),
+        ("BpfExporterConfigOverBudget", broken_at, "over_budget"),
+        ("BpfExporterMapNearlyFull", broken_at, "full"),
     ]);
     let alerts = prometheus.wait_for("the alerts", "ALERTS", |series| {
         let found: BTreeSet<(&str, &str, &str)> = series
@@ -659,6 +672,10 @@ fn end_to_end() {
     );
     assert!(
         with("BpfExporterDecodeErrors", "decoder", "inet_ip"),
+        "{alerts:?}"
+    );
+    assert!(
+        with("BpfExporterMapNearlyFull", "map", "full_map_calls_total"),
         "{alerts:?}"
     );
     eprintln!("done after {:?}", started.elapsed());

@@ -6,14 +6,7 @@
  */
 #include <vmlinux.h>
 #include <bpf/bpf_helpers.h>
-
-#if defined(__TARGET_ARCH_arm64)
-#define NR_PRIORITY_MAX 125
-#define NR_PRIORITY_MIN 126
-#else
-#define NR_PRIORITY_MAX 146
-#define NR_PRIORITY_MIN 147
-#endif
+#include "../bpf/priority_syscalls.h"
 
 struct {
 	__uint(type, BPF_MAP_TYPE_RINGBUF);
