@@ -313,10 +313,38 @@ pub(crate) fn sample_text<'a>(page: &'a str, series: &str) -> Option<&'a str> {
 }
 
 /// Held while a test drives `sched_get_priority_min` calls and counts them:
-/// every exporter counts the machine's calls, so the tests take turns.
-pub(crate) fn priority_min_turn() -> std::sync::MutexGuard<'static, ()> {
+/// every exporter counts the machine's calls, so the tests take turns, in
+/// this process (the mutex) and with test runs of other checkouts on the
+/// same machine (an flock on a file every run shares).
+pub(crate) struct PriorityMinTurn {
+    _file: std::fs::File,
+    _turn: std::sync::MutexGuard<'static, ()>,
+}
+
+pub(crate) fn priority_min_turn() -> PriorityMinTurn {
+    use std::os::fd::AsRawFd;
     static DRIVING: std::sync::Mutex<()> = std::sync::Mutex::new(());
-    DRIVING.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+    let turn = DRIVING.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+    let path = std::env::temp_dir().join("bpf-exporter-tests-priority-min.lock");
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&path)
+        .unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    // SAFETY: flock on an fd this function owns; released when it closes.
+    let rc = unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX) };
+    assert_eq!(
+        rc,
+        0,
+        "flock {}: {}",
+        path.display(),
+        std::io::Error::last_os_error()
+    );
+    PriorityMinTurn {
+        _file: file,
+        _turn: turn,
+    }
 }
 
 /// `n` `sched_get_priority_min` calls, counted by the syscalls config.

@@ -5,7 +5,6 @@
 //! `sched_get_priority_min` and `_max` calls of their own arguments).
 
 use std::process::Stdio;
-use std::sync::MutexGuard;
 use std::time::{Duration, Instant};
 
 use crate::binary::{embedded, priority_min_turn, sample_text, Exporter};
@@ -34,7 +33,7 @@ fn priority_max(policy: i32) {
 /// Held while a test drives the calls of this file's programs, or has one
 /// of them attached and counting: every exporter counts the machine's
 /// calls ([`priority_min_turn`]).
-type Turn = MutexGuard<'static, ()>;
+type Turn = crate::binary::PriorityMinTurn;
 
 /// Gives up the turn once every exporter has read what the calls made
 /// under it (they read every 100 ms), so that none counts them in its
