@@ -45,6 +45,54 @@ impl RowStats {
     }
 }
 
+/// A map key as a metric holds it: inline up to 16 bytes (a pid, an id, a
+/// small struct: most keys), so a lookup compares bytes in the table
+/// itself instead of following a pointer to them, a cache miss per key of
+/// a big map.
+enum RawKey {
+    Inline(u8, [u8; 16]),
+    Heap(Box<[u8]>),
+}
+
+impl RawKey {
+    fn new(key: &[u8]) -> RawKey {
+        if key.len() > 16 {
+            return RawKey::Heap(key.into());
+        }
+        let mut bytes = [0; 16];
+        bytes[..key.len()].copy_from_slice(key);
+        RawKey::Inline(key.len() as u8, bytes)
+    }
+
+    fn bytes(&self) -> &[u8] {
+        match self {
+            RawKey::Inline(len, bytes) => &bytes[..*len as usize],
+            RawKey::Heap(bytes) => bytes,
+        }
+    }
+}
+
+// Hashed and compared as the bytes, so the table is looked up by `&[u8]`.
+impl std::hash::Hash for RawKey {
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        self.bytes().hash(state);
+    }
+}
+
+impl PartialEq for RawKey {
+    fn eq(&self, other: &RawKey) -> bool {
+        self.bytes() == other.bytes()
+    }
+}
+
+impl Eq for RawKey {}
+
+impl std::borrow::Borrow<[u8]> for RawKey {
+    fn borrow(&self) -> &[u8] {
+        self.bytes()
+    }
+}
+
 /// What one key decoded to.
 #[derive(Debug, Clone)]
 enum Outcome {
@@ -187,7 +235,7 @@ impl SeriesSet {
 
 /// A metric's keys and series across reads.
 pub struct MetricRows {
-    keys: HashMap<Box<[u8]>, KeyEntry, RandomState>,
+    keys: HashMap<RawKey, KeyEntry, RandomState>,
     set: SeriesSet,
     /// Values per entry of the map the keys came from, once read.
     values_per_entry: Option<usize>,
@@ -321,7 +369,7 @@ impl MetricRows {
                             expires,
                             seen: generation,
                         };
-                        keys.insert(key.into(), entry);
+                        keys.insert(RawKey::new(key), entry);
                     } else {
                         unheld.push(outcome.clone());
                     }
@@ -1019,5 +1067,29 @@ mod tests {
             &[dump(4, 1, &[(1, &[10]), (1, &[10])])],
         );
         assert_eq!(families[0], [(vec!["1".to_string()], 10)]);
+    }
+
+    #[test]
+    fn keys_longer_than_sixteen_bytes_are_held_too() {
+        let mut spec = histogram_spec(EXP2, 1.0, false);
+        spec.kind = MetricType::Counter;
+        spec.labels = vec![LabelSpec {
+            name: "key".into(),
+            offset: 0,
+            size: 24,
+            decoders: vec![crate::decoders::configure("hex", &Default::default()).unwrap()],
+        }];
+        let mut d = MapDump::new(24, 1);
+        d.push(&[1; 24], &[5]);
+        d.push(&[2; 24], &[6]);
+        let (mut rows, mut cache) = (MetricRows::new(0), cache(16));
+        for _ in 0..2 {
+            let (family, _) = rows.family(&spec, &d, &mut cache, Instant::now());
+            assert_eq!(
+                values(&family),
+                [(vec!["01".repeat(24)], 5), (vec!["02".repeat(24)], 6)]
+            );
+        }
+        assert_eq!((cache.stats.misses, cache.stats.hits), (2, 2));
     }
 }
