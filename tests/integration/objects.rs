@@ -13,6 +13,11 @@ use crate::common::bpf_available;
 /// Compiles `source` (relative to the repository) into `out` with clang, as
 /// the README tells users to.
 pub(crate) fn compile(source: &str, out: &Path) {
+    compile_with(source, &[], out);
+}
+
+/// [`compile`] with more clang arguments (`-DNAME`).
+pub(crate) fn compile_with(source: &str, args: &[&str], out: &Path) {
     let root = env!("CARGO_MANIFEST_DIR");
     let arch = match std::env::consts::ARCH {
         "x86_64" => "x86",
@@ -24,6 +29,7 @@ pub(crate) fn compile(source: &str, out: &Path) {
         .arg(format!("-I{}", env!("BPF_EXPORTER_LIBBPF_INCLUDE")))
         .arg(format!("-I{root}/bpf/include"))
         .arg(format!("-I{root}/bpf/include/vmlinux/{arch}"))
+        .args(args)
         .args(["-c", &format!("{root}/{source}"), "-o"])
         .arg(out)
         .output()
@@ -336,21 +342,25 @@ fn kaddrs_give_the_program_kernel_symbol_addresses() {
 /// the counts start again from zero.
 #[test]
 fn perf_event_array_counters_count_each_event_exactly_and_flush() {
-    event_counters_count_each_event_exactly_and_flush("tests/objects/syscall_events.bpf.c", true);
+    event_counters_count_each_event_exactly_and_flush(&[], true);
 }
 
 /// The same over a ring buffer, which reports no lost events.
 #[test]
 fn ring_buffer_event_counters_count_each_event_exactly_and_flush() {
-    event_counters_count_each_event_exactly_and_flush("tests/objects/syscall_ring_events.bpf.c", false);
+    event_counters_count_each_event_exactly_and_flush(&["-DRING_BUFFER"], false);
 }
 
-fn event_counters_count_each_event_exactly_and_flush(source: &str, counts_lost: bool) {
+fn event_counters_count_each_event_exactly_and_flush(clang_args: &[&str], counts_lost: bool) {
     if !bpf_available() {
         return;
     }
     let dir = tempfile::tempdir().unwrap();
-    compile(source, &dir.path().join("syscall_events.bpf.o"));
+    compile_with(
+        "tests/objects/syscall_events.bpf.c",
+        clang_args,
+        &dir.path().join("syscall_events.bpf.o"),
+    );
     let config = "metrics:\n  counters:\n    - name: syscall_events_total\n      help: Syscalls, by event.\n      \
                   perf_event_array: true\n      flush_interval: 2s\n      labels:\n        - name: syscall\n          \
                   size: 8\n          decoders:\n            - name: uint\n            - name: syscall\n";
