@@ -11,20 +11,18 @@ use crate::binary::{embedded, Exporter};
 use crate::common::bpf_available;
 
 /// Compiles `source` (relative to the repository) into `out` with clang, as
-/// the README tells users to.
+/// the README tells users to, with the flags of the build (`build/bpf.rs`).
 pub(crate) fn compile(source: &str, out: &Path) {
-    let root = env!("CARGO_MANIFEST_DIR");
-    let arch = match std::env::consts::ARCH {
-        "x86_64" => "x86",
-        "aarch64" => "arm64",
-        other => other,
-    };
+    use crate::bpf_build::bpf;
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let args = bpf::arch(std::env::consts::ARCH).and_then(|arch| bpf::clang_args(root, arch));
     let output = Command::new("clang")
-        .args(["-O2", "-g", "-target", "bpf", &format!("-D__TARGET_ARCH_{arch}")])
+        .args(["-O2", "-g", "-target", "bpf"])
+        .args(args.unwrap())
         .arg(format!("-I{}", env!("BPF_EXPORTER_LIBBPF_INCLUDE")))
-        .arg(format!("-I{root}/bpf/include"))
-        .arg(format!("-I{root}/bpf/include/vmlinux/{arch}"))
-        .args(["-c", &format!("{root}/{source}"), "-o"])
+        .arg("-c")
+        .arg(root.join(source))
+        .arg("-o")
         .arg(out)
         .output()
         .unwrap();
