@@ -1,6 +1,6 @@
-//! Sections ebpf_exporter gives a meaning of its own and libbpf does not
-//! know, so their programs load with the right type and attach where the
-//! section says:
+//! Sections ebpf_exporter gives a meaning of its own, which libbpf does
+//! not know or cannot attach, so their programs load with the right type
+//! and attach where the section says:
 //!
 //! - `xdp/<interface>`: an XDP program for that interface;
 //! - `perf_event/type=N,config=M,frequency=F` (or `period=P`): a
