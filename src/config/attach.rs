@@ -66,9 +66,11 @@ impl Validator<'_> {
                 ),
             );
         }
-        let given = [a.xdp.is_some(), a.uprobe.is_some(), a.perf_event.is_some()];
-        match given.iter().filter(|g| **g).count() {
-            0 => {
+        let spec = match (&a.xdp, &a.uprobe, &a.perf_event) {
+            (Some(xdp), None, None) => self.xdp(path, &a.program.value, xdp),
+            (None, Some(uprobe), None) => self.uprobe(path, &a.program.value, uprobe),
+            (None, None, Some(event)) => self.perf_event(path, &a.program.value, event),
+            (None, None, None) => {
                 self.error(
                     attach.referenced,
                     path,
@@ -78,7 +80,6 @@ impl Validator<'_> {
                 );
                 return None;
             }
-            1 => {}
             _ => {
                 self.error(
                     attach.referenced,
@@ -88,15 +89,6 @@ impl Validator<'_> {
                 );
                 return None;
             }
-        }
-        let spec = if let Some(xdp) = &a.xdp {
-            self.xdp(path, &a.program.value, xdp)
-        } else if let Some(uprobe) = &a.uprobe {
-            self.uprobe(path, &a.program.value, uprobe)
-        } else {
-            a.perf_event
-                .as_ref()
-                .and_then(|event| self.perf_event(path, &a.program.value, event))
         };
         if let (Some(program), Some(spec)) = (program, &spec) {
             let key = spec.key();

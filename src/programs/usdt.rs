@@ -29,16 +29,17 @@ pub fn diagnose(section: &str) -> Option<String> {
         });
     };
     // libbpf reads it with sscanf("usdt/%m[^:]:%m[^:]:%m[^:]").
+    let malformed = || {
+        Some(format!(
+            "SEC(\"{section}\") is not usdt/<binary>:<provider>:<name>"
+        ))
+    };
     let mut parts = spec.split(':');
     let (Some(binary), Some(provider), Some(name)) = (parts.next(), parts.next(), parts.next()) else {
-        return Some(format!(
-            "SEC(\"{section}\") is not usdt/<binary>:<provider>:<name>"
-        ));
+        return malformed();
     };
     if [binary, provider, name].contains(&"") {
-        return Some(format!(
-            "SEC(\"{section}\") is not usdt/<binary>:<provider>:<name>"
-        ));
+        return malformed();
     }
     let path = match resolve(binary) {
         Ok(path) => path,
@@ -95,12 +96,12 @@ pub fn diagnose(section: &str) -> Option<String> {
 /// directory; anything else on PATH, then in /usr/bin and /usr/sbin.
 fn resolve(binary: &str) -> Result<PathBuf, String> {
     if binary.contains('/') {
-        return match Path::new(binary).exists() {
-            true => Ok(binary.into()),
-            false => Err(format!(
+        if !Path::new(binary).exists() {
+            return Err(format!(
                 "there is no file {binary}: name the binary by a path that exists"
-            )),
-        };
+            ));
+        }
+        return Ok(binary.into());
     }
     let library = binary.ends_with(".so") || binary.contains(".so.");
     let env = |name: &str| std::env::var(name).unwrap_or_default();
