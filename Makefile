@@ -12,8 +12,10 @@ FUZZ_SECONDS ?= 60
 # the server the end-to-end dashboard test runs, pci.ids is the database the
 # pci_* decoders read, systemd provides systemd-analyze (the unit checks of
 # packaging/systemd/) and systemd-socket-activate, openssl and curl make
-# and speak to the TLS endpoint of the web tests.
-PACKAGES := clang llvm libelf-dev zlib1g-dev pkg-config make bpftool prometheus pci.ids systemd openssl curl
+# and speak to the TLS endpoint of the web tests, systemtap-sdt-dev has the
+# <sys/sdt.h> of the USDT test target (tests/target/usdt_target.c).
+PACKAGES := clang llvm libelf-dev zlib1g-dev pkg-config make bpftool prometheus pci.ids systemd openssl curl \
+	systemtap-sdt-dev
 # Checks packaging/kubernetes/ offline (from PyPI; pinned, as its schemas
 # follow its version).
 KUBERNETES_VALIDATE := 1.37.0

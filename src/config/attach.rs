@@ -1,16 +1,18 @@
 //! `attach:` entries → where programs whose `SEC()` alone does not say are
 //! attached.
 //!
-//! An XDP program needs an interface and a uprobe a binary and a function;
-//! without them loading would fail far from the config. The entries are
-//! checked against the object's programs here, and a program left without
-//! one is named with an entry to copy.
+//! An XDP program needs an interface, a uprobe a binary and a function, a
+//! bare `SEC("perf_event")` program a perf event; without them loading
+//! would fail far from the config. The entries are checked against the
+//! object's programs here, and a program left without one is named with
+//! an entry to copy.
 
 use serde_saphyr::Spanned;
 
-use super::raw::{RawAttach, RawUprobe, RawXdp};
+use super::raw::{RawAttach, RawPerfEvent, RawUprobe, RawXdp};
 use super::validate::Validator;
 use super::{AttachSpec, ConfigError, XdpMode};
+use crate::programs::sections::PerfEvent;
 use crate::programs::{self, Hook, ObjectInfo};
 
 impl Validator<'_> {
@@ -32,6 +34,7 @@ impl Validator<'_> {
             if programs::needs_attach_entry(&prog.section) && !listed {
                 let example = match Hook::of_section(&prog.section) {
                     Some(Hook::Xdp) => "xdp: {interface: eth0}",
+                    Some(Hook::PerfEvent) => "perf_event: {type: software, config: cpu-clock, frequency: 99}",
                     _ => "uprobe: {binary: /usr/bin/bash, function: readline}",
                 };
                 self.errors.push(ConfigError::file_level(
@@ -63,23 +66,26 @@ impl Validator<'_> {
                 ),
             );
         }
-        let spec = match (&a.xdp, &a.uprobe) {
-            (Some(xdp), None) => self.xdp(path, &a.program.value, xdp),
-            (None, Some(uprobe)) => self.uprobe(path, &a.program.value, uprobe),
-            (None, None) => {
+        let spec = match (&a.xdp, &a.uprobe, &a.perf_event) {
+            (Some(xdp), None, None) => self.xdp(path, &a.program.value, xdp),
+            (None, Some(uprobe), None) => self.uprobe(path, &a.program.value, uprobe),
+            (None, None, Some(event)) => self.perf_event(path, &a.program.value, event),
+            (None, None, None) => {
                 self.error(
                     attach.referenced,
                     path,
-                    "say how to attach: add `xdp: {interface: <name>}` or \
-                     `uprobe: {binary: <absolute path>, function: <symbol>}`",
+                    "say how to attach: add `xdp: {interface: <name>}`, \
+                     `uprobe: {binary: <absolute path>, function: <symbol>}` or \
+                     `perf_event: {type: <type>, config: <event>, frequency: <per second>}`",
                 );
                 return None;
             }
-            (Some(_), Some(_)) => {
+            _ => {
                 self.error(
                     attach.referenced,
                     path,
-                    "give one of `xdp:` and `uprobe:` per entry; attach a program twice with two entries",
+                    "give one of `xdp:`, `uprobe:` and `perf_event:` per entry; attach a program twice with \
+                     two entries",
                 );
                 return None;
             }
@@ -175,12 +181,49 @@ impl Validator<'_> {
             pid,
         })
     }
+
+    fn perf_event(&mut self, path: &str, program: &str, event: &Spanned<RawPerfEvent>) -> Option<AttachSpec> {
+        let e = &event.value;
+        let kind = PerfEvent::kind(&e.kind.value)
+            .map_err(|m| self.error(e.kind.referenced, &format!("{path}.perf_event.type"), m))
+            .ok();
+        // A config name means something only for a known type.
+        let config = kind.and_then(|kind| {
+            PerfEvent::config(kind, &e.config.value)
+                .map_err(|m| self.error(e.config.referenced, &format!("{path}.perf_event.config"), m))
+                .ok()
+        });
+        let value = |s: &Option<Spanned<u64>>| s.as_ref().map(|s| s.value);
+        let sample = PerfEvent::sample(value(&e.frequency), value(&e.period))
+            .map_err(|m| {
+                // At the value at fault, else at the entry (neither given).
+                let at = match (&e.frequency, &e.period) {
+                    (Some(f), _) if f.value == 0 => Some(("frequency", f)),
+                    (f, Some(p)) if p.value == 0 || f.is_some() => Some(("period", p)),
+                    _ => None,
+                };
+                match at {
+                    Some((key, s)) => self.error(s.referenced, &format!("{path}.perf_event.{key}"), m),
+                    None => self.error(event.referenced, &format!("{path}.perf_event"), m),
+                }
+            })
+            .ok();
+        Some(AttachSpec::PerfEvent {
+            program: program.to_string(),
+            event: PerfEvent {
+                kind: kind?,
+                config: config?,
+                sample: sample?,
+            },
+        })
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use crate::config::validate::testing::{assert_error, errors, source};
-    use crate::config::{parse, AttachSpec};
+    use crate::config::{parse, AttachSpec, Config};
+    use crate::programs::sections::{PerfEvent, Sample};
 
     #[test]
     fn xdp_program_needs_an_attach_entry_and_a_known_mode() {
@@ -316,6 +359,145 @@ attach:
         );
     }
 
+    const PERF_EVENT: &str = "metrics:
+  counters:
+    - name: cpu_samples_total
+      help: Samples.
+attach:
+  - program: on_sample
+    perf_event:
+      type: 1
+      config: 0
+      frequency: 99
+";
+
+    #[test]
+    fn perf_event_entries_take_numbers_or_perf_names() {
+        let event = |config: &Config| match &config.attach[..] {
+            [AttachSpec::PerfEvent { program, event }] if program == "on_sample" => *event,
+            other => panic!("{other:?}"),
+        };
+        let config = parse(&source("perf_event_entry", PERF_EVENT), "ebpf_").unwrap();
+        let cpu_clock = PerfEvent {
+            kind: 1,
+            config: 0,
+            sample: Sample::Frequency(99),
+        };
+        assert_eq!(event(&config), cpu_clock);
+        let named = PERF_EVENT
+            .replace("type: 1", "type: software")
+            .replace("config: 0", "config: cpu-clock");
+        let config = parse(&source("perf_event_entry", &named), "ebpf_").unwrap();
+        assert_eq!(event(&config), cpu_clock);
+        let hardware = PERF_EVENT
+            .replace("type: 1", "type: hardware")
+            .replace("config: 0", "config: instructions")
+            .replace("frequency: 99", "period: 100000");
+        let config = parse(&source("perf_event_entry", &hardware), "ebpf_").unwrap();
+        assert_eq!(
+            event(&config),
+            PerfEvent {
+                kind: 0,
+                config: 1,
+                sample: Sample::Period(100000)
+            }
+        );
+    }
+
+    #[test]
+    fn perf_event_program_needs_an_entry_with_an_example() {
+        let text = PERF_EVENT.split("attach:").next().unwrap();
+        assert_error(
+            "perf_event_entry",
+            text,
+            "configs/perf_event_entry.yaml: ",
+            "program \"on_sample\" (SEC \"perf_event\") needs an attach entry saying where to attach, such as \
+             `attach: [{program: on_sample, perf_event: {type: software, config: cpu-clock, frequency: 99}}]`",
+        );
+    }
+
+    #[test]
+    fn perf_event_entry_errors_are_located_at_the_value_at_fault() {
+        for (from, to, place, says) in [
+            (
+                "type: 1",
+                "type: softwear",
+                "8:13: attach[0].perf_event.type:",
+                "unknown perf event type \"softwear\" (a number, or one of: hardware, software,",
+            ),
+            (
+                "type: 1",
+                "type: 4294967296",
+                "8:13: attach[0].perf_event.type:",
+                "type 4294967296 is too big",
+            ),
+            (
+                "config: 0",
+                "config: cpu-clok",
+                "9:15: attach[0].perf_event.config:",
+                "unknown software event \"cpu-clok\" (known: cpu-clock, task-clock,",
+            ),
+            (
+                "frequency: 99",
+                "frequency: 0",
+                "10:18: attach[0].perf_event.frequency:",
+                "frequency 0 would never sample",
+            ),
+            (
+                "frequency: 99",
+                "frequency: 99\n      period: 1000",
+                "11:15: attach[0].perf_event.period:",
+                "give one of frequency and period, not both",
+            ),
+            (
+                "      frequency: 99\n",
+                "",
+                "8:7: attach[0].perf_event:",
+                "frequency (or period) is missing",
+            ),
+            (
+                "config: 0",
+                "config: 0\n      pid: 3",
+                "10:7: attach[0].perf_event.pid:",
+                "unknown field `pid`",
+            ),
+        ] {
+            assert_error(
+                "perf_event_entry",
+                &PERF_EVENT.replace(from, to),
+                &format!("configs/perf_event_entry.yaml:{place}"),
+                says,
+            );
+        }
+        // A config name is read for a known type only, so a bad type is
+        // the one error.
+        let errors = errors(
+            "perf_event_entry",
+            &PERF_EVENT
+                .replace("type: 1", "type: nope")
+                .replace("config: 0", "config: nope"),
+        );
+        assert_eq!(errors.len(), 1, "{errors:#?}");
+        assert_error(
+            "perf_event_entry",
+            &PERF_EVENT
+                .replace("type: 1", "type: 2")
+                .replace("config: 0", "config: cpu-clock"),
+            "configs/perf_event_entry.yaml:9:15: attach[0].perf_event.config:",
+            "config \"cpu-clock\" is not a number (names are known for types hardware and software only)",
+        );
+        // The entry must match the section.
+        assert_error(
+            "truth",
+            &TRUTH.replace(
+                "    uprobe:\n      binary: /usr/bin/truth\n      function: truth_observe\n      pid: 42\n",
+                "    perf_event: {type: 1, config: 0, frequency: 9}\n",
+            ),
+            "configs/truth.yaml:6:5: attach[0].perf_event:",
+            "program \"observe\" is SEC \"uprobe\", which cannot attach as `perf_event:`",
+        );
+    }
+
     #[test]
     fn attach_entry_takes_exactly_one_hook_matching_the_section() {
         assert_error(
@@ -325,7 +507,7 @@ attach:
                 "  - program: observe\n    xdp: {interface: lo}\n",
             ),
             "configs/truth.yaml:6:5: attach[0]:",
-            "give one of `xdp:` and `uprobe:` per entry",
+            "give one of `xdp:`, `uprobe:` and `perf_event:` per entry",
         );
         assert_error(
             "truth",
@@ -334,7 +516,7 @@ attach:
                 "  - program: observe\n",
             ),
             "configs/truth.yaml:6:5: attach[0]:",
-            "say how to attach: add `xdp: {interface: <name>}` or `uprobe: ",
+            "say how to attach: add `xdp: {interface: <name>}`, `uprobe: ",
         );
         let counters = "metrics:\n  counters:\n    - name: xdp_packets_total\n      help: Packets.\n";
         let uprobe_on_xdp = format!(

@@ -208,20 +208,28 @@ pub enum AttachSpec {
         /// Only this process; every process when `None`.
         pid: Option<i32>,
     },
+    /// A perf event opened on every CPU, running the program.
+    PerfEvent {
+        program: String,
+        event: crate::programs::sections::PerfEvent,
+    },
 }
 
 impl AttachSpec {
     pub fn program(&self) -> &str {
         match self {
-            AttachSpec::Xdp { program, .. } | AttachSpec::Uprobe { program, .. } => program,
+            AttachSpec::Xdp { program, .. }
+            | AttachSpec::Uprobe { program, .. }
+            | AttachSpec::PerfEvent { program, .. } => program,
         }
     }
 
-    /// The entry's key in the config: `xdp` or `uprobe`.
+    /// The entry's key in the config: `xdp`, `uprobe` or `perf_event`.
     pub fn key(&self) -> &'static str {
         match self {
             AttachSpec::Xdp { .. } => "xdp",
             AttachSpec::Uprobe { .. } => "uprobe",
+            AttachSpec::PerfEvent { .. } => "perf_event",
         }
     }
 }

@@ -170,6 +170,9 @@ pub struct RawAttach {
     /// Attach as a uprobe (or uretprobe, per the program's `SEC()`) to a
     /// function of a binary or library.
     pub uprobe: Option<Spanned<RawUprobe>>,
+    /// Attach as a perf_event program run by a perf event opened on every
+    /// CPU, as `SEC("perf_event/type=…,config=…,frequency=…")` says it.
+    pub perf_event: Option<Spanned<RawPerfEvent>>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -192,4 +195,21 @@ pub struct RawUprobe {
     pub function: Spanned<String>,
     /// Probe only this process; every process that runs the binary when absent.
     pub pid: Option<Spanned<i64>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawPerfEvent {
+    /// `perf_event_attr.type`: a number, or perf's name for it (`hardware`,
+    /// `software`, `tracepoint`, `hw_cache`, `raw`, `breakpoint`).
+    #[serde(rename = "type")]
+    pub kind: Spanned<String>,
+    /// `perf_event_attr.config`: a number (`0x` for hexadecimal), or for
+    /// hardware and software events perf's name for it (`cpu-clock`,
+    /// `cpu-cycles`, …).
+    pub config: Spanned<String>,
+    /// Samples per second; give this or `period`.
+    pub frequency: Option<Spanned<u64>>,
+    /// Events per sample; give this or `frequency`.
+    pub period: Option<Spanned<u64>>,
 }

@@ -224,6 +224,14 @@ pub fn plan(configs: &[Config], host: &Host, port: Option<u16>, extra: &[(Capabi
             ));
         }
     }
+    if let Some(names) = named(&|c| c.sections.iter().any(|s| super::is_uprobe(s))) {
+        needs.push((
+            Capability::CAP_SYS_ADMIN,
+            format!(
+                "uprobes and USDT probes, whose perf events the kernel opens for CAP_SYS_ADMIN only: {names}"
+            ),
+        ));
+    }
     if let Some(names) = named(&probes_other_processes) {
         needs.push((
             Capability::CAP_SYS_PTRACE,
@@ -425,6 +433,21 @@ mod tests {
         assert!(reason("CAP_DAC_READ_SEARCH").ends_with(": syscalls, timers"));
         assert!(reason("CAP_SYSLOG").ends_with(": timers"));
         assert_eq!(reason("CAP_KILL"), "--capabilities.keep");
+    }
+
+    /// Used to: a config of uprobes kept CAP_PERFMON only, which the
+    /// kernel no longer takes for uprobes, so each one failed with EACCES.
+    #[test]
+    fn uprobe_configs_keep_sys_admin() {
+        let text = "metrics:\n  counters:\n    - name: truth_calls_total\n      help: Calls.\nattach:\n"
+            .to_string()
+            + &["observe", "gauge_set", "string_seen", "ip_seen"]
+                .map(|p| format!("  - {{program: {p}, uprobe: {{binary: /usr/bin/truth, function: f}}}}\n"))
+                .concat();
+        let truth = parse(&crate::config::validate::testing::source("truth", &text), "ebpf_").unwrap();
+        let needs = plan(&[embedded("syscalls"), truth], &Host::default(), None, &[]);
+        assert_eq!(caps(&needs), ["CAP_BPF", "CAP_PERFMON", "CAP_SYS_ADMIN"]);
+        assert!(needs[2].reason.ends_with(": truth"), "{needs:?}");
     }
 
     #[test]

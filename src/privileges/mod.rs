@@ -11,8 +11,12 @@ pub use keep::{at_start, drop_unneeded, plan, Host, KeepItem, Need, Privileges};
 
 /// What loading and attaching a program of `section` needs: CAP_BPF for
 /// the program and its maps, and CAP_PERFMON for tracing (perf events,
-/// tracing helpers) or CAP_NET_ADMIN for network hooks.
+/// tracing helpers), CAP_SYS_ADMIN for uprobes and USDT probes, or
+/// CAP_NET_ADMIN for network hooks.
 pub fn needed_for(section: &str) -> [Capability; 2] {
+    if is_uprobe(section) {
+        return [Capability::CAP_BPF, Capability::CAP_SYS_ADMIN];
+    }
     let network = [
         "xdp",
         "tc",
@@ -31,6 +35,15 @@ pub fn needed_for(section: &str) -> [Capability; 2] {
     } else {
         [Capability::CAP_BPF, Capability::CAP_PERFMON]
     }
+}
+
+/// Sections whose programs attach through a uprobe perf event, which the
+/// kernel opens for CAP_SYS_ADMIN only: `perf_uprobe_event_init()` of
+/// kernel/events/core.c, which took CAP_PERFMON from Linux 5.8 until a 2025
+/// fix (backported to the stable kernels) asked for CAP_SYS_ADMIN again.
+pub fn is_uprobe(section: &str) -> bool {
+    let kind = section.split('/').next().unwrap_or_default();
+    ["uprobe", "uprobe.s", "uretprobe", "uretprobe.s", "usdt", "usdt.s"].contains(&kind)
 }
 
 /// Whether this thread holds `cap` in its effective set; a set that
@@ -135,7 +148,7 @@ mod tests {
         for section in [
             "tracepoint/raw_syscalls/sys_enter",
             "tp_btf/sched_wakeup",
-            "uprobe",
+            "perf_event",
             "raw_tp/x",
         ] {
             assert_eq!(
@@ -158,6 +171,25 @@ mod tests {
                 "{section}"
             );
         }
+    }
+
+    /// Used to: uprobes counted as tracing, so the exporter dropped
+    /// CAP_SYS_ADMIN at start and every uprobe failed with EACCES.
+    #[test]
+    fn uprobes_and_usdt_probes_need_sys_admin() {
+        for section in [
+            "uprobe",
+            "uretprobe.s",
+            "uprobe//proc/self/exe:post_attach_mark",
+            "usdt/python3:python:function__entry",
+        ] {
+            assert_eq!(
+                needed_for(section),
+                [Capability::CAP_BPF, Capability::CAP_SYS_ADMIN],
+                "{section}"
+            );
+        }
+        assert!(!is_uprobe("uprobe.multi/x") && !is_uprobe("kprobe/do_exit"));
     }
 
     #[test]

@@ -18,7 +18,8 @@ use libbpf_rs::{
     UprobeOpts,
 };
 
-use super::sections::OwnSection;
+use super::mark::Marks;
+use super::sections::{OwnSection, POST_ATTACH_MARK};
 use super::{fs, Hook, ProgramObject};
 use crate::config::{AttachSpec, Config, XdpMode};
 use crate::metrics::{ConfigState, ConfigStatus, Failure, ProgramStatus, Reason};
@@ -134,10 +135,16 @@ impl Loaded {
 
     /// Detaches every program but keeps the object, its programs and maps
     /// (and the values in them), so [`Loaded::attach`] can put it back.
+    /// A `post_attach_mark` program has run and holds no attachment: it
+    /// stays as it is, and does not run again.
     pub fn detach(&mut self) {
         self.links.clear();
         self.xdp_links.clear();
-        for p in self.programs.iter_mut().filter(|p| p.attached) {
+        for p in self
+            .programs
+            .iter_mut()
+            .filter(|p| p.attached && p.section != POST_ATTACH_MARK)
+        {
             p.attached = false;
             p.reason = Some(Reason::HookBusy);
             p.error = Some("detached to make way for a new version of the config".to_string());
@@ -145,11 +152,13 @@ impl Loaded {
     }
 
     /// Attaches every loaded program that is not attached, where `config`
-    /// says (its `attach:` entries, else the program's section).
+    /// says (its `attach:` entries, else the program's section); then, if
+    /// any is a `post_attach_mark` program, calls `post_attach_mark()` once.
     pub fn attach(&mut self, config: &Config) {
         let Some(object) = self.object.as_mut() else {
             return;
         };
+        let mut marks = Marks::default();
         for prog in object.progs_mut() {
             let name = prog.name().to_string_lossy().into_owned();
             let attached = self.programs.iter().any(|p| p.name == name && p.attached);
@@ -160,7 +169,7 @@ impl Loaded {
             let explicit: Vec<&AttachSpec> = config.attach.iter().filter(|a| a.program() == name).collect();
             let (mut links, mut xdp_links) = (Vec::new(), Vec::new());
             let result = if explicit.is_empty() {
-                attach_from_section(&prog, &section, &mut links, &mut xdp_links)
+                attach_from_section(&prog, &section, &mut links, &mut xdp_links, &mut marks)
             } else {
                 explicit.iter().try_for_each(|spec| match spec {
                     AttachSpec::Xdp { interface, mode, .. } => {
@@ -172,6 +181,9 @@ impl Loaded {
                         pid,
                         ..
                     } => attach_uprobe(&prog, &section, binary, function, *pid).map(|link| links.push(link)),
+                    AttachSpec::PerfEvent { event, .. } => {
+                        attach_perf_event(&prog, &section, *event, &mut links)
+                    }
                 })
             };
             // All of a program's attach points or none: a half-attached
@@ -199,6 +211,7 @@ impl Loaded {
                 None => self.programs.push(status),
             }
         }
+        marks.call();
         self.programs.sort_by(|a, b| a.name.cmp(&b.name));
     }
 }
@@ -522,26 +535,30 @@ fn is_trampoline(section: &str) -> bool {
 }
 
 /// Attaches where the section says, adding what keeps it attached to
-/// `links` (or `xdp_links`).
+/// `links` (or `xdp_links`, or `marks` for the one call).
 fn attach_from_section(
     prog: &libbpf_rs::ProgramMut<'_>,
     section: &str,
     links: &mut Vec<Link>,
     xdp_links: &mut Vec<OwnedFd>,
+    marks: &mut Marks,
 ) -> Result<(), Failure> {
     match super::sections::parse(section) {
         Some(Ok(OwnSection::Xdp { interface })) => {
             return attach_xdp(prog, &interface, XdpMode::Auto).map(|fd| xdp_links.push(fd));
         }
         Some(Ok(OwnSection::PerfEvent(event))) => return attach_perf_event(prog, section, event, links),
+        Some(Ok(OwnSection::PostAttachMark)) => return marks.attach(prog),
         Some(Err(message)) => return Err(Failure::new(Reason::ObjectInvalid, message)),
         None => {}
     }
     if fs::needs_tracefs(section) {
         fs::ensure_tracefs()?;
     }
-    let link = prog.attach().map_err(|e| {
-        let permission_hint = crate::privileges::permission_hint(section);
+    // libbpf's warnings say what its errno does not (a usdt.bpf.h left out).
+    let (result, log) = with_captured_log(|| prog.attach());
+    let link = result.map_err(|e| {
+        let uprobe = matches!(Hook::of_section(section), Some(Hook::Uprobe | Hook::Uretprobe));
         let (reason, hint) = if ["kprobe", "kretprobe", "ksyscall", "kretsyscall"]
             .iter()
             .any(|p| section.starts_with(p))
@@ -549,19 +566,34 @@ fn attach_from_section(
             (
                 Reason::HookMissing,
                 ": kprobes are unavailable (kernel without CONFIG_KPROBES) or the function does not exist \
-                 or is inlined (see /sys/kernel/tracing/available_filter_functions); prefer a tracepoint",
+                 or is inlined (see /sys/kernel/tracing/available_filter_functions); prefer a tracepoint"
+                    .to_string(),
             )
-        } else if section.starts_with("uprobe") || section.starts_with("uretprobe") || section == "xdp" {
+        } else if let Some(why) = super::usdt::diagnose(section) {
+            (Reason::HookMissing, format!(": {why}"))
+        } else if super::needs_attach_entry(section) {
             (
                 Reason::ObjectInvalid,
-                ": this section does not say where to attach; add an `attach:` entry for the program",
+                ": this section does not say where to attach; add an `attach:` entry for the program"
+                    .to_string(),
+            )
+        } else if e.kind() == ErrorKind::NotFound && uprobe {
+            // libbpf's form: uprobe/<binary>:<function>.
+            let target = section.split_once('/').map_or("", |(_, t)| t);
+            let (binary, function) = target.split_once(':').unwrap_or((target, ""));
+            (
+                Reason::HookMissing,
+                format!(
+                    ": there is no file {binary}, or it has no function {function:?} in its symbol tables \
+                     (see `nm -D {binary}`)"
+                ),
             )
         } else if e.kind() == ErrorKind::NotFound && is_tracepoint(section) {
-            (Reason::HookMissing, MISSING_HOOK_HINT)
+            (Reason::HookMissing, MISSING_HOOK_HINT.to_string())
         } else if e.kind() == ErrorKind::PermissionDenied {
-            (Reason::Permission, permission_hint.as_str())
+            (Reason::Permission, crate::privileges::permission_hint(section))
         } else {
-            (Reason::Failed, "")
+            (Reason::Failed, log_tail(&log))
         };
         Failure::new(reason, format!("attaching SEC \"{section}\" failed: {e}{hint}"))
     })?;
@@ -591,13 +623,16 @@ fn attach_perf_event(
         };
         Failure::new(
             reason,
-            format!("opening the perf event of SEC \"{section}\" failed: {e}{hint}"),
+            format!("opening perf event {event} for SEC \"{section}\" failed: {e}{hint}"),
         )
     })?;
     for fd in fds {
-        let link = prog
-            .attach_perf_event(fd.as_raw_fd())
-            .map_err(|e| Failure::new(Reason::Failed, format!("attaching SEC \"{section}\" failed: {e}")))?;
+        let link = prog.attach_perf_event(fd.as_raw_fd()).map_err(|e| {
+            Failure::new(
+                Reason::Failed,
+                format!("attaching SEC \"{section}\" to perf event {event} failed: {e}"),
+            )
+        })?;
         // The link owns the perf event now and closes it when it goes.
         let _ = std::os::fd::IntoRawFd::into_raw_fd(fd);
         links.push(link);

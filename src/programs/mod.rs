@@ -8,10 +8,12 @@ pub mod budget;
 pub mod cgroups;
 pub mod fs;
 pub mod loader;
+pub mod mark;
 pub mod pin;
 pub mod pinned;
 pub mod sections;
 pub mod stats;
+pub mod usdt;
 
 use libbpf_rs::btf::types::{Composite, DataSec, Int, IntEncoding, MemberAttr, Var};
 use libbpf_rs::btf::{Btf, BtfType, ReferencesType, TypeId};
@@ -307,6 +309,7 @@ pub enum Hook {
     Xdp,
     Uprobe,
     Uretprobe,
+    PerfEvent,
 }
 
 impl Hook {
@@ -316,6 +319,7 @@ impl Hook {
             "xdp" => Some(Hook::Xdp),
             "uprobe" | "uprobe.s" => Some(Hook::Uprobe),
             "uretprobe" | "uretprobe.s" => Some(Hook::Uretprobe),
+            "perf_event" => Some(Hook::PerfEvent),
             _ => None,
         }
     }
@@ -325,12 +329,14 @@ impl Hook {
         match self {
             Hook::Xdp => "xdp",
             Hook::Uprobe | Hook::Uretprobe => "uprobe",
+            Hook::PerfEvent => "perf_event",
         }
     }
 }
 
 /// True when a program in `section` attaches only through an `attach:`
-/// entry: its section names no interface or binary to attach to.
+/// entry: its section names no interface, binary or perf event to attach
+/// to.
 pub fn needs_attach_entry(section: &str) -> bool {
     match Hook::of_section(section) {
         // `xdp/<interface>` names its interface (ebpf_exporter's form).
@@ -338,6 +344,8 @@ pub fn needs_attach_entry(section: &str) -> bool {
             section == "xdp" || (section.starts_with("xdp/") && sections::parse(section).is_none())
         }
         Some(Hook::Uprobe | Hook::Uretprobe) => !section.contains('/'),
+        // `perf_event/type=…` names its event (ebpf_exporter's form).
+        Some(Hook::PerfEvent) => section == "perf_event",
         None => false,
     }
 }
@@ -433,6 +441,17 @@ mod tests {
             ("uretprobe", Some(Hook::Uretprobe), true),
             ("uprobe//bin/bash:readline", Some(Hook::Uprobe), false),
             ("uretprobe//bin/bash:readline", Some(Hook::Uretprobe), false),
+            (
+                "uprobe//proc/self/exe:post_attach_mark",
+                Some(Hook::Uprobe),
+                false,
+            ),
+            ("perf_event", Some(Hook::PerfEvent), true),
+            (
+                "perf_event/type=1,config=0,frequency=99",
+                Some(Hook::PerfEvent),
+                false,
+            ),
             ("uprobe.multi", None, false),
             ("tracepoint/sched/sched_process_exec", None, false),
             ("kprobe/do_nanosleep", None, false),

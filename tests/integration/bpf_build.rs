@@ -4,7 +4,7 @@
 //! name rules of `build/bpf.rs` are tested beside them, in it.
 
 #[path = "../../build/bpf.rs"]
-mod bpf;
+pub(crate) mod bpf;
 
 use std::path::Path;
 use std::process::Command;

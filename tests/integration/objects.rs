@@ -11,26 +11,24 @@ use crate::binary::{embedded, Exporter};
 use crate::common::bpf_available;
 
 /// Compiles `source` (relative to the repository) into `out` with clang, as
-/// the README tells users to.
+/// the README tells users to, with the flags of the build (`build/bpf.rs`).
 pub(crate) fn compile(source: &str, out: &Path) {
     compile_with(source, &[], out);
 }
 
 /// [`compile`] with more clang arguments (`-DNAME`).
-pub(crate) fn compile_with(source: &str, args: &[&str], out: &Path) {
-    let root = env!("CARGO_MANIFEST_DIR");
-    let arch = match std::env::consts::ARCH {
-        "x86_64" => "x86",
-        "aarch64" => "arm64",
-        other => other,
-    };
+pub(crate) fn compile_with(source: &str, extra: &[&str], out: &Path) {
+    use crate::bpf_build::bpf;
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let args = bpf::arch(std::env::consts::ARCH).and_then(|arch| bpf::clang_args(root, arch));
     let output = Command::new("clang")
-        .args(["-O2", "-g", "-target", "bpf", &format!("-D__TARGET_ARCH_{arch}")])
+        .args(["-O2", "-g", "-target", "bpf"])
+        .args(args.unwrap())
         .arg(format!("-I{}", env!("BPF_EXPORTER_LIBBPF_INCLUDE")))
-        .arg(format!("-I{root}/bpf/include"))
-        .arg(format!("-I{root}/bpf/include/vmlinux/{arch}"))
-        .args(args)
-        .args(["-c", &format!("{root}/{source}"), "-o"])
+        .args(extra)
+        .arg("-c")
+        .arg(root.join(source))
+        .arg("-o")
         .arg(out)
         .output()
         .unwrap();
@@ -422,9 +420,7 @@ fn ebpf_exporter_sections_attach_where_they_say() {
         "tests/objects/own_sections.bpf.c",
         &dir.path().join("own_sections.bpf.o"),
     );
-    let config = "metrics:\n  counters:\n    - name: cpu_samples_total\n      help: Samples, by CPU.\n      \
-                  labels:\n        - name: cpu\n          size: 4\n          decoders:\n            - name: uint\n";
-    std::fs::write(dir.path().join("own_sections.yaml"), config).unwrap();
+    std::fs::write(dir.path().join("own_sections.yaml"), CPU_SAMPLES).unwrap();
     let exporter = Exporter::watching(dir.path());
     let status = exporter.config_status("own_sections");
     assert_eq!(status["state"], "running", "{status}");
@@ -445,6 +441,19 @@ fn ebpf_exporter_sections_attach_where_they_say() {
     let link: serde_json::Value = serde_json::from_slice(&link.stdout).unwrap();
     assert_eq!(link[0]["xdp"]["prog"]["id"], program("pass")["id"], "{link}");
     // The perf event fires on every CPU: 200 samples a busy second each.
+    for (cpu, got) in samples_per_busy_cpu(&exporter).into_iter().enumerate() {
+        // Shared, noisy machines: a spinner may get a fraction of its CPU.
+        assert!(
+            (40..=800).contains(&got),
+            "cpu {cpu}: {got} samples in 2 s at 200 per second"
+        );
+    }
+    exporter.stop();
+}
+
+/// What `ebpf_cpu_samples_total{cpu="N"}` gains on each CPU while every
+/// CPU is kept busy for 2 s (cpu-clock counts a CPU's busy time).
+fn samples_per_busy_cpu(exporter: &Exporter) -> Vec<u64> {
     let cpus = std::thread::available_parallelism().unwrap().get();
     let samples = |cpu: usize| {
         let body = exporter.get("/metrics", "").2;
@@ -452,21 +461,275 @@ fn ebpf_exporter_sections_attach_where_they_say() {
             .map_or(0, |v| v.parse::<u64>().unwrap())
     };
     let before: Vec<u64> = (0..cpus).map(samples).collect();
-    // cpu-clock counts a CPU's busy time: keep every CPU busy.
     let until = std::time::Instant::now() + std::time::Duration::from_secs(2);
     let spinners: Vec<_> = (0..cpus)
         .map(|_| std::thread::spawn(move || while std::time::Instant::now() < until {}))
         .collect();
     spinners.into_iter().for_each(|s| s.join().unwrap());
     std::thread::sleep(std::time::Duration::from_millis(300));
-    for (cpu, before) in before.into_iter().enumerate() {
-        let got = samples(cpu) - before;
-        // Shared, noisy machines: a spinner may get a fraction of its CPU.
+    before
+        .into_iter()
+        .enumerate()
+        .map(|(cpu, before)| samples(cpu) - before)
+        .collect()
+}
+
+/// The kernel's perf_event links of program `id`, as bpftool lists them:
+/// one per CPU the event was opened on.
+fn perf_event_links(id: &serde_json::Value) -> usize {
+    let out = Command::new("bpftool")
+        .args(["link", "show", "--json"])
+        .output()
+        .unwrap();
+    let links: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    links
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|l| l["prog_id"] == *id && l["type"] == "perf_event")
+        .count()
+}
+
+const CPU_SAMPLES: &str = "metrics:\n  counters:\n    - name: cpu_samples_total\n      help: Samples, by CPU.\n      \
+                           labels:\n        - name: cpu\n          size: 4\n          decoders:\n            - name: uint\n";
+
+/// Used to: `attach:` entries had no `perf_event:`, so a bare
+/// `SEC("perf_event")` program could not run at all.
+#[test]
+fn perf_event_attach_entry_opens_its_event_on_every_cpu() {
+    if !bpf_available() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    compile(
+        "tests/bpf/perf_event_entry.bpf.c",
+        &dir.path().join("perf_event_entry.bpf.o"),
+    );
+    let path = dir.path().join("perf_event_entry.yaml");
+    let config =
+        |event: &str| format!("{CPU_SAMPLES}attach:\n  - program: on_sample\n    perf_event: {event}\n");
+    std::fs::write(&path, config("{type: 1, config: 0, frequency: 99}")).unwrap();
+    let exporter = Exporter::watching(dir.path());
+    let cpus = std::thread::available_parallelism().unwrap().get();
+    let attached_id = || {
+        let status = exporter.config_status("perf_event_entry");
+        assert_eq!(status["state"], "running", "{status}");
+        let program = &status["programs"][0];
+        assert_eq!(
+            (&program["name"], &program["attached"]),
+            (&"on_sample".into(), &true.into()),
+            "{status}"
+        );
+        program["id"].clone()
+    };
+    assert_eq!(perf_event_links(&attached_id()), cpus);
+    for (cpu, got) in samples_per_busy_cpu(&exporter).into_iter().enumerate() {
         assert!(
-            (40..=800).contains(&got),
-            "cpu {cpu}: {got} samples in 2 s at 200 per second"
+            (20..=400).contains(&got),
+            "cpu {cpu}: {got} samples in 2 s at 99 per second"
         );
     }
+
+    // perf's names for the same event, as the section form takes them too.
+    std::fs::write(
+        &path,
+        config("{type: software, config: cpu-clock, period: 1000000}"),
+    )
+    .unwrap();
+    let (code, _, body) = exporter.request("POST", "/-/reload", "").unwrap();
+    assert_eq!(code, 200, "{body}");
+    assert_eq!(perf_event_links(&attached_id()), cpus);
+    exporter.stop();
+}
+
+/// The configs of `dir` that run `tests/objects/post_attach_mark.bpf.c`:
+/// `mark_a` exports its runs and the process it ran in, `mark_b` (the same
+/// object) its own runs.
+pub(crate) fn write_post_attach_mark_configs(dir: &Path) {
+    for name in ["mark_a", "mark_b"] {
+        compile(
+            "tests/objects/post_attach_mark.bpf.c",
+            &dir.join(format!("{name}.bpf.o")),
+        );
+    }
+    std::fs::write(
+        dir.join("mark_a.yaml"),
+        "metrics:\n  counters:\n    - name: mark_a_runs_total\n      help: Runs of do_init.\n  \
+         gauges:\n    - name: mark_pid\n      help: The process do_init ran in.\n",
+    )
+    .unwrap();
+    std::fs::write(
+        dir.join("mark_b.yaml"),
+        "metrics:\n  counters:\n    - name: mark_b_runs_total\n      help: Runs of do_init.\n",
+    )
+    .unwrap();
+}
+
+/// Each config's post_attach_mark program ran exactly once, in `exporter`.
+pub(crate) fn assert_marked_once(exporter: &Exporter) {
+    for series in ["ebpf_mark_a_runs_total", "ebpf_mark_b_runs_total"] {
+        assert_eq!(exporter.sample_reaching(series, 1), 1, "{series}");
+    }
+    // No second run shows up later either.
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    let body = exporter.get("/metrics", "").2;
+    for series in ["ebpf_mark_a_runs_total", "ebpf_mark_b_runs_total"] {
+        assert_eq!(crate::binary::sample_text(&body, series), Some("1"), "{body}");
+    }
+    let pid = crate::binary::sample_text(&body, "ebpf_mark_pid");
+    assert_eq!(pid, Some(exporter.pid().to_string().as_str()), "{body}");
+}
+
+/// Used to: `SEC("uprobe//proc/self/exe:post_attach_mark")`, ebpf_exporter's
+/// way for a program to initialise its config, failed to attach with a
+/// hint to add an `attach:` entry: the exporter had no such function.
+#[test]
+fn post_attach_mark_runs_once_per_attached_version_of_its_config() {
+    if !bpf_available() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    write_post_attach_mark_configs(dir.path());
+    let exporter = Exporter::watching(dir.path());
+    for name in ["mark_a", "mark_b"] {
+        let status = exporter.config_status(name);
+        assert_eq!(status["state"], "running", "{status}");
+    }
+    assert_marked_once(&exporter);
+
+    // A new version of mark_a: its own program runs once, in its new
+    // object; mark_b's, already run, does not run again.
+    let path = dir.path().join("mark_a.yaml");
+    let text = std::fs::read_to_string(&path).unwrap();
+    std::fs::write(
+        &path,
+        text.replace("help: Runs of do_init.", "help: Runs, again."),
+    )
+    .unwrap();
+    let (code, _, body) = exporter.request("POST", "/-/reload", "").unwrap();
+    assert_eq!(code, 200, "{body}");
+    crate::binary::until(&exporter, "the new version of mark_a", |m| {
+        m.contains("# HELP ebpf_mark_a_runs_total Runs, again.")
+    });
+    assert_marked_once(&exporter);
+    exporter.stop();
+}
+
+/// Compiles `tests/target/usdt_target.c` to `out`; `false` when
+/// `<sys/sdt.h>` is not installed (Debian's systemtap-sdt-dev, which `make
+/// deps` installs), except under `CI=true`, where that fails.
+fn compile_usdt_target(out: &Path) -> bool {
+    let source = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/target/usdt_target.c");
+    let output = Command::new("clang")
+        .args(["-O2", source, "-o"])
+        .arg(out)
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    if !output.status.success() && stderr.contains("sys/sdt.h") {
+        assert!(
+            std::env::var("CI").as_deref() != Ok("true"),
+            "CI=true but <sys/sdt.h> is missing (make deps installs systemtap-sdt-dev)"
+        );
+        eprintln!("skipping: <sys/sdt.h> is missing (systemtap-sdt-dev)");
+        return false;
+    }
+    assert!(output.status.success(), "clang usdt_target.c: {stderr}");
+    true
+}
+
+/// USDT probes attach from their `SEC("usdt/<binary>:<provider>:<name>")`
+/// and count exactly. Used to: one that could not attach said only "No
+/// such file or directory"; now each says why, in the program's error.
+#[test]
+fn usdt_probes_count_exactly_and_each_one_that_cannot_attach_says_why() {
+    if !bpf_available() {
+        return;
+    }
+    let bin = tempfile::tempdir().unwrap();
+    let bin_dir = bin.path().display().to_string();
+    if !compile_usdt_target(&bin.path().join("bpfx_usdt_target")) {
+        return;
+    }
+    // An ELF binary without USDT notes, and a shell-script shim on PATH
+    // (as pyenv's python3 is) in front of the real binary.
+    std::fs::copy(crate::truth::TARGET, bin.path().join("bpfx_usdt_plain")).unwrap();
+    let shim = bin.path().join("bpfx_usdt_shim");
+    std::fs::write(&shim, "#!/bin/sh\nexec bpfx_usdt_target \"$@\"\n").unwrap();
+    std::fs::set_permissions(&shim, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+
+    let dir = tempfile::tempdir().unwrap();
+    compile(
+        "tests/objects/usdt_probes.bpf.c",
+        &dir.path().join("usdt_probes.bpf.o"),
+    );
+    std::fs::write(
+        dir.path().join("usdt_probes.yaml"),
+        "metrics:\n  counters:\n    - name: usdt_ticks_total\n      help: bpfx:tick probes fired.\n    \
+         - name: usdt_tick_args_total\n      help: Their arguments, added up.\n",
+    )
+    .unwrap();
+    // libbpf looks for a binary named without a path on the exporter's PATH.
+    let path = format!("PATH={bin_dir}:{}", std::env::var("PATH").unwrap());
+    let exporter = Exporter::spawn_wrapped(
+        &["env", &path],
+        &["--config.dir", dir.path().to_str().unwrap()],
+        std::process::Stdio::inherit(),
+        |port| crate::binary::answers_ok(port, "/-/ready"),
+    );
+    let status = exporter.config_status("usdt_probes");
+    assert_eq!(status["state"], "degraded", "{status}");
+    let error = |name: &str| -> String {
+        let program = status["programs"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|p| p["name"] == name)
+            .unwrap_or_else(|| panic!("no {name} in {status}"));
+        program["error"].as_str().unwrap_or_default().to_string()
+    };
+    assert_eq!(error("tick"), "");
+    for (program, says) in [
+        (
+            "no_notes",
+            format!(
+                "bpfx_usdt_plain (found at {bin_dir}/bpfx_usdt_plain) has no USDT notes (.note.stapsdt): it was \
+                 not built with SystemTap SDT probes (see `readelf -n {bin_dir}/bpfx_usdt_plain`)"
+            ),
+        ),
+        (
+            "shim",
+            format!(
+                "bpfx_usdt_shim is not an ELF file (a script, found at {bin_dir}/bpfx_usdt_shim): name the real \
+                 binary, by its absolute path"
+            ),
+        ),
+        (
+            "missing_probe",
+            format!(
+                "bpfx_usdt_target (found at {bin_dir}/bpfx_usdt_target) has no USDT probe bpfx:no_such_probe; \
+                 its probes: bpfx:tick, bpfx:tock (see `readelf -n {bin_dir}/bpfx_usdt_target`)"
+            ),
+        ),
+        (
+            "missing_binary",
+            format!("there is no bpfx_usdt_missing in PATH ({bin_dir}:"),
+        ),
+    ] {
+        let error = error(program);
+        assert!(
+            error.starts_with("attaching SEC \"usdt/") && error.contains(&says),
+            "{program}: {error}"
+        );
+    }
+
+    let ok = Command::new(bin.path().join("bpfx_usdt_target"))
+        .arg("100")
+        .status()
+        .unwrap();
+    assert!(ok.success());
+    assert_eq!(exporter.sample_reaching("ebpf_usdt_ticks_total", 100), 100);
+    assert_eq!(exporter.sample("ebpf_usdt_tick_args_total"), 5050);
     exporter.stop();
 }
 

@@ -22,8 +22,8 @@ const INSTALLED_BIN: &str = "/usr/local/bin/bpf-exporter";
 /// The capabilities the exporter keeps when every feature is in use:
 /// CAP_BPF, CAP_PERFMON always, CAP_NET_ADMIN for XDP/tc/cgroup-network
 /// configs, CAP_SYSLOG for `ksym`, CAP_DAC_READ_SEARCH for tracefs.
-/// CAP_SYS_ADMIN (`--bpf.stats`, kernels before 5.8) is left to the
-/// operator to add.
+/// CAP_SYS_ADMIN (`--bpf.stats`, uprobes, kernels before 5.8) is left to
+/// the operator to add.
 const KEPT_CAPABILITIES: [&str; 5] = [
     "CAP_BPF",
     "CAP_PERFMON",
@@ -206,11 +206,14 @@ fn the_unit_and_the_daemonset_grant_exactly_the_capabilities_the_exporter_keeps(
             .iter()
             .map(|c| format!("CAP_{}", c.as_str().unwrap()))
             .collect();
-        // The node's exporter may need them all; a sidecar, fewer.
+        // The node's exporter may need them all; a sidecar, fewer, and
+        // CAP_SYS_ADMIN if it runs uprobes (which the node's leaves to the
+        // operator).
         if workload == "bpf-exporter" {
             assert_eq!(added, kept, "{workload}");
         } else {
-            assert!(added.is_subset(&kept), "{workload}: {added:?}");
+            let allowed: BTreeSet<String> = kept.iter().cloned().chain(["CAP_SYS_ADMIN".into()]).collect();
+            assert!(added.is_subset(&allowed), "{workload}: {added:?}");
         }
         assert_ne!(container["securityContext"]["privileged"], true, "{workload}");
         assert_eq!(
