@@ -20,12 +20,13 @@ pub const VERSION: &str = concat!(
     ")"
 );
 
-/// ebpf_exporter keeps a cache of label sets its decoders skipped; here one
-/// cache holds every decoded label set, skipped ones included.
+/// ebpf_exporter keeps a cache of label sets its decoders skipped; here
+/// every map key is held decoded while its map holds it, skipped ones
+/// included, within one bound.
 fn refuse_skip_cache_size(_: &str) -> Result<u64, String> {
     Err(
-        "not a flag of bpf-exporter: one cache holds every decoded label set, those a decoder \
-         skipped included; size it with --labels.cache-size (default 1048576)"
+        "not a flag of bpf-exporter: every map key is held decoded while its map holds it, keys a \
+         decoder skipped included; size it with --labels.cache-size (default 1048576)"
             .to_string(),
     )
 }
