@@ -112,9 +112,9 @@ fn runqlat_counts_every_wakeup_it_waits_on() {
     let methods = series(&reader.read(), "bpf_exporter_map_read_duration_seconds");
     assert!(
         methods.contains_key(
-            &["runqlat", "run_queue_latency_seconds", "mmap"]
+            ["runqlat", "run_queue_latency_seconds", "mmap"]
                 .map(String::from)
-                .to_vec()
+                .as_slice()
         ),
         "its BPF_F_MMAPABLE array is read through the mapping: {methods:?}"
     );
