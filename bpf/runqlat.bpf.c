@@ -11,8 +11,8 @@
  *        are read in place.)
  * Maps:  run_queue_latency_start (TASK_STORAGE, task -> u64 enqueue time,
  *        ns; 0 while the task is not waiting)
- *        run_queue_latency_seconds (HASH, {u32 bucket} -> u64)
- *        -> ebpf_run_queue_latency_seconds, exp2 buckets of 2^i ns.
+ *        run_queue_latency_seconds (ARRAY, BPF_F_MMAPABLE, u32 bucket ->
+ *        u64) -> ebpf_run_queue_latency_seconds, exp2 buckets of 2^i ns.
  *
  * The enqueue time lives in task-local storage, not a hash by thread id:
  * no lock, no bound on the tasks waiting at once, and the kernel frees it
@@ -23,6 +23,11 @@
  * may use task storage since Linux 5.11.
  *
  * Idle tasks (thread id 0, one per CPU) are never recorded.
+ *
+ * The histogram has no labels, so its slots are a fixed set: an array,
+ * where a hash would hold them just the same once each is hit (a label-less
+ * histogram reads missing slots as zero). Created BPF_F_MMAPABLE, the
+ * exporter reads it through its memory mapping, without a syscall.
  */
 #include <vmlinux.h>
 #include <bpf/bpf_helpers.h>
@@ -47,11 +52,17 @@ struct {
 	__type(value, u64);
 } run_queue_latency_start SEC(".maps");
 
-/* One label set: (MAX_BUCKET + 3) slots for buckets, sum and overflow. */
+/*
+ * One label set: (MAX_BUCKET + 3) slots for buckets, sum and overflow. An
+ * array's key must be a plain u32 (array_map_check_btf(),
+ * kernel/bpf/arraymap.c); run_queue_latency_key is its one field, which
+ * histogram.bpf.h's macros set by name.
+ */
 struct {
-	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(map_flags, BPF_F_MMAPABLE);
 	__uint(max_entries, MAX_BUCKET + 3);
-	__type(key, struct run_queue_latency_key);
+	__type(key, u32);
 	__type(value, u64);
 } run_queue_latency_seconds SEC(".maps");
 

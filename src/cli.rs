@@ -99,7 +99,9 @@ pub struct Args {
     pub read_interval: Duration,
 
     /// How maps are read: `batch` (BPF_MAP_LOOKUP_BATCH, falling back to
-    /// per-key where the kernel lacks it) or `per-key`.
+    /// per-key where the kernel lacks it) or `per-key`. Arrays created
+    /// BPF_F_MMAPABLE, and program globals, are read through their memory
+    /// mapping whichever is chosen.
     #[arg(long = "maps.read-method", value_name = "METHOD", default_value = "batch", value_parser = parse_method)]
     pub read_method: ReadMethod,
 

@@ -190,7 +190,7 @@ pub fn families(inputs: &Inputs<'_>) -> Vec<Family> {
         family("config_failures", "Why each config is not running, by kind: for an invalid or failed config its one reason, for a degraded one its unattached programs by reason.", MetricKind::Gauge, &["config", "reason"], failures),
         family("config_cpu_budget_ratio", "The share of one CPU each config's programs may use together (cpu_budget, --bpf.cpu-budget), measured over --bpf.cpu-budget-window; above it they are detached and the config is over_budget.", MetricKind::Gauge, &["config"], budgets),
         family("program_attached", "Whether each BPF program of a config is attached (1) or not (0).", MetricKind::Gauge, &["config", "program"], attached),
-        family("map_read_duration_seconds", "Time the last read of each map took, and how it was read (batch or per_key).", MetricKind::Gauge, &["config", "map", "method"], duration),
+        family("map_read_duration_seconds", "Time the last read of each map took, and how it was read (batch, per_key, mmap or events).", MetricKind::Gauge, &["config", "map", "method"], duration),
         family("map_entries", "Entries found in each map at the last read.", MetricKind::Gauge, &["config", "map"], entries),
         family("map_max_entries", "Entries each hash map can hold (its max_entries): a full hash map refuses new keys, so their events go uncounted, and an LRU map evicts its oldest keys, whose series go away. Arrays, which always hold every entry, are left out.", MetricKind::Gauge, &["config", "map"], max_entries),
         family("map_read_errors_total", "Failed reads of each map; the metric keeps its last good values meanwhile.", MetricKind::Counter, &["config", "map"], read_errors),

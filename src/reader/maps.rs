@@ -1,5 +1,7 @@
 //! Whole-map reads from the kernel: `BPF_MAP_LOOKUP_BATCH` where the kernel
-//! has it, per-key iteration otherwise, per-CPU maps included.
+//! has it, per-key iteration otherwise, per-CPU maps included; arrays
+//! created `BPF_F_MMAPABLE`, and program globals (libbpf creates their
+//! sections so), straight from their memory mapping, without a syscall.
 //!
 //! libbpf-rs's `lookup_batch` is not used: it refuses per-CPU maps and ends
 //! its iteration quietly on some errors. Here every error is returned, so an
@@ -9,7 +11,7 @@ use std::collections::HashSet;
 use std::io;
 use std::os::fd::{AsFd, AsRawFd};
 
-use libbpf_rs::{MapCore, MapHandle};
+use libbpf_rs::{MapCore, MapHandle, MapType};
 
 use crate::config::GlobalSpec;
 
@@ -85,6 +87,9 @@ pub enum ReadMethod {
     PerKey,
     /// Counted as they arrive ([`super::events`]); not a flag value.
     Events,
+    /// Loaded from the map's memory mapping ([`Mapping`]); chosen by the
+    /// map, not by the flag.
+    Mmap,
 }
 
 impl ReadMethod {
@@ -93,7 +98,117 @@ impl ReadMethod {
             ReadMethod::Batch => "batch",
             ReadMethod::PerKey => "per_key",
             ReadMethod::Events => "events",
+            ReadMethod::Mmap => "mmap",
         }
+    }
+}
+
+/// The values of an array created `BPF_F_MMAPABLE`, mapped read-only from
+/// its fd: one after another, each rounded up to 8 bytes, as
+/// `array_map_mmap()` lays them out (kernel/bpf/arraymap.c). A program's
+/// writes show here at once; a read is loads, not a syscall. The mapping
+/// holds the map alive by itself and is unmapped on drop.
+#[derive(Debug)]
+struct Mapping {
+    ptr: *const u8,
+    len: usize,
+}
+
+// SAFETY: the mapping is owned by this value alone, only ever read, and
+// unmapped once, on drop; any thread may do either.
+unsafe impl Send for Mapping {}
+
+impl Mapping {
+    /// `None` unless `handle` is an array created `BPF_F_MMAPABLE` that
+    /// the kernel lets us map: the reads then go through syscalls.
+    fn of(handle: &MapHandle) -> Option<Mapping> {
+        if handle.map_type() != MapType::Array {
+            return None;
+        }
+        let flags = handle.info().ok()?.info.map_flags;
+        if flags & libbpf_sys::BPF_F_MMAPABLE == 0 {
+            return None;
+        }
+        let stride = (handle.value_size() as usize).next_multiple_of(8);
+        let len = stride
+            .checked_mul(handle.max_entries() as usize)
+            .filter(|&n| n > 0)?;
+        // SAFETY: a new read-only shared mapping of the map's first `len`
+        // bytes, at an address the kernel picks; nothing else is touched.
+        // The kernel refuses a length past the map's values.
+        let ptr = unsafe {
+            libc::mmap(
+                std::ptr::null_mut(),
+                len,
+                libc::PROT_READ,
+                libc::MAP_SHARED,
+                handle.as_fd().as_raw_fd(),
+                0,
+            )
+        };
+        if ptr == libc::MAP_FAILED {
+            let e = io::Error::last_os_error();
+            tracing::info!(map = ?handle.name(), "mmap refused ({e}); reading through syscalls");
+            return None;
+        }
+        Some(Mapping {
+            ptr: ptr.cast_const().cast(),
+            len,
+        })
+    }
+
+    /// Every 8-byte slot, in order: the values of an array of u64s.
+    fn u64s(&self) -> impl Iterator<Item = u64> + '_ {
+        (0..self.len / 8).map(|i| {
+            // SAFETY: slot `i` ends at or before `len`, inside the mapping,
+            // which lives as long as `self`; the mapping is page-aligned, so
+            // the slot is 8-aligned. A volatile load of an aligned u64 is
+            // one load: a program's concurrent add is seen before or after.
+            unsafe { std::ptr::read_volatile(self.ptr.add(i * 8).cast::<u64>()) }
+        })
+    }
+
+    /// The `size` bytes at `offset` (native order), loaded whole when
+    /// `size` is 2, 4 or 8 and they are aligned to it, so that a program's
+    /// concurrent write is seen before or after, never half; `None` past
+    /// the mapping.
+    fn bytes(&self, offset: usize, size: usize) -> Option<[u8; 8]> {
+        if offset.checked_add(size)? > self.len || size > 8 {
+            return None;
+        }
+        // SAFETY: `offset..offset + size` is inside the mapping, which
+        // lives as long as `self`.
+        let at = unsafe { self.ptr.add(offset) };
+        let mut out = [0u8; 8];
+        // SAFETY (all loads): `at..at + size` is mapped and readable, and
+        // each typed load is only made when `at` is aligned to its type.
+        unsafe {
+            match size {
+                2 if at.cast::<u16>().is_aligned() => {
+                    out[..2].copy_from_slice(&std::ptr::read_volatile(at.cast::<u16>()).to_ne_bytes())
+                }
+                4 if at.cast::<u32>().is_aligned() => {
+                    out[..4].copy_from_slice(&std::ptr::read_volatile(at.cast::<u32>()).to_ne_bytes())
+                }
+                8 if at.cast::<u64>().is_aligned() => {
+                    out = std::ptr::read_volatile(at.cast::<u64>()).to_ne_bytes()
+                }
+                _ => {
+                    for (i, byte) in out[..size].iter_mut().enumerate() {
+                        *byte = std::ptr::read_volatile(at.add(i));
+                    }
+                }
+            }
+        }
+        Some(out)
+    }
+}
+
+impl Drop for Mapping {
+    fn drop(&mut self) {
+        // SAFETY: `ptr` and `len` are exactly what mmap returned and took,
+        // and nothing borrows the mapping past `self`.
+        unsafe { libc::munmap(self.ptr.cast_mut().cast(), self.len) };
     }
 }
 
@@ -107,11 +222,16 @@ pub struct KernelMap {
     method: ReadMethod,
     /// Entries of the last read: the next one reserves room for as many.
     last_len: usize,
+    /// For an array created `BPF_F_MMAPABLE`: read from here, whatever
+    /// the method asked for.
+    mapping: Option<Mapping>,
 }
 
 impl KernelMap {
     /// `method` is the preferred one; batch falls back to per-key for good
-    /// when the kernel lacks batch operations for this map type.
+    /// when the kernel lacks batch operations for this map type. An array
+    /// created `BPF_F_MMAPABLE` is read through its mapping instead
+    /// ([`ReadMethod::Mmap`]).
     pub fn new(handle: MapHandle, method: ReadMethod) -> io::Result<Self> {
         if handle.value_size() != 8 {
             return Err(io::Error::new(
@@ -129,14 +249,33 @@ impl KernelMap {
         } else {
             1
         };
+        let mapping = Mapping::of(&handle);
         Ok(KernelMap {
             key_size: handle.key_size() as usize,
             max_entries: handle.max_entries() as usize,
             handle,
             values_per_entry,
-            method,
+            method: if mapping.is_some() {
+                ReadMethod::Mmap
+            } else {
+                method
+            },
             last_len: 0,
+            mapping,
         })
+    }
+
+    /// Every index of the array with its value, loaded from the mapping.
+    fn read_mapped(mapping: &Mapping) -> MapDump {
+        let key_size = std::mem::size_of::<u32>();
+        let values: Vec<u64> = mapping.u64s().collect();
+        let keys = (0..values.len() as u32).flat_map(u32::to_ne_bytes).collect();
+        MapDump {
+            key_size,
+            values_per_entry: 1,
+            keys,
+            values,
+        }
     }
 
     /// Reads straight into the dump's buffers, sized from the last read,
@@ -260,6 +399,9 @@ fn batch_unsupported(e: &io::Error) -> bool {
 
 impl MapSource for KernelMap {
     fn read(&mut self) -> io::Result<MapDump> {
+        if let Some(mapping) = &self.mapping {
+            return Ok(KernelMap::read_mapped(mapping));
+        }
         if self.method == ReadMethod::Batch {
             match self.read_batch() {
                 Err(e) if batch_unsupported(&e) => {
@@ -277,7 +419,6 @@ impl MapSource for KernelMap {
     }
 
     fn capacity(&self) -> Option<usize> {
-        use libbpf_rs::MapType;
         matches!(
             self.handle.map_type(),
             MapType::Hash | MapType::PercpuHash | MapType::LruHash | MapType::LruPercpuHash
@@ -287,12 +428,15 @@ impl MapSource for KernelMap {
 }
 
 /// One integer global variable, read out of its section's map (an array of
-/// one value the size of the section) and reported as a one-entry dump.
+/// one value the size of the section) and reported as a one-entry dump:
+/// loaded from the section's mapping when libbpf created it `BPF_F_MMAPABLE`
+/// (it does where the kernel can), else copied out with a lookup.
 #[derive(Debug)]
 pub struct GlobalVariable {
     handle: MapHandle,
     global: GlobalSpec,
     value: Vec<u8>,
+    mapping: Option<Mapping>,
 }
 
 impl GlobalVariable {
@@ -306,6 +450,7 @@ impl GlobalVariable {
             )));
         }
         Ok(GlobalVariable {
+            mapping: Mapping::of(&handle),
             handle,
             global,
             value: vec![0u8; section],
@@ -316,22 +461,37 @@ impl GlobalVariable {
 impl MapSource for GlobalVariable {
     fn read(&mut self) -> io::Result<MapDump> {
         let key = 0u32.to_ne_bytes();
-        let fd = self.handle.as_fd().as_raw_fd();
-        // SAFETY: `value` holds one value of the map's value size.
-        let rc = unsafe {
-            libbpf_sys::bpf_map_lookup_elem(fd, key.as_ptr().cast(), self.value.as_mut_ptr().cast())
+        let GlobalSpec { offset, size, signed } = self.global;
+        let value = match &self.mapping {
+            Some(mapping) => {
+                let bytes = mapping.bytes(offset, size).ok_or_else(|| {
+                    io::Error::other(format!("variable at {offset} is outside the mapping"))
+                })?;
+                widen(&bytes[..size], signed)
+            }
+            None => {
+                let fd = self.handle.as_fd().as_raw_fd();
+                // SAFETY: `value` holds one value of the map's value size.
+                let rc = unsafe {
+                    libbpf_sys::bpf_map_lookup_elem(fd, key.as_ptr().cast(), self.value.as_mut_ptr().cast())
+                };
+                if rc < 0 {
+                    return Err(io::Error::from_raw_os_error(-rc));
+                }
+                widen(&self.value[offset..offset + size], signed)
+            }
         };
-        if rc < 0 {
-            return Err(io::Error::from_raw_os_error(-rc));
-        }
-        let bytes = &self.value[self.global.offset..self.global.offset + self.global.size];
         let mut dump = MapDump::new(key.len(), 1);
-        dump.push(&key, &[widen(bytes, self.global.signed)]);
+        dump.push(&key, &[value]);
         Ok(dump)
     }
 
     fn method(&self) -> ReadMethod {
-        ReadMethod::PerKey
+        if self.mapping.is_some() {
+            ReadMethod::Mmap
+        } else {
+            ReadMethod::PerKey
+        }
     }
 }
 
@@ -368,6 +528,47 @@ mod tests {
         assert_eq!(v(200, 1, false), 200);
         assert_eq!(v(i64::MIN, 8, true), i64::MIN);
         assert_eq!(v(7, 2, true), 7);
+    }
+
+    #[test]
+    fn mapped_integers_load_whole_when_aligned_and_bytewise_when_not() {
+        let len = 4096;
+        // SAFETY: a new private anonymous page; `Mapping` unmaps it on drop.
+        let page = unsafe {
+            libc::mmap(
+                std::ptr::null_mut(),
+                len,
+                libc::PROT_READ | libc::PROT_WRITE,
+                libc::MAP_PRIVATE | libc::MAP_ANONYMOUS,
+                -1,
+                0,
+            )
+        };
+        assert_ne!(page, libc::MAP_FAILED);
+        let bytes: Vec<u8> = (1..=24).collect();
+        // SAFETY: the page holds 4096 writable bytes.
+        unsafe { std::ptr::copy_nonoverlapping(bytes.as_ptr(), page.cast(), bytes.len()) };
+        let mapping = Mapping {
+            ptr: page.cast_const().cast(),
+            len,
+        };
+        let at = |offset: usize, size: usize| mapping.bytes(offset, size).map(|b| b[..size].to_vec());
+        for (offset, size) in [(8, 8), (1, 8), (4, 4), (3, 4), (2, 2), (5, 2), (7, 1)] {
+            assert_eq!(
+                at(offset, size),
+                Some(bytes[offset..offset + size].to_vec()),
+                "{offset}+{size}"
+            );
+        }
+        assert_eq!(at(len - 2, 2).map(|b| b.len()), Some(2));
+        assert_eq!((at(len - 1, 2), at(usize::MAX, 2), at(0, 16)), (None, None, None));
+        let slots: Vec<u64> = mapping.u64s().take(3).collect();
+        let expected: Vec<u64> = bytes
+            .chunks_exact(8)
+            .map(|c| u64::from_ne_bytes(c.try_into().unwrap()))
+            .collect();
+        assert_eq!(slots, expected);
+        assert_eq!(mapping.u64s().count(), len / 8);
     }
 
     #[test]

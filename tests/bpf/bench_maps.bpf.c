@@ -6,7 +6,8 @@
  *
  * Maps: bench_hash_total (HASH) and bench_percpu_total (PERCPU_HASH),
  *       struct thread_key {u32 pid; u32 tid} -> u64, as a per-thread
- *       counter would be.
+ *       counter would be; bench_array_total (ARRAY) and bench_mmap_total
+ *       (ARRAY, BPF_F_MMAPABLE), u32 slot -> u64.
  */
 #include <vmlinux.h>
 #include <bpf/bpf_helpers.h>
@@ -29,6 +30,21 @@ struct {
 	__type(key, struct thread_key);
 	__type(value, u64);
 } bench_percpu_total SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, 1 << 20);
+	__type(key, u32);
+	__type(value, u64);
+} bench_array_total SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(map_flags, BPF_F_MMAPABLE);
+	__uint(max_entries, 1 << 20);
+	__type(key, u32);
+	__type(value, u64);
+} bench_mmap_total SEC(".maps");
 
 SEC("tracepoint/raw_syscalls/sys_enter")
 int bench_count(void *ctx)

@@ -16,6 +16,9 @@
  *          struct hist_key -> u64), one histogram per bucket type of
  *          histogram.bpf.h, and truth_exp2_percpu (PERCPU_HASH, exp2)
  *          -> ebpf_<name>_bucket{le}, _count, _sum
+ *        truth_slot_calls_total (ARRAY, BPF_F_MMAPABLE, u32 value % 4 ->
+ *          u64 calls of truth_observe) -> ebpf_truth_slot_calls_total{slot},
+ *          read through its memory mapping
  *        truth_gauge (ARRAY, u32 0 -> s64 last value) -> ebpf_truth_gauge
  *        truth_cgroup_calls_total (HASH, u64 cgroup id -> u64 calls of
  *          truth_observe) -> ebpf_truth_cgroup_calls_total{cgroup}
@@ -25,7 +28,9 @@
  *        truth_ipv6_total (HASH, 16-byte address -> u64 calls)
  *          -> ebpf_truth_ipv4_total{address}, ebpf_truth_ipv6_total{address}
  * Globals: truth_last_value (.bss, the last gauge value) and
- *          truth_generation (.data, 7 plus the gauge_set calls).
+ *          truth_generation (.data, 7 plus the gauge_set calls); libbpf
+ *          creates both sections BPF_F_MMAPABLE, so they are read through
+ *          their mappings too.
  */
 #include <vmlinux.h>
 #include <bpf/bpf_helpers.h>
@@ -72,6 +77,17 @@ HISTOGRAM_MAP(truth_exp2zero, BPF_MAP_TYPE_HASH, EXP2ZERO_MAX_BUCKET);
 HISTOGRAM_MAP(truth_linear, BPF_MAP_TYPE_HASH, LINEAR_MAX_BUCKET);
 HISTOGRAM_MAP(truth_fixed, BPF_MAP_TYPE_HASH, FIXED_MAX_BUCKET);
 HISTOGRAM_MAP(truth_exp2_percpu, BPF_MAP_TYPE_PERCPU_HASH, EXP2_MAX_BUCKET);
+
+/* Slots of truth_slot_calls_total: truth_observe(v) counts in v % SLOTS. */
+#define SLOTS 4
+
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(map_flags, BPF_F_MMAPABLE);
+	__uint(max_entries, SLOTS);
+	__type(key, u32);
+	__type(value, u64);
+} truth_slot_calls_total SEC(".maps");
 
 struct {
 	__uint(type, BPF_MAP_TYPE_ARRAY);
@@ -146,12 +162,13 @@ SEC("uprobe")
 int BPF_UPROBE(observe, u64 value)
 {
 	struct hist_key key = {};
-	u32 zero = 0;
+	u32 zero = 0, slot = value % SLOTS;
 	u64 cgroup = bpf_get_current_cgroup_id();
 
 	increment_map(&truth_calls_total, &value, 1);
 	increment_map(&truth_cgroup_calls_total, &cgroup, 1);
 	increment_map(&truth_percpu_calls_total, &zero, 1);
+	increment_map(&truth_slot_calls_total, &slot, 1);
 	record_exp2_histogram(&truth_exp2, key, value, EXP2_MAX_BUCKET);
 	record_exp2zero_histogram(&truth_exp2zero, key, value, EXP2ZERO_MAX_BUCKET);
 	record_linear_histogram(&truth_linear, key, value, LINEAR_MAX_BUCKET);

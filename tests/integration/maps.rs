@@ -1,5 +1,7 @@
 //! Whole-map reads through the kernel: batch and per-key give the same
-//! entries for every supported map type, per-CPU included.
+//! entries for every supported map type, per-CPU included; an array
+//! created `BPF_F_MMAPABLE` is read through its mapping, with the same
+//! entries.
 
 use std::collections::BTreeMap;
 
@@ -9,8 +11,13 @@ use libbpf_rs::{MapCore, MapFlags, MapHandle, MapType};
 use crate::common::bpf_available;
 
 fn create(map_type: MapType, max_entries: u32) -> MapHandle {
+    create_with(map_type, max_entries, 0)
+}
+
+fn create_with(map_type: MapType, max_entries: u32, map_flags: u32) -> MapHandle {
     let opts = libbpf_sys::bpf_map_create_opts {
         sz: std::mem::size_of::<libbpf_sys::bpf_map_create_opts>() as _,
+        map_flags,
         ..Default::default()
     };
     MapHandle::create(map_type, Some("test_map"), 4, 8, max_entries, &opts).unwrap()
@@ -82,6 +89,35 @@ fn batch_and_per_key_reads_agree_for_every_map_type() {
             assert_eq!(entries[&7], (0..cpus as u64).map(|c| 70 + c).collect::<Vec<_>>());
         }
     }
+}
+
+#[test]
+fn mmapable_arrays_read_through_their_mapping_and_plain_arrays_in_batches() {
+    if !bpf_available() {
+        return;
+    }
+    let plain = create(MapType::Array, 3000);
+    fill(&plain, 2500);
+    let mapped = create_with(MapType::Array, 3000, libbpf_sys::BPF_F_MMAPABLE);
+    fill(&mapped, 2500);
+    for method in [ReadMethod::Batch, ReadMethod::PerKey] {
+        let (dump, how) = read(&mapped, method);
+        assert_eq!(how, ReadMethod::Mmap, "asked for {method:?}");
+        assert_eq!(as_map(&dump), as_map(&read(&plain, method).0), "{method:?}");
+        assert_eq!(dump.len(), 3000);
+    }
+    assert_eq!(read(&plain, ReadMethod::Batch).1, ReadMethod::Batch);
+    // A write after the mapping is made shows in the next read.
+    let handle = MapHandle::from_map_id(mapped.info().unwrap().info.id).unwrap();
+    let mut source = KernelMap::new(handle, ReadMethod::Batch).unwrap();
+    mapped
+        .update(&2999u32.to_le_bytes(), &42u64.to_le_bytes(), MapFlags::ANY)
+        .unwrap();
+    let entries = as_map(&source.read().unwrap());
+    assert_eq!(
+        (entries[&7][0], entries[&2500][0], entries[&2999][0]),
+        (70, 0, 42)
+    );
 }
 
 #[test]

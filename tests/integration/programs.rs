@@ -109,6 +109,15 @@ fn runqlat_counts_every_wakeup_it_waits_on() {
     let grown = delta(&after, before.as_ref());
     assert!(grown.count >= CYCLES, "{grown:?}");
     assert!(grown.sum > 0.0, "{grown:?}");
+    let methods = series(&reader.read(), "bpf_exporter_map_read_duration_seconds");
+    assert!(
+        methods.contains_key(
+            ["runqlat", "run_queue_latency_seconds", "mmap"]
+                .map(String::from)
+                .as_slice()
+        ),
+        "its BPF_F_MMAPABLE array is read through the mapping: {methods:?}"
+    );
 }
 
 #[test]

@@ -780,6 +780,100 @@ fn truth_gauges_read_a_map_and_program_globals() {
     assert_eq!(read(&mut truth), [i64::MIN as f64, i64::MIN as f64, 12.0]);
 }
 
+/// How the last read of each map of the `truth` config was done, by map.
+fn read_methods(snapshot: &Snapshot) -> BTreeMap<String, String> {
+    series(snapshot, "bpf_exporter_map_read_duration_seconds")
+        .into_keys()
+        .filter_map(|labels| match &labels[..] {
+            [config, map, method] if config == "truth" => Some((map.clone(), method.clone())),
+            _ => None,
+        })
+        .collect()
+}
+
+#[test]
+fn truth_mmapable_array_and_globals_read_through_their_mappings_exactly() {
+    if !bpf_available() {
+        return;
+    }
+    let config = "metrics:
+  counters:
+    - name: truth_slot_calls_total
+      help: Calls of truth_observe, by argument modulo 4, from a BPF_F_MMAPABLE array.
+      labels:
+        - name: slot
+          size: 4
+          decoders: [{name: uint}]
+    - name: truth_calls_total
+      help: Calls of truth_observe, by argument, from a hash.
+      labels:
+        - name: value
+          size: 8
+          decoders: [{name: uint}]
+  gauges:
+    - name: truth_gauge
+      help: Last truth_gauge_set argument, from a plain array.
+    - name: truth_last_value
+      help: Last truth_gauge_set argument, from a .bss global.
+    - name: truth_generation
+      help: 7 plus the truth_gauge_set calls, from a .data global.
+";
+    let mut truth = Truth::start(config);
+    let slots = |snapshot: &Snapshot| by_label(snapshot, "ebpf_truth_slot_calls_total");
+    let snapshot = truth.read();
+    assert_eq!(
+        slots(&snapshot),
+        expect(&[("0", 0), ("1", 0), ("2", 0), ("3", 0)])
+    );
+    let methods = read_methods(&snapshot);
+    assert_eq!(
+        methods,
+        [
+            ("truth.bss", "mmap"),
+            ("truth.data", "mmap"),
+            ("truth_calls_total", "batch"),
+            ("truth_gauge", "batch"),
+            ("truth_slot_calls_total", "mmap"),
+        ]
+        .map(|(map, method)| (map.to_string(), method.to_string()))
+        .into(),
+        "an array created BPF_F_MMAPABLE and the global sections are mapped; the plain array and the hash are not"
+    );
+
+    let values: Vec<String> = (1..=10).map(|v| v.to_string()).collect();
+    truth.run(&format!("observe {}", values.join(" ")));
+    truth.run("gauge -5");
+    let snapshot = truth.read();
+    assert_eq!(
+        slots(&snapshot),
+        expect(&[("0", 2), ("1", 3), ("2", 3), ("3", 2)])
+    );
+    assert_eq!(counter_sum(&snapshot, "ebpf_truth_calls_total"), 10);
+    let gauges = |snapshot: &Snapshot| {
+        [
+            "ebpf_truth_gauge",
+            "ebpf_truth_last_value",
+            "ebpf_truth_generation",
+        ]
+        .map(|name| gauge(snapshot, name, &[]))
+    };
+    assert_eq!(gauges(&snapshot), [-5.0, -5.0, 8.0]);
+
+    truth.run("observe 5 7 1000003");
+    truth.run(&format!("gauge {}", i64::MIN));
+    let snapshot = truth.read();
+    assert_eq!(
+        slots(&snapshot),
+        expect(&[("0", 2), ("1", 4), ("2", 3), ("3", 4)])
+    );
+    assert_eq!(gauges(&snapshot), [i64::MIN as f64, i64::MIN as f64, 9.0]);
+    assert_eq!(
+        read_methods(&snapshot),
+        methods,
+        "the method holds from one read to the next"
+    );
+}
+
 #[test]
 fn truth_run_stats_count_every_probe_run_exactly() {
     if !bpf_available() {
