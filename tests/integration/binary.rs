@@ -321,6 +321,15 @@ pub(crate) struct PriorityMinTurn {
     _turn: std::sync::MutexGuard<'static, ()>,
 }
 
+/// The turn is given up once every exporter has read what the calls made
+/// under it (test exporters read every 100 ms), so that none counts them
+/// in the next test's turn.
+impl Drop for PriorityMinTurn {
+    fn drop(&mut self) {
+        std::thread::sleep(std::time::Duration::from_millis(300));
+    }
+}
+
 pub(crate) fn priority_min_turn() -> PriorityMinTurn {
     use std::os::fd::AsRawFd;
     static DRIVING: std::sync::Mutex<()> = std::sync::Mutex::new(());

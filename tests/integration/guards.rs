@@ -35,14 +35,6 @@ fn priority_max(policy: i32) {
 /// calls ([`priority_min_turn`]).
 type Turn = crate::binary::PriorityMinTurn;
 
-/// Gives up the turn once every exporter has read what the calls made
-/// under it (they read every 100 ms), so that none counts them in its
-/// next turn.
-fn end_turn(turn: Turn) {
-    std::thread::sleep(Duration::from_millis(300));
-    drop(turn);
-}
-
 /// Fills tests/bpf/full_map.bpf.c's map: one call of each of its keys.
 pub(crate) fn fill_full_map(_turn: &Turn) {
     for n in 0..FULL_MAP_ENTRIES as i32 {
@@ -153,7 +145,7 @@ fn map_entries_against_max_entries_show_a_full_hash_map_and_deleted_keys_leave_m
     });
     assert_eq!(sample_text(&page, ENTRIES), Some("6"));
     assert_eq!(sample_text(&page, REFUSED), Some("2"));
-    end_turn(turn);
+    drop(turn);
 
     alert_on(&full, &emptied);
     exporter.stop();
@@ -319,7 +311,7 @@ fn a_config_over_its_cpu_budget_is_detached_while_one_under_its_own_keeps_counti
     );
 
     let (stopped, calls, took) = overrun(&turn, &exporter, "hog");
-    end_turn(turn);
+    drop(turn);
     eprintln!(
         "cpu_hog over a budget of 0.01% of one CPU (window 1 s): detached after {calls} calls, {took:?}: {}",
         stopped["error"]
@@ -399,7 +391,7 @@ fn a_config_over_its_cpu_budget_is_detached_while_one_under_its_own_keeps_counti
     assert_eq!(hog_status["cpu_budget"], 100.0, "{hog_status}");
     priority_min(HOG_POLICY, 50);
     assert_eq!(exporter.sample_reaching(HOG_CALLS, 50), 50);
-    end_turn(turn);
+    drop(turn);
     let page = exporter.get("/metrics", "").2;
     let run_time = r#"bpf_exporter_program_run_time_seconds_total{config="hog",program="hog"}"#;
     let seconds: f64 = sample_text(&page, run_time).unwrap().parse().unwrap();
