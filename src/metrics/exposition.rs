@@ -1,4 +1,5 @@
-//! Snapshot → Prometheus text 0.0.4 or OpenMetrics 1.0 text.
+//! Snapshot → Prometheus text 0.0.4 or OpenMetrics 1.0 text, and which
+//! [`Exposition`] a scrape gets (the protobuf one is [`super::protobuf`]).
 //!
 //! Two dialects exist because scrapers differ: Prometheus itself prefers
 //! OpenMetrics, while `curl`, older Prometheus servers and many other tools
@@ -30,9 +31,36 @@
 
 use std::fmt::Write as _;
 
-use super::{Family, Histogram, MetricKind, Sample, Snapshot, Value};
+use super::{protobuf, Family, Histogram, MetricKind, Sample, Snapshot, Value};
 
-/// An exposition format this exporter can produce.
+/// What `/metrics` answers with: a text dialect, or the protobuf messages
+/// that native histograms need.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Exposition {
+    Text(Format),
+    Protobuf,
+}
+
+impl Exposition {
+    /// `Content-Type` to answer with; Prometheus picks its parser from it.
+    pub fn content_type(self) -> &'static str {
+        match self {
+            Exposition::Text(format) => format.content_type(),
+            Exposition::Protobuf => protobuf::CONTENT_TYPE,
+        }
+    }
+
+    /// `snapshot` as the telemetry path serves it; native histograms go in
+    /// the protobuf only, and only when `native_histograms`.
+    pub fn encode(self, snapshot: &Snapshot, native_histograms: bool) -> Vec<u8> {
+        match self {
+            Exposition::Text(format) => encode(&snapshot.families, format).into_bytes(),
+            Exposition::Protobuf => protobuf::encode(&snapshot.families, native_histograms),
+        }
+    }
+}
+
+/// A text exposition format this exporter can produce.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Format {
     /// Prometheus text format 0.0.4.
@@ -63,11 +91,6 @@ pub fn encode(families: &[Family], format: Format) -> String {
     out
 }
 
-/// Encodes a whole snapshot, as the telemetry path serves it.
-pub fn encode_snapshot(snapshot: &Snapshot, format: Format) -> String {
-    encode(&snapshot.families, format)
-}
-
 fn value_matches(kind: MetricKind, value: &Value) -> bool {
     matches!(
         (kind, value),
@@ -77,7 +100,8 @@ fn value_matches(kind: MetricKind, value: &Value) -> bool {
     )
 }
 
-fn exposed_samples(family: &Family) -> impl Iterator<Item = &Sample> {
+/// The samples of `family` that match its kind: what every format shows.
+pub(super) fn exposed_samples(family: &Family) -> impl Iterator<Item = &Sample> {
     family
         .samples
         .iter()
@@ -86,7 +110,7 @@ fn exposed_samples(family: &Family) -> impl Iterator<Item = &Sample> {
 
 /// Finite bucket bounds only: `+Inf` is written from `count`, and a stray
 /// non-finite bound would otherwise duplicate or corrupt it.
-fn finite_buckets(buckets: &[(f64, u64)]) -> impl Iterator<Item = (f64, u64)> + '_ {
+pub(super) fn finite_buckets(buckets: &[(f64, u64)]) -> impl Iterator<Item = (f64, u64)> + '_ {
     buckets.iter().copied().filter(|(upper, _)| upper.is_finite())
 }
 
@@ -486,13 +510,27 @@ ebpf_test_latency_seconds_bucket{le="+Inf",op="read"} 9
     }
 
     #[test]
-    fn snapshot_encoding_matches_slice_encoding() {
+    fn each_exposition_encodes_the_snapshot_with_its_encoder() {
         let snapshot = Arc::new(Snapshot {
             families: fixture(),
             ..Snapshot::default()
         });
         for format in [Format::Text004, Format::OpenMetrics] {
-            assert_eq!(encode_snapshot(&snapshot, format), encode(&fixture(), format));
+            let exposition = Exposition::Text(format);
+            assert_eq!(exposition.content_type(), format.content_type());
+            for native in [false, true] {
+                assert_eq!(
+                    exposition.encode(&snapshot, native),
+                    encode(&fixture(), format).into_bytes()
+                );
+            }
+        }
+        assert_eq!(Exposition::Protobuf.content_type(), protobuf::CONTENT_TYPE);
+        for native in [false, true] {
+            assert_eq!(
+                Exposition::Protobuf.encode(&snapshot, native),
+                protobuf::encode(&fixture(), native)
+            );
         }
     }
 

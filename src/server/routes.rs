@@ -15,7 +15,8 @@ use hyper::{Method, Request, Response, StatusCode};
 use super::landing::landing_page;
 use super::negotiate::{accepts_gzip, negotiate};
 use super::Context;
-use crate::metrics::{exposition, Snapshot};
+use crate::metrics::exposition::{Exposition, Format};
+use crate::metrics::{protobuf, Snapshot};
 
 pub(super) type Resp = Response<Full<Bytes>>;
 
@@ -154,10 +155,12 @@ fn header_str<B>(req: &Request<B>, name: header::HeaderName) -> Option<&str> {
 }
 
 fn metrics<B>(req: &Request<B>, ctx: &Context) -> Resp {
-    let format = negotiate(header_str(req, header::ACCEPT));
+    let exposition = negotiate(header_str(req, header::ACCEPT));
     let gzip = accepts_gzip(header_str(req, header::ACCEPT_ENCODING));
-    let (body, gzipped) = ctx.bodies.get(&ctx.cell.load(), format, gzip);
-    let mut resp = response(StatusCode::OK, format.content_type(), body);
+    let (body, gzipped) = ctx
+        .bodies
+        .get(&ctx.cell.load(), exposition, gzip, ctx.native_histograms);
+    let mut resp = response(StatusCode::OK, exposition.content_type(), body);
     if gzipped {
         resp.headers_mut()
             .insert(header::CONTENT_ENCODING, HeaderValue::from_static("gzip"));
@@ -175,18 +178,27 @@ fn metrics<B>(req: &Request<B>, ctx: &Context) -> Resp {
 #[derive(Default)]
 pub(super) struct Bodies {
     cached: std::sync::Mutex<Option<Cached>>,
+    /// Histogram families already logged as staying classic.
+    told_classic: std::sync::Mutex<std::collections::HashSet<String>>,
 }
 
 struct Cached {
     snapshot: Arc<Snapshot>,
-    /// By format, then plain / gzip.
-    bodies: [[Option<Bytes>; 2]; 2],
+    /// By exposition, then plain / gzip.
+    bodies: [[Option<Bytes>; 2]; 3],
 }
 
 impl Bodies {
-    /// The body for `snapshot` in `format`, gzipped if `gzip` and gzip
-    /// worked (the flag says which).
-    fn get(&self, snapshot: &Arc<Snapshot>, format: exposition::Format, gzip: bool) -> (Bytes, bool) {
+    /// The body for `snapshot` in `exposition`, gzipped if `gzip` and gzip
+    /// worked (the flag says which); with native histograms in the
+    /// protobuf if `native_histograms`.
+    fn get(
+        &self,
+        snapshot: &Arc<Snapshot>,
+        exposition: Exposition,
+        gzip: bool,
+        native_histograms: bool,
+    ) -> (Bytes, bool) {
         let mut cached = self
             .cached
             .lock()
@@ -200,12 +212,18 @@ impl Bodies {
                 bodies: Default::default(),
             });
         }
-        let bodies = &mut cached.as_mut().expect("set above").bodies[match format {
-            exposition::Format::Text004 => 0,
-            exposition::Format::OpenMetrics => 1,
+        let bodies = &mut cached.as_mut().expect("set above").bodies[match exposition {
+            Exposition::Text(Format::Text004) => 0,
+            Exposition::Text(Format::OpenMetrics) => 1,
+            Exposition::Protobuf => 2,
         }];
         let plain = bodies[0]
-            .get_or_insert_with(|| exposition::encode_snapshot(snapshot, format).into())
+            .get_or_insert_with(|| {
+                if native_histograms && exposition == Exposition::Protobuf {
+                    self.tell_classic_only(snapshot);
+                }
+                exposition.encode(snapshot, native_histograms).into()
+            })
             .clone();
         if !gzip {
             return (plain, false);
@@ -220,6 +238,24 @@ impl Bodies {
             }
         }
         (bodies[1].clone().expect("set above"), true)
+    }
+
+    /// Logs, once per family, each histogram family that stays classic
+    /// with native histograms on, and why.
+    fn tell_classic_only(&self, snapshot: &Snapshot) {
+        let mut told = self
+            .told_classic
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        for family in protobuf::classic_only(&snapshot.families) {
+            if told.insert(family.name.clone()) {
+                tracing::info!(
+                    metric = %family.name,
+                    "native histograms: this histogram stays classic, its bucket bounds are not \
+                     powers of two (bucket_type exp2 with a power-of-two bucket_multiplier makes them so)"
+                );
+            }
+        }
     }
 }
 
@@ -250,7 +286,7 @@ fn plain(status: StatusCode, body: &'static str) -> Resp {
 mod tests {
     use std::io::Read as _;
 
-    use crate::metrics::exposition;
+    use crate::metrics::{exposition, protobuf};
     use crate::server::testing::{parse_reply, raw, request, snapshot, TestServer};
 
     #[tokio::test(flavor = "current_thread")]
@@ -285,6 +321,24 @@ mod tests {
         );
         assert!(om.text().contains("ebpf_test_events_total{cpu=\"3\"} 3000\n"));
         assert!(om.text().ends_with("# EOF\n"));
+
+        // Prometheus with native histograms asks for protobuf first.
+        let proto = request(
+            server.addr,
+            "GET",
+            "/metrics",
+            &[(
+                "Accept",
+                "application/vnd.google.protobuf;proto=io.prometheus.client.MetricFamily;encoding=delimited,application/openmetrics-text;version=1.0.0;q=0.8,text/plain;version=0.0.4;q=0.5,*/*;q=0.1",
+            )],
+        )
+        .await;
+        assert_eq!(proto.status, 200);
+        assert_eq!(
+            proto.header("content-type"),
+            Some("application/vnd.google.protobuf; proto=io.prometheus.client.MetricFamily; encoding=delimited")
+        );
+        assert_eq!(proto.body, protobuf::encode(&snapshot().families, false));
 
         // HEAD: same headers, no body.
         let head = request(server.addr, "HEAD", "/metrics", &[]).await;
