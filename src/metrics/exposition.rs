@@ -81,7 +81,17 @@ impl Format {
 
 /// Encodes `families` in `format`.
 pub fn encode(families: &[Family], format: Format) -> String {
-    let mut out = String::with_capacity(families.len() * 256);
+    // About what a series takes, so that a large page is not copied over
+    // and over as it grows; a histogram's series are its buckets.
+    let series: usize = families
+        .iter()
+        .flat_map(|f| &f.samples)
+        .map(|s| match &s.value {
+            Value::Histogram(h) => h.buckets.len() + 3,
+            _ => 1,
+        })
+        .sum();
+    let mut out = String::with_capacity(series * 80 + families.len() * 128);
     for family in families {
         write_family(&mut out, family, format);
     }
@@ -213,7 +223,8 @@ impl SeriesWriter<'_> {
     }
 
     fn count(&mut self, v: u64) {
-        let _ = writeln!(self.out, "{v}");
+        self.out.push_str(itoa::Buffer::new().format(v));
+        self.out.push('\n');
     }
 
     fn value(&mut self, v: f64) {
@@ -265,15 +276,23 @@ impl SeriesWriter<'_> {
 /// Escapes `\` and newline, plus `"` when `quote` (label values; and HELP in
 /// OpenMetrics). Text 0.0.4 HELP must not escape `"`: parsers would keep the
 /// backslash.
+/// Runs without any of them are copied whole: label values rarely have one.
 fn escape_into(out: &mut String, s: &str, quote: bool) {
-    for c in s.chars() {
-        match c {
-            '\\' => out.push_str("\\\\"),
-            '\n' => out.push_str("\\n"),
-            '"' if quote => out.push_str("\\\""),
-            c => out.push(c),
-        }
+    let mut rest = s;
+    while let Some(at) = rest
+        .bytes()
+        .position(|b| b == b'\\' || b == b'\n' || (quote && b == b'"'))
+    {
+        // The three are ASCII, so `at` and `at + 1` are char boundaries.
+        out.push_str(&rest[..at]);
+        out.push_str(match rest.as_bytes()[at] {
+            b'\\' => "\\\\",
+            b'\n' => "\\n",
+            _ => "\\\"",
+        });
+        rest = &rest[at + 1..];
     }
+    out.push_str(rest);
 }
 
 /// Floats as prometheus-client writes them, values and bounds alike
@@ -294,7 +313,7 @@ fn format_value(out: &mut String, v: f64) {
     const EXACT: f64 = 9_007_199_254_740_992.0; // 2^53
     if v.is_finite() && v.trunc() == v && v.abs() < EXACT {
         // `as` is exact here; -0.0 becomes 0 as in Go clients.
-        let _ = write!(out, "{}", v as i64);
+        out.push_str(itoa::Buffer::new().format(v as i64));
     } else {
         format_go_float(out, v);
     }
