@@ -23,7 +23,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bpf_exporter::config::{parse, Source};
-use bpf_exporter::metrics::exposition::{encode_snapshot, Format};
+use bpf_exporter::metrics::exposition::{encode, Format};
 use bpf_exporter::reader::maps::{KernelMap, MapSource, ReadMethod};
 use bpf_exporter::reader::{ReadSet, Reader, Target};
 use libbpf_rs::{MapCore, MapHandle, MapType};
@@ -133,7 +133,7 @@ fn bench(kind: &Kind, entries: usize, cpus: usize) {
         }));
         t_cycle.push(timed(|| snapshot = reader.read()));
         t_encode.push(timed(|| {
-            std::hint::black_box(encode_snapshot(&snapshot, Format::Text004));
+            std::hint::black_box(encode(&snapshot.families, Format::Text004));
         }));
     }
     let series: usize = snapshot

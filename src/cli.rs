@@ -154,6 +154,14 @@ pub struct Args {
     #[arg(long = "capabilities.keep", value_name = "CAPS", value_delimiter = ',')]
     pub capabilities_keep: Vec<crate::privileges::KeepItem>,
 
+    /// Add native histograms to the protobuf exposition (what Prometheus
+    /// asks for with --enable-feature=native-histograms), beside the
+    /// classic buckets: one series per histogram whose buckets are powers
+    /// of two. Such a Prometheus then keeps the native series instead of
+    /// the `_bucket` ones, unless told to scrape both.
+    #[arg(long = "metrics.native-histograms")]
+    pub native_histograms: bool,
+
     /// Also export ebpf_exporter's own metrics under its names
     /// (ebpf_exporter_enabled_configs, ebpf_exporter_ebpf_program_info, …),
     /// for its alerts and dashboards; with --metrics.prefix=ebpf_exporter_

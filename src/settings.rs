@@ -71,6 +71,7 @@ impl From<Args> for Settings {
                 max_connections: args.max_connections,
                 web_config: args.web_config_file,
                 enable_lifecycle: args.enable_lifecycle,
+                native_histograms: args.native_histograms,
             },
             check: args.config_check,
             strict: args.config_strict,

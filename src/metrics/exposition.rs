@@ -1,4 +1,5 @@
-//! Snapshot → Prometheus text 0.0.4 or OpenMetrics 1.0 text.
+//! Snapshot → Prometheus text 0.0.4 or OpenMetrics 1.0 text, and which
+//! [`Exposition`] a scrape gets (the protobuf one is [`super::protobuf`]).
 //!
 //! Two dialects exist because scrapers differ: Prometheus itself prefers
 //! OpenMetrics, while `curl`, older Prometheus servers and many other tools
@@ -30,9 +31,36 @@
 
 use std::fmt::Write as _;
 
-use super::{Family, Histogram, MetricKind, Sample, Snapshot, Value};
+use super::{protobuf, Family, Histogram, MetricKind, Sample, Snapshot, Value};
 
-/// An exposition format this exporter can produce.
+/// What `/metrics` answers with: a text dialect, or the protobuf messages
+/// that native histograms need.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Exposition {
+    Text(Format),
+    Protobuf,
+}
+
+impl Exposition {
+    /// `Content-Type` to answer with; Prometheus picks its parser from it.
+    pub fn content_type(self) -> &'static str {
+        match self {
+            Exposition::Text(format) => format.content_type(),
+            Exposition::Protobuf => protobuf::CONTENT_TYPE,
+        }
+    }
+
+    /// `snapshot` as the telemetry path serves it; native histograms go in
+    /// the protobuf only, and only when `native_histograms`.
+    pub fn encode(self, snapshot: &Snapshot, native_histograms: bool) -> Vec<u8> {
+        match self {
+            Exposition::Text(format) => encode(&snapshot.families, format).into_bytes(),
+            Exposition::Protobuf => protobuf::encode(&snapshot.families, native_histograms),
+        }
+    }
+}
+
+/// A text exposition format this exporter can produce.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Format {
     /// Prometheus text format 0.0.4.
@@ -54,7 +82,17 @@ impl Format {
 /// Encodes `families` (owned, or shared as a snapshot holds them) in
 /// `format`.
 pub fn encode<F: std::borrow::Borrow<Family>>(families: &[F], format: Format) -> String {
-    let mut out = String::with_capacity(families.len() * 256);
+    // About what a series takes, so that a large page is not copied over
+    // and over as it grows; a histogram's series are its buckets.
+    let series: usize = families
+        .iter()
+        .flat_map(|f| &f.borrow().samples)
+        .map(|s| match &s.value {
+            Value::Histogram(h) => h.buckets.len() + 3,
+            _ => 1,
+        })
+        .sum();
+    let mut out = String::with_capacity(series * 80 + families.len() * 128);
     for family in families {
         write_family(&mut out, family.borrow(), format);
     }
@@ -62,11 +100,6 @@ pub fn encode<F: std::borrow::Borrow<Family>>(families: &[F], format: Format) ->
         out.push_str("# EOF\n");
     }
     out
-}
-
-/// Encodes a whole snapshot, as the telemetry path serves it.
-pub fn encode_snapshot(snapshot: &Snapshot, format: Format) -> String {
-    encode(&snapshot.families, format)
 }
 
 fn value_matches(kind: MetricKind, value: &Value) -> bool {
@@ -78,7 +111,8 @@ fn value_matches(kind: MetricKind, value: &Value) -> bool {
     )
 }
 
-fn exposed_samples(family: &Family) -> impl Iterator<Item = &Sample> {
+/// The samples of `family` that match its kind: what every format shows.
+pub(super) fn exposed_samples(family: &Family) -> impl Iterator<Item = &Sample> {
     family
         .samples
         .iter()
@@ -87,7 +121,7 @@ fn exposed_samples(family: &Family) -> impl Iterator<Item = &Sample> {
 
 /// Finite bucket bounds only: `+Inf` is written from `count`, and a stray
 /// non-finite bound would otherwise duplicate or corrupt it.
-fn finite_buckets(buckets: &[(f64, u64)]) -> impl Iterator<Item = (f64, u64)> + '_ {
+pub(super) fn finite_buckets(buckets: &[(f64, u64)]) -> impl Iterator<Item = (f64, u64)> + '_ {
     buckets.iter().copied().filter(|(upper, _)| upper.is_finite())
 }
 
@@ -190,7 +224,8 @@ impl SeriesWriter<'_> {
     }
 
     fn count(&mut self, v: u64) {
-        let _ = writeln!(self.out, "{v}");
+        self.out.push_str(itoa::Buffer::new().format(v));
+        self.out.push('\n');
     }
 
     fn value(&mut self, v: f64) {
@@ -242,15 +277,23 @@ impl SeriesWriter<'_> {
 /// Escapes `\` and newline, plus `"` when `quote` (label values; and HELP in
 /// OpenMetrics). Text 0.0.4 HELP must not escape `"`: parsers would keep the
 /// backslash.
+/// Runs without any of them are copied whole: label values rarely have one.
 fn escape_into(out: &mut String, s: &str, quote: bool) {
-    for c in s.chars() {
-        match c {
-            '\\' => out.push_str("\\\\"),
-            '\n' => out.push_str("\\n"),
-            '"' if quote => out.push_str("\\\""),
-            c => out.push(c),
-        }
+    let mut rest = s;
+    while let Some(at) = rest
+        .bytes()
+        .position(|b| b == b'\\' || b == b'\n' || (quote && b == b'"'))
+    {
+        // The three are ASCII, so `at` and `at + 1` are char boundaries.
+        out.push_str(&rest[..at]);
+        out.push_str(match rest.as_bytes()[at] {
+            b'\\' => "\\\\",
+            b'\n' => "\\n",
+            _ => "\\\"",
+        });
+        rest = &rest[at + 1..];
     }
+    out.push_str(rest);
 }
 
 /// Floats as prometheus-client writes them, values and bounds alike
@@ -271,7 +314,7 @@ fn format_value(out: &mut String, v: f64) {
     const EXACT: f64 = 9_007_199_254_740_992.0; // 2^53
     if v.is_finite() && v.trunc() == v && v.abs() < EXACT {
         // `as` is exact here; -0.0 becomes 0 as in Go clients.
-        let _ = write!(out, "{}", v as i64);
+        out.push_str(itoa::Buffer::new().format(v as i64));
     } else {
         format_go_float(out, v);
     }
@@ -487,13 +530,27 @@ ebpf_test_latency_seconds_bucket{le="+Inf",op="read"} 9
     }
 
     #[test]
-    fn snapshot_encoding_matches_slice_encoding() {
+    fn each_exposition_encodes_the_snapshot_with_its_encoder() {
         let snapshot = Arc::new(Snapshot {
             families: fixture().into_iter().map(Arc::new).collect(),
             ..Snapshot::default()
         });
         for format in [Format::Text004, Format::OpenMetrics] {
-            assert_eq!(encode_snapshot(&snapshot, format), encode(&fixture(), format));
+            let exposition = Exposition::Text(format);
+            assert_eq!(exposition.content_type(), format.content_type());
+            for native in [false, true] {
+                assert_eq!(
+                    exposition.encode(&snapshot, native),
+                    encode(&fixture(), format).into_bytes()
+                );
+            }
+        }
+        assert_eq!(Exposition::Protobuf.content_type(), protobuf::CONTENT_TYPE);
+        for native in [false, true] {
+            assert_eq!(
+                Exposition::Protobuf.encode(&snapshot, native),
+                protobuf::encode(&fixture(), native)
+            );
         }
     }
 

@@ -5,6 +5,7 @@
 pub mod exposition;
 pub mod host_bpf;
 pub mod process;
+pub mod protobuf;
 pub mod self_metrics;
 
 use std::time::SystemTime;

@@ -51,6 +51,8 @@ pub struct ServerOptions {
     pub web_config: Option<PathBuf>,
     /// Whether `POST /-/reload` is served.
     pub enable_lifecycle: bool,
+    /// Whether the protobuf exposition carries native histograms.
+    pub native_histograms: bool,
 }
 
 impl Default for ServerOptions {
@@ -62,6 +64,7 @@ impl Default for ServerOptions {
             max_connections: DEFAULT_MAX_CONNECTIONS,
             web_config: None,
             enable_lifecycle: false,
+            native_histograms: false,
         }
     }
 }
@@ -99,6 +102,7 @@ struct Context {
     reload: Option<ReloadHook>,
     web: SharedWeb,
     bodies: routes::Bodies,
+    native_histograms: bool,
 }
 
 /// Serves HTTP/1.1 (over TLS when the web configuration says so) on
@@ -118,6 +122,7 @@ pub async fn serve(
         reload,
         web,
         bodies: routes::Bodies::default(),
+        native_histograms: opts.native_histograms,
     });
     let connections = Connections::new(opts.max_connections);
     let graceful = GracefulShutdown::new();

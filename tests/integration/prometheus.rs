@@ -296,6 +296,12 @@ impl Drop for Prometheus {
 
 impl Prometheus {
     fn start(config: &Value) -> Prometheus {
+        Prometheus::start_with(config, &[])
+    }
+
+    /// A server on `config`, started with `flags` beside its own
+    /// (`--enable-feature=native-histograms`).
+    fn start_with(config: &Value, flags: &[&str]) -> Prometheus {
         let dir = tempfile::tempdir().unwrap();
         let config_file = dir.path().join("prometheus.yml");
         std::fs::write(&config_file, serde_json::to_string_pretty(config).unwrap()).unwrap();
@@ -308,6 +314,7 @@ impl Prometheus {
                 dir.path().join("data").display()
             ))
             .arg(format!("--web.listen-address=127.0.0.1:{port}"))
+            .args(flags)
             .stdout(Stdio::null())
             .stderr(log)
             .spawn()
@@ -758,5 +765,149 @@ fn prometheus_scrapes_over_tls_with_basic_auth_and_counts_exactly() {
         .query(r#"ebpf_syscalls_total{job="wrong"}"#)
         .unwrap()
         .is_empty());
+    exporter.stop();
+}
+
+/// The truth program's exp2 histograms (1 to 1024, and 0 then 1 to 512),
+/// exact in schema 0, and a linear one, which is not.
+const NATIVE_HISTOGRAMS: &str = "metrics:
+  histograms:
+    - name: truth_exp2
+      help: truth_observe arguments, exp2 buckets.
+      bucket_type: exp2
+      bucket_max: 10
+      labels:
+        - {name: bucket, size: 4, decoders: [{name: uint}]}
+    - name: truth_exp2zero
+      help: truth_observe arguments, exp2zero buckets.
+      bucket_type: exp2zero
+      bucket_max: 10
+      labels:
+        - {name: bucket, size: 4, decoders: [{name: uint}]}
+    - name: truth_linear
+      help: truth_observe arguments, linear buckets.
+      bucket_type: linear
+      bucket_max: 20
+      labels:
+        - {name: bucket, size: 4, decoders: [{name: uint}]}
+";
+
+/// The first value of an answer that must have one series.
+fn only_value(answer: &[Series]) -> f64 {
+    assert_eq!(answer.len(), 1, "{answer:?}");
+    answer[0].1
+}
+
+/// A real Prometheus with native histograms scrapes the exporter with
+/// `--metrics.native-histograms` and stores each exp2 histogram as one
+/// native series; a Prometheus without them scrapes the same exporter and
+/// stores the classic buckets. Over a known workload the two give the same
+/// count and sum exactly, and quantiles within a bucket (a factor of 2)
+/// of each other, from the totals and from rate() alike.
+#[test]
+fn native_histograms_in_prometheus_agree_with_the_classic_buckets() {
+    use crate::truth::{program_source, Target, PROBES};
+    if !bpf_available() || !tool_available("prometheus") {
+        return;
+    }
+    let mut target = Target::spawn();
+    let dir = tempfile::tempdir().unwrap();
+    let source = program_source("truth", PROBES, NATIVE_HISTOGRAMS, target.pid());
+    std::fs::write(dir.path().join("truth.yaml"), &source.text).unwrap();
+    // Every capability kept: after the drop to CAP_BPF, CAP_PERFMON and
+    // CAP_SYS_PTRACE, Linux 6.18 refuses the uprobes on this root process
+    // (EACCES), and keeping CAP_SYS_ADMIN alone is what lets them attach.
+    let exporter = Exporter::start(&[
+        "--config.dir",
+        dir.path().to_str().unwrap(),
+        "--metrics.native-histograms",
+        "--capabilities.keep=all",
+    ]);
+    let config = json!({
+        "global": { "scrape_interval": "1s", "scrape_timeout": "1s" },
+        "scrape_configs": [{
+            "job_name": "bpf-exporter",
+            "static_configs": [{ "targets": [format!("127.0.0.1:{}", exporter.port)] }],
+        }],
+    });
+    let native = Prometheus::start_with(&config, &["--enable-feature=native-histograms"]);
+    let classic = Prometheus::start(&config);
+
+    // A first observation makes every series; rate() then sees the whole
+    // workload inside its window.
+    target.run("observe 3");
+    native.wait_for("the native series", "histogram_count(ebpf_truth_exp2)", |s| {
+        s.len() == 1
+    });
+    classic.wait_for("the classic series", "ebpf_truth_exp2_count", |s| s.len() == 1);
+    let started = Instant::now();
+    // 0 five times, 1 to 1000, ten 2000s and a 5000 (above the top bucket,
+    // 1024): a spread over every bucket and the overflow.
+    let mut values: Vec<u64> = vec![3, 0, 0, 0, 0, 0];
+    values.extend(1..=1000);
+    values.extend([2000; 10]);
+    values.push(5000);
+    let words: Vec<String> = values[1..].iter().map(u64::to_string).collect();
+    target.run(&format!("observe {}", words.join(" ")));
+    let (count, sum) = (values.len() as f64, values.iter().sum::<u64>() as f64);
+    for name in ["ebpf_truth_exp2", "ebpf_truth_exp2zero"] {
+        native.wait_for(
+            &format!("every observation in {name}"),
+            &format!("histogram_count({name})"),
+            |s| s.len() == 1 && s[0].1 == count,
+        );
+        classic.wait_for(
+            &format!("every observation in {name}_count"),
+            &format!("{name}_count"),
+            |s| s.len() == 1 && s[0].1 == count,
+        );
+    }
+    // A few scrapes more, so rate() has samples after the workload.
+    std::thread::sleep(Duration::from_secs(3));
+    let window = format!("{}s", started.elapsed().as_secs() + 3);
+    let query = |prometheus: &Prometheus, expr: &str| only_value(&prometheus.query(expr).unwrap());
+
+    for name in ["ebpf_truth_exp2", "ebpf_truth_exp2zero"] {
+        assert_eq!(query(&native, &format!("histogram_sum({name})")), sum, "{name}");
+        assert_eq!(query(&classic, &format!("{name}_sum")), sum, "{name}");
+        for q in [0.01, 0.1, 0.25, 0.5, 0.75, 0.9, 0.99] {
+            for (native_expr, classic_expr) in [
+                (
+                    format!("histogram_quantile({q}, {name})"),
+                    format!("histogram_quantile({q}, sum by (le) ({name}_bucket))"),
+                ),
+                (
+                    format!("histogram_quantile({q}, rate({name}[{window}]))"),
+                    format!("histogram_quantile({q}, sum by (le) (rate({name}_bucket[{window}])))"),
+                ),
+            ] {
+                let (n, c) = (query(&native, &native_expr), query(&classic, &classic_expr));
+                eprintln!("{native_expr} = {n}, {classic_expr} = {c}");
+                assert!(
+                    n.is_finite() && c > 0.0 && (0.5..=2.0).contains(&(n / c)),
+                    "{native_expr} = {n} against {classic_expr} = {c}"
+                );
+            }
+        }
+    }
+    // One series for each exp2 histogram, where the classic ones take a
+    // series per bucket (11 and +Inf), _sum and _count; the linear one
+    // stays classic (21 buckets and +Inf) in both.
+    let series = |prometheus: &Prometheus, name: &str| {
+        query(
+            prometheus,
+            &format!("count({{__name__=~\"{name}(_bucket|_sum|_count)?\"}})"),
+        )
+    };
+    for (name, classic_series) in [
+        ("ebpf_truth_exp2", 14.0),
+        ("ebpf_truth_exp2zero", 14.0),
+        ("ebpf_truth_linear", 24.0),
+    ] {
+        let native_series = if name == "ebpf_truth_linear" { 24.0 } else { 1.0 };
+        assert_eq!(series(&native, name), native_series, "{name}");
+        assert_eq!(series(&classic, name), classic_series, "{name}");
+    }
+    assert_eq!(query(&native, "ebpf_truth_linear_count"), count);
     exporter.stop();
 }
