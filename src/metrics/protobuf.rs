@@ -19,7 +19,7 @@
 //! configured, `+Inf` left to `sample_count`), so scrapers that ingest the
 //! classic form see what the text formats show. With native histograms on,
 //! a histogram whose buckets are powers of two also carries its exact
-//! schema 0 form ([`native_buckets`]); any other stays classic only, since
+//! schema 0 form (`native_buckets`); any other stays classic only, since
 //! schema 0 buckets end at powers of two and moving a bound to the nearest
 //! one would misstate what each bucket holds.
 
