@@ -66,6 +66,10 @@ impl MapDump {
 /// real one; tests of decoding and aggregation use fixed dumps.
 pub trait MapSource: Send {
     fn read(&mut self) -> io::Result<MapDump>;
+    /// Takes back a dump once it is turned into metrics, so the next read
+    /// can reuse its buffers: a big map's dump is tens of megabytes, which
+    /// fresh memory would fault in page by page on every read.
+    fn recycle(&mut self, _dump: MapDump) {}
     /// How the last read was done, for self-metrics and logs.
     fn method(&self) -> ReadMethod;
     /// For an event stream, the events lost so far (the buffer was full).
@@ -225,6 +229,9 @@ pub struct KernelMap {
     /// For an array created `BPF_F_MMAPABLE`: read from here, whatever
     /// the method asked for.
     mapping: Option<Mapping>,
+    /// The last dump, given back ([`MapSource::recycle`]): the next batch
+    /// read fills its buffers.
+    spare: MapDump,
 }
 
 impl KernelMap {
@@ -262,6 +269,7 @@ impl KernelMap {
             },
             last_len: 0,
             mapping,
+            spare: MapDump::default(),
         })
     }
 
@@ -283,7 +291,10 @@ impl KernelMap {
     fn read_batch(&mut self) -> io::Result<MapDump> {
         let fd = self.handle.as_fd().as_raw_fd();
         let (ks, vpe) = (self.key_size, self.values_per_entry);
-        let mut dump = MapDump::new(ks, vpe);
+        let mut dump = std::mem::take(&mut self.spare);
+        dump.keys.clear();
+        dump.values.clear();
+        (dump.key_size, dump.values_per_entry) = (ks, vpe);
         let mut chunk = self.max_entries.clamp(1, BATCH_ENTRIES);
         let expected = (self.last_len + chunk).min(self.max_entries + chunk);
         dump.keys.reserve(expected * ks);
@@ -398,6 +409,10 @@ fn batch_unsupported(e: &io::Error) -> bool {
 }
 
 impl MapSource for KernelMap {
+    fn recycle(&mut self, dump: MapDump) {
+        self.spare = dump;
+    }
+
     fn read(&mut self) -> io::Result<MapDump> {
         if let Some(mapping) = &self.mapping {
             return Ok(KernelMap::read_mapped(mapping));

@@ -254,6 +254,7 @@ impl Reader {
                     *state.stats.decode_errors.entry(decoder).or_default() += n;
                 }
                 state.last = Some(Arc::new(family));
+                source.recycle(dump);
             }
             Err(e) => {
                 state.stats.read_errors += 1;
