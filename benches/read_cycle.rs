@@ -16,7 +16,7 @@
 //! Every figure is a median, printed as a ratio to the floor's median (the
 //! map read and the full cycle with their own median too).
 //! Needs root: `sudo cargo bench --bench read_cycle`; `READ_CYCLE_SIZES=
-//! 1000,100000` picks the sizes.
+//! 1000,100000` picks the sizes, `READ_CYCLE_MAPS=Hash,PercpuHash` the maps.
 
 use std::os::fd::{AsFd, AsRawFd};
 use std::sync::Arc;
@@ -39,6 +39,9 @@ fn main() {
                 .collect()
         })
         .unwrap_or_else(|| vec![1_000, 10_000, 100_000, 1_000_000]);
+    let maps: Option<Vec<String>> = std::env::var("READ_CYCLE_MAPS")
+        .ok()
+        .map(|s| s.split(',').map(|n| n.trim().to_string()).collect());
     let cpus = libbpf_rs::num_possible_cpus().expect("possible CPUs");
     println!("{cpus} possible CPUs; medians, ratio to the floor of the same map in the same run");
     println!(
@@ -56,6 +59,9 @@ fn main() {
             libbpf_sys::BPF_F_MMAPABLE,
         ),
     ] {
+        if maps.as_ref().is_some_and(|m| !m.iter().any(|n| n == kind.name)) {
+            continue;
+        }
         for &entries in &sizes {
             bench(&kind, entries, cpus);
         }

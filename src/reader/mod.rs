@@ -253,7 +253,7 @@ impl Reader {
                 for (decoder, n) in stats.decode_errors {
                     *state.stats.decode_errors.entry(decoder).or_default() += n;
                 }
-                state.last = Some(Arc::new(family));
+                state.last = Some(family);
                 source.recycle(dump);
             }
             Err(e) => {

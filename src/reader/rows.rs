@@ -70,6 +70,22 @@ impl RawKey {
             RawKey::Heap(bytes) => bytes,
         }
     }
+
+    /// Whether this is `key`: for an inline key a compare of two 16-byte
+    /// words, not a call to memcmp.
+    fn is(&self, key: &[u8]) -> bool {
+        match self {
+            RawKey::Inline(len, bytes) => {
+                if key.len() != *len as usize {
+                    return false;
+                }
+                let mut other = [0; 16];
+                other[..key.len()].copy_from_slice(key);
+                other == *bytes
+            }
+            RawKey::Heap(bytes) => **bytes == *key,
+        }
+    }
 }
 
 // Hashed and compared as the bytes, so the table is looked up by `&[u8]`.
@@ -109,6 +125,7 @@ enum Outcome {
 }
 
 struct KeyEntry {
+    key: RawKey,
     outcome: Outcome,
     /// When the key must be decoded again; `None` for keys whose decoders
     /// always give the same answer.
@@ -137,6 +154,9 @@ struct SeriesSet {
     free: Vec<u32>,
     /// Live series in label order, rebuilt when one comes or goes.
     order: Option<Vec<u32>>,
+    /// Times `order` was rebuilt: families built in one epoch have the
+    /// same samples in the same places.
+    epoch: u64,
     /// Label sets left out by the limit, with their keys.
     refused: HashMap<Arc<[String]>, u32, RandomState>,
     /// Label sets (not counting a CPU split) the family may hold; 0: any.
@@ -229,13 +249,27 @@ impl SeriesSet {
                     .cmp(&self.series[*b as usize].labels)
             });
             self.order = Some(order);
+            self.epoch += 1;
         }
     }
 }
 
 /// A metric's keys and series across reads.
+///
+/// A map that did not change gives its keys in the same order as the read
+/// before (a hash map's are in bucket order), so each key is first checked
+/// against the entry found at its place last time: a read of a steady map
+/// walks the entries in order instead of hashing every key and landing at
+/// random in a table far bigger than the caches.
 pub struct MetricRows {
-    keys: HashMap<RawKey, KeyEntry, RandomState>,
+    /// Raw key → its entry in `entries`.
+    keys: HashMap<RawKey, u32, RandomState>,
+    /// Held keys; `None` where one went, for the next new one.
+    entries: Vec<Option<KeyEntry>>,
+    /// Indices of `entries` that went.
+    free: Vec<u32>,
+    /// The entry of each place of the last read's dump (`u32::MAX`: none).
+    places: Vec<u32>,
     set: SeriesSet,
     /// Values per entry of the map the keys came from, once read.
     values_per_entry: Option<usize>,
@@ -245,6 +279,12 @@ pub struct MetricRows {
     counts: Vec<u64>,
     /// Whether the limit was reported.
     reported: bool,
+    /// The family of the last read, and of the one before, each with the
+    /// epoch of its order. The older one is published no more by the time
+    /// of the next read, so its samples are refilled in place: with the
+    /// same order, each keeps its label set and only its value changes,
+    /// rather than a million samples made and dropped every read.
+    built: [Option<(Arc<Family>, u64)>; 2],
 }
 
 impl MetricRows {
@@ -253,6 +293,9 @@ impl MetricRows {
     pub fn new(limit: usize) -> Self {
         MetricRows {
             keys: HashMap::default(),
+            entries: Vec::new(),
+            free: Vec::new(),
+            places: Vec::new(),
             set: SeriesSet {
                 limit,
                 ..Default::default()
@@ -261,6 +304,7 @@ impl MetricRows {
             generation: 0,
             counts: Vec::new(),
             reported: false,
+            built: [None, None],
         }
     }
 
@@ -298,7 +342,7 @@ impl MetricRows {
         dump: &MapDump,
         cache: &mut LabelCache,
         now: Instant,
-    ) -> (Family, RowStats) {
+    ) -> (Arc<Family>, RowStats) {
         if self.values_per_entry.is_some_and(|v| v != dump.values_per_entry) {
             self.forget(cache);
         }
@@ -325,10 +369,18 @@ impl MetricRows {
         let mut unheld = Vec::new();
         let mut seen = 0usize;
         let MetricRows {
-            keys, set, counts, ..
+            keys,
+            entries,
+            free,
+            places,
+            set,
+            counts,
+            ..
         } = self;
         counts.clear();
-        for (key, values) in dump.entries() {
+        let last = std::mem::take(places);
+        places.reserve(dump.len());
+        for (place, (key, values)) in dump.entries().enumerate() {
             let decode = |set: &mut SeriesSet| match decode_key(spec, key, histogram) {
                 Ok((labels, slot)) => set.acquire(labels, cpu_names.as_deref(), slot),
                 Err((_, DecodeError::Skip)) => Outcome::Skip,
@@ -337,13 +389,24 @@ impl MetricRows {
                     Outcome::Error(decoder.into())
                 }
             };
-            let outcome = match keys.get_mut(key) {
-                Some(entry) if entry.seen == generation => {
+            let held = last
+                .get(place)
+                .copied()
+                .filter(|&at| {
+                    entries
+                        .get(at as usize)
+                        .is_some_and(|e| e.as_ref().is_some_and(|e| e.key.is(key)))
+                })
+                .or_else(|| keys.get(key).copied());
+            let outcome = match held.and_then(|at| Some((at, entries[at as usize].as_mut()?))) {
+                Some((_, entry)) if entry.seen == generation => {
                     // The kernel gave the same key twice (a hash map
                     // changing under a batch read): count it once.
+                    places.push(u32::MAX);
                     continue;
                 }
-                Some(entry) => {
+                Some((at, entry)) => {
+                    places.push(at);
                     entry.seen = generation;
                     seen += 1;
                     let fresh = entry.expires.is_none_or(|at| now < at);
@@ -365,12 +428,25 @@ impl MetricRows {
                     if cache.admit() {
                         seen += 1;
                         let entry = KeyEntry {
+                            key: RawKey::new(key),
                             outcome: outcome.clone(),
                             expires,
                             seen: generation,
                         };
-                        keys.insert(RawKey::new(key), entry);
+                        let at = match free.pop() {
+                            Some(at) => {
+                                entries[at as usize] = Some(entry);
+                                at
+                            }
+                            None => {
+                                entries.push(Some(entry));
+                                (entries.len() - 1) as u32
+                            }
+                        };
+                        keys.insert(RawKey::new(key), at);
+                        places.push(at);
                     } else {
+                        places.push(u32::MAX);
                         unheld.push(outcome.clone());
                     }
                     outcome
@@ -393,13 +469,14 @@ impl MetricRows {
         // Keys the map no longer holds: forget them and their series.
         if seen < keys.len() {
             let before = keys.len();
-            keys.retain(|_, entry| {
-                let kept = entry.seen == generation;
-                if !kept {
+            for (at, slot) in entries.iter_mut().enumerate() {
+                if slot.as_ref().is_some_and(|e| e.seen != generation) {
+                    let Some(entry) = slot.take() else { continue };
+                    keys.remove(entry.key.bytes());
                     set.release(&entry.outcome);
+                    free.push(at as u32);
                 }
-                kept
-            });
+            }
             cache.stats.evictions += (before - keys.len()) as u64;
             cache.release(before - keys.len());
         }
@@ -407,7 +484,9 @@ impl MetricRows {
         // in the read that made it rather than the next.
         if !set.refused.is_empty() && set.has_room() {
             for (key, values) in dump.entries() {
-                let Some(entry) = keys.get_mut(key) else { continue };
+                let Some(entry) = keys.get(key).and_then(|&at| entries[at as usize].as_mut()) else {
+                    continue;
+                };
                 if !matches!(entry.outcome, Outcome::Refused(_)) || !set.has_room() {
                     continue;
                 }
@@ -427,7 +506,10 @@ impl MetricRows {
             }
         }
         counts.resize(set.series.len() * width * stride, 0);
-        let family = self.build(spec, width, stride);
+        let spare = self.built[1].take();
+        let family = Arc::new(self.build(spec, width, stride, spare));
+        self.built[1] = self.built[0].take();
+        self.built[0] = Some((Arc::clone(&family), self.set.epoch));
         for outcome in &unheld {
             self.set.release(outcome);
         }
@@ -444,44 +526,63 @@ impl MetricRows {
         (family, stats)
     }
 
-    /// The samples of every live series, in label order.
-    fn build(&mut self, spec: &MetricSpec, width: usize, stride: usize) -> Family {
+    /// The samples of every live series, in label order, in the samples of
+    /// `spare` (a family this metric built before) where nobody holds it.
+    fn build(
+        &mut self,
+        spec: &MetricSpec,
+        width: usize,
+        stride: usize,
+        spare: Option<(Arc<Family>, u64)>,
+    ) -> Family {
         let label_names = spec.label_names();
         let MetricRows { set, counts, .. } = self;
         set.sort();
         let order = set.order.as_deref().unwrap_or_default();
-        let mut samples = Vec::with_capacity(order.len() * width);
-        let value = |row: &[u64]| match &spec.kind {
-            MetricType::Counter => Value::Counter(row[0]),
-            MetricType::Gauge => Value::Gauge(row[0] as i64 as f64),
-            MetricType::Histogram(h) => Value::Histogram(cumulative(h, row)),
+        let (mut samples, same_places) = match spare.and_then(|(f, epoch)| Some((Arc::into_inner(f)?, epoch)))
+        {
+            Some((family, epoch)) if epoch == set.epoch => (family.samples, true),
+            Some((mut family, _)) => {
+                family.samples.clear();
+                (family.samples, false)
+            }
+            None => (Vec::with_capacity(order.len() * width), false),
+        };
+        let mut filled = 0;
+        let mut put = |labels: &Arc<[String]>, row: &[u64]| {
+            match samples.get_mut(filled) {
+                Some(sample) if same_places => fill(&mut sample.value, &spec.kind, row),
+                _ => {
+                    samples.truncate(filled);
+                    samples.push(Sample {
+                        label_values: Arc::clone(labels),
+                        value: value(&spec.kind, row),
+                    });
+                }
+            }
+            filled += 1;
         };
         for &base in order {
             let series = &set.series[base as usize];
             let row = base as usize * width * stride;
             if series.per_cpu.is_empty() {
-                samples.push(Sample {
-                    label_values: Arc::clone(&series.labels),
-                    value: value(&counts[row..row + stride]),
-                });
+                put(&series.labels, &counts[row..row + stride]);
                 continue;
             }
             for (cpu, labels) in series.per_cpu.iter().enumerate() {
                 if let Some(labels) = labels {
                     let at = row + cpu * stride;
-                    samples.push(Sample {
-                        label_values: Arc::clone(labels),
-                        value: value(&counts[at..at + stride]),
-                    });
+                    put(labels, &counts[at..at + stride]);
                 }
             }
         }
+        samples.truncate(filled);
         // A metric without labels has exactly one series, present from the
         // start: an empty map means zero, not "no data".
         if label_names.is_empty() && samples.is_empty() {
             samples.push(Sample {
                 label_values: Arc::from([]),
-                value: value(&vec![0; stride]),
+                value: value(&spec.kind, &vec![0; stride]),
             });
         }
         let kind = match spec.kind {
@@ -496,6 +597,28 @@ impl MetricRows {
             label_names,
             samples,
         }
+    }
+}
+
+/// The value of a series whose row of counts is `row`.
+fn value(kind: &MetricType, row: &[u64]) -> Value {
+    match kind {
+        MetricType::Counter => Value::Counter(row[0]),
+        MetricType::Gauge => Value::Gauge(row[0] as i64 as f64),
+        MetricType::Histogram(h) => Value::Histogram(cumulative(h, row)),
+    }
+}
+
+/// `value` made the value of `row`, in place: a histogram keeps its
+/// buckets' vector.
+fn fill(value: &mut Value, kind: &MetricType, row: &[u64]) {
+    match (value, kind) {
+        (Value::Histogram(histogram), MetricType::Histogram(h))
+            if histogram.buckets.len() == h.buckets.len() =>
+        {
+            accumulate(histogram, h, row)
+        }
+        (value, kind) => *value = self::value(kind, row),
     }
 }
 
@@ -598,25 +721,28 @@ fn bucket_slot(spec: &HistogramSpec, key: u64) -> u32 {
 }
 
 /// A histogram's row (per-bucket counts, overflow, sum) → cumulative
-/// buckets. Overflow counts only in `+Inf`, so `_count` = top bucket +
-/// overflow.
+/// buckets.
 fn cumulative(spec: &HistogramSpec, row: &[u64]) -> Histogram {
+    let mut histogram = Histogram {
+        buckets: spec.buckets.iter().map(|&(_, le)| (le, 0)).collect(),
+        count: 0,
+        sum: 0.0,
+    };
+    accumulate(&mut histogram, spec, row);
+    histogram
+}
+
+/// Fills `histogram`, which has `spec`'s buckets, from `row`. Overflow
+/// counts only in `+Inf`, so `_count` = top bucket + overflow.
+fn accumulate(histogram: &mut Histogram, spec: &HistogramSpec, row: &[u64]) {
     let n = spec.buckets.len();
     let mut running = 0u64;
-    let buckets = spec
-        .buckets
-        .iter()
-        .zip(&row[..n])
-        .map(|(&(_, le), &count)| {
-            running = running.wrapping_add(count);
-            (le, running)
-        })
-        .collect();
-    Histogram {
-        buckets,
-        count: running.wrapping_add(row[n]),
-        sum: row[n + 1] as f64 * spec.multiplier,
+    for ((bucket, &(_, le)), &count) in histogram.buckets.iter_mut().zip(&spec.buckets).zip(&row[..n]) {
+        running = running.wrapping_add(count);
+        *bucket = (le, running);
     }
+    histogram.count = running.wrapping_add(row[n]);
+    histogram.sum = row[n + 1] as f64 * spec.multiplier;
 }
 
 /// Why a key was not decoded, and by which decoder.
@@ -643,7 +769,7 @@ mod tests {
     use std::time::Duration;
 
     /// One read of a metric never read before.
-    fn read_family(spec: &MetricSpec, dump: &MapDump) -> (Family, RowStats) {
+    fn read_family(spec: &MetricSpec, dump: &MapDump) -> (Arc<Family>, RowStats) {
         MetricRows::new(0).family(spec, dump, &mut cache(16), Instant::now())
     }
 
@@ -955,6 +1081,64 @@ mod tests {
     }
 
     #[test]
+    fn keys_that_change_places_between_reads_keep_their_series_and_counts() {
+        let counts = |rows: &[(u64, u64)]| {
+            rows.iter()
+                .map(|&(k, v)| (vec![k.to_string()], v))
+                .collect::<Vec<_>>()
+        };
+        let reads_of: Vec<MapDump> = vec![
+            dump(4, 1, &[(1, &[10]), (2, &[20]), (3, &[30])]),
+            // Reordered, and 2's place taken by a new key.
+            dump(4, 1, &[(3, &[31]), (4, &[40]), (1, &[11])]),
+            // 2 back, in the place 4 had.
+            dump(4, 1, &[(3, &[32]), (2, &[22]), (1, &[12]), (4, &[41])]),
+            dump(4, 1, &[(3, &[33]), (2, &[23]), (1, &[13]), (4, &[42])]),
+        ];
+        let (families, rows, cache) = reads(&spec("xdp_packets", SLOT), 0, 16, &reads_of);
+        assert_eq!(families[0], counts(&[(1, 10), (2, 20), (3, 30)]));
+        assert_eq!(families[1], counts(&[(1, 11), (3, 31), (4, 40)]));
+        assert_eq!(families[2], counts(&[(1, 12), (2, 22), (3, 32), (4, 41)]));
+        assert_eq!(families[3], counts(&[(1, 13), (2, 23), (3, 33), (4, 42)]));
+        // 1, 2, 3, then 4, then 2 again: five decodes; the rest were held.
+        assert_eq!((cache.stats.misses, rows.len()), (5, 4));
+    }
+
+    #[test]
+    fn a_family_still_held_is_never_refilled_and_one_let_go_is_refilled_with_new_values() {
+        let spec = spec("xdp_packets", SLOT);
+        let mut rows = MetricRows::new(0);
+        let mut cache = cache(16);
+        let mut read = |values: [u64; 2]| {
+            let d = dump(4, 1, &[(1, &[values[0]]), (2, &[values[1]])]);
+            rows.family(&spec, &d, &mut cache, Instant::now()).0
+        };
+        let first = read([1, 2]);
+        let second = read([3, 4]);
+        // `first` is the spare now, but someone (a scrape) still holds it.
+        let third = read([5, 6]);
+        assert_eq!(values(&first), [(vec!["1".into()], 1), (vec!["2".into()], 2)]);
+        assert_eq!(values(&third), [(vec!["1".into()], 5), (vec!["2".into()], 6)]);
+        drop((first, second));
+        // `second` was let go: its samples carry the fourth read's values.
+        let fourth = read([7, 8]);
+        assert_eq!(values(&fourth), [(vec!["1".into()], 7), (vec!["2".into()], 8)]);
+        assert_eq!(values(&third), [(vec!["1".into()], 5), (vec!["2".into()], 6)]);
+        // A new series changes the places: the refilled family is rebuilt.
+        drop(third);
+        let d = dump(4, 1, &[(1, &[9]), (0, &[1]), (2, &[10])]);
+        let fifth = rows.family(&spec, &d, &mut cache, Instant::now()).0;
+        assert_eq!(
+            values(&fifth),
+            [
+                (vec!["0".into()], 1),
+                (vec!["1".into()], 9),
+                (vec!["2".into()], 10)
+            ]
+        );
+    }
+
+    #[test]
     fn a_key_that_leaves_the_map_leaves_the_family_and_the_cache() {
         let both = dump(4, 1, &[(1, &[10]), (2, &[20])]);
         let one = dump(4, 1, &[(2, &[21])]);
@@ -1051,7 +1235,7 @@ mod tests {
         assert_eq!(
             only_histogram(&Family {
                 samples: family.samples[1..].to_vec(),
-                ..family
+                ..Family::clone(&family)
             })
             .count,
             3
