@@ -17,6 +17,7 @@
 //! expectation, not a record of whatever the code printed.
 
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bpf_exporter::config::{self, Source};
@@ -29,7 +30,7 @@ use bpf_exporter::reader::rows::{self, RowStats};
 /// `configs/<name>.yaml`, validated as the exporter would with its default
 /// prefix; each metric is read from `dump(metric name)`. Returns the
 /// families in config order with the rows each one left out.
-fn read(name: &str, dump: impl Fn(&str) -> MapDump) -> Vec<(Family, RowStats)> {
+fn read(name: &str, dump: impl Fn(&str) -> MapDump) -> Vec<(Arc<Family>, RowStats)> {
     let path = format!("{}/configs/{name}.yaml", env!("CARGO_MANIFEST_DIR"));
     let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{path}: {e}"));
     let source = Source {
@@ -49,7 +50,7 @@ fn read(name: &str, dump: impl Fn(&str) -> MapDump) -> Vec<(Family, RowStats)> {
 
 /// Compares both encodings of `families` with `tests/golden/<name>.*`, or
 /// writes them there when `UPDATE_GOLDEN` is set.
-fn check(name: &str, families: &[Family]) {
+fn check(name: &str, families: &[Arc<Family>]) {
     let update = std::env::var_os("UPDATE_GOLDEN").is_some();
     for (format, extension) in [(Format::Text004, "prom"), (Format::OpenMetrics, "om")] {
         let path: PathBuf = [
@@ -104,7 +105,7 @@ fn golden_syscalls() {
     };
     let families = read("syscalls", read_syscalls);
     assert!(families.iter().all(|(_, stats)| *stats == RowStats::default()));
-    let families: Vec<Family> = families.into_iter().map(|(f, _)| f).collect();
+    let families: Vec<Arc<Family>> = families.into_iter().map(|(f, _)| f).collect();
     check("syscalls", &families);
 }
 
@@ -150,6 +151,6 @@ fn golden_tcp_connect_latency() {
     };
     let families = read("tcp_connect_latency", read_maps);
     assert!(families.iter().all(|(_, stats)| *stats == RowStats::default()));
-    let families: Vec<Family> = families.into_iter().map(|(f, _)| f).collect();
+    let families: Vec<Arc<Family>> = families.into_iter().map(|(f, _)| f).collect();
     check("tcp_connect_latency", &families);
 }
