@@ -152,8 +152,16 @@ struct SeriesSet {
     series: Vec<Series>,
     /// Indices of series that went, for the next new one.
     free: Vec<u32>,
-    /// Live series in label order, rebuilt when one comes or goes.
-    order: Option<Vec<u32>>,
+    /// Series that went since the order was last brought up to date: their
+    /// places are taken again only after, so `order` never names a series
+    /// that is not the one it sorted.
+    gone: Vec<u32>,
+    /// Live series in label order, brought up to date before a build.
+    order: Vec<u32>,
+    /// Series that came since: sorted on their own and merged in, so a
+    /// read in which a few series of a million come and go costs a pass
+    /// over the order, not a sort of it.
+    added: Vec<u32>,
     /// Times `order` was rebuilt: families built in one epoch have the
     /// same samples in the same places.
     epoch: u64,
@@ -210,7 +218,7 @@ impl SeriesSet {
             }
         };
         self.index.insert(labels, base);
-        self.order = None;
+        self.added.push(base);
         Outcome::Series { base, slot }
     }
 
@@ -223,8 +231,7 @@ impl SeriesSet {
                 if series.keys == 0 {
                     let gone = std::mem::take(series);
                     self.index.remove(&gone.labels);
-                    self.free.push(*base);
-                    self.order = None;
+                    self.gone.push(*base);
                 }
             }
             Outcome::Refused(labels) => {
@@ -239,18 +246,34 @@ impl SeriesSet {
         }
     }
 
-    /// Sorts the live series by labels, if one came or went since.
+    /// Brings the label order up to date with the series that came and
+    /// went since.
     fn sort(&mut self) {
-        if self.order.is_none() {
-            let mut order: Vec<u32> = self.index.values().copied().collect();
-            order.sort_unstable_by(|a, b| {
-                self.series[*a as usize]
-                    .labels
-                    .cmp(&self.series[*b as usize].labels)
-            });
-            self.order = Some(order);
-            self.epoch += 1;
+        if self.added.is_empty() && self.gone.is_empty() {
+            return;
         }
+        let series = &self.series;
+        let live = |base: &u32| series[*base as usize].keys > 0;
+        let labels = |base: &u32| &series[*base as usize].labels;
+        self.order.retain(live);
+        let mut added = std::mem::take(&mut self.added);
+        added.retain(live);
+        added.sort_unstable_by(|a, b| labels(a).cmp(labels(b)));
+        if !added.is_empty() {
+            let mut merged = Vec::with_capacity(self.order.len() + added.len());
+            let mut rest = &self.order[..];
+            for base in added.drain(..) {
+                let before = rest.partition_point(|b| labels(b) < labels(&base));
+                merged.extend_from_slice(&rest[..before]);
+                merged.push(base);
+                rest = &rest[before..];
+            }
+            merged.extend_from_slice(rest);
+            self.order = merged;
+        }
+        self.added = added;
+        self.free.append(&mut self.gone);
+        self.epoch += 1;
     }
 }
 
@@ -538,7 +561,7 @@ impl MetricRows {
         let label_names = spec.label_names();
         let MetricRows { set, counts, .. } = self;
         set.sort();
-        let order = set.order.as_deref().unwrap_or_default();
+        let order = &set.order;
         let (mut samples, same_places) = match spare.and_then(|(f, epoch)| Some((Arc::into_inner(f)?, epoch)))
         {
             Some((family, epoch)) if epoch == set.epoch => (family.samples, true),
@@ -1102,6 +1125,38 @@ mod tests {
         assert_eq!(families[3], counts(&[(1, 13), (2, 23), (3, 33), (4, 42)]));
         // 1, 2, 3, then 4, then 2 again: five decodes; the rest were held.
         assert_eq!((cache.stats.misses, rows.len()), (5, 4));
+    }
+
+    #[test]
+    fn series_that_come_and_go_keep_the_family_in_label_order_with_exact_counts() {
+        let spec = spec("xdp_packets", SLOT);
+        let mut rows = MetricRows::new(0);
+        let mut cache = cache(1024);
+        let mut state = 7u64;
+        for read in 0..40u64 {
+            // A pseudo-random third of 0..60 in the map, in a shuffled order.
+            let mut keys: Vec<u64> = (0..60)
+                .filter(|_| {
+                    state = state
+                        .wrapping_mul(6364136223846793005)
+                        .wrapping_add(1442695040888963407);
+                    state >> 62 == 0
+                })
+                .collect();
+            let turn = (read as usize) % keys.len().max(1);
+            keys.rotate_left(turn);
+            let entries: Vec<(u64, Vec<u64>)> = keys.iter().map(|&k| (k, vec![k * 100 + read])).collect();
+            let rows_of: Vec<(u64, &[u64])> = entries.iter().map(|(k, v)| (*k, &v[..])).collect();
+            let family = rows
+                .family(&spec, &dump(4, 1, &rows_of), &mut cache, Instant::now())
+                .0;
+            let mut expected: Vec<(Vec<String>, u64)> = keys
+                .iter()
+                .map(|&k| (vec![k.to_string()], k * 100 + read))
+                .collect();
+            expected.sort();
+            assert_eq!(values(&family), expected, "read {read}");
+        }
     }
 
     #[test]
