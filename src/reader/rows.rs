@@ -5,9 +5,10 @@
 //!
 //! A metric keeps what it learnt from one read to the next ([`MetricRows`]):
 //! every key of the last read and the series it feeds, so a read decodes
-//! only keys it has not seen, looks each key up once in a hash table of raw
-//! key bytes, adds its values into a flat table indexed by series, and
-//! builds samples that share their label sets instead of copying them. A
+//! only keys it has not seen, finds each key at its place in the last read
+//! (or else by its raw bytes), adds its values into a flat table indexed by
+//! series, and refills the samples of a family no longer published, which
+//! keep their label sets. A
 //! key that leaves the map is forgotten at the end of the read that no
 //! longer finds it, and a series without keys leaves `/metrics` with it:
 //! what is kept is what the map holds, so nothing needs evicting while the
