@@ -156,8 +156,9 @@ pub struct Args {
 
     /// Add native histograms to the protobuf exposition (what Prometheus
     /// asks for with --enable-feature=native-histograms), beside the
-    /// classic buckets: one series per histogram whose buckets are powers
-    /// of two. Such a Prometheus then keeps the native series instead of
+    /// classic buckets: one series per exp2 histogram (at the nearest
+    /// powers of two for decimal units such as 1e-6). Such a Prometheus
+    /// then keeps the native series instead of
     /// the `_bucket` ones, unless told to scrape both.
     #[arg(long = "metrics.native-histograms")]
     pub native_histograms: bool,

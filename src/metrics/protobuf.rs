@@ -18,10 +18,9 @@
 //! Every histogram carries its classic buckets (cumulative counts, bounds as
 //! configured, `+Inf` left to `sample_count`), so scrapers that ingest the
 //! classic form see what the text formats show. With native histograms on,
-//! a histogram whose buckets are powers of two also carries its exact
-//! schema 0 form (`native_buckets`); any other stays classic only, since
-//! schema 0 buckets end at powers of two and moving a bound to the nearest
-//! one would misstate what each bucket holds.
+//! a histogram whose buckets double (exp2) also carries its schema 0 form
+//! (`native_buckets`): exact for powers of two, at the nearest power of two
+//! for a decimal unit's bounds; any other stays classic only.
 
 use std::borrow::Borrow;
 
@@ -255,12 +254,19 @@ struct NativeBuckets {
     positive: Vec<(i32, u64)>,
 }
 
-/// The native schema 0 buckets holding exactly what the classic buckets of
-/// `h` hold, or `None` when there are none such.
+/// The native schema 0 buckets holding what the classic buckets of `h`
+/// hold, one for one, or `None` when they do not double.
 ///
 /// Schema 0 bucket `i` holds (2^(i-1), 2^i]. Classic buckets whose bounds
-/// double from one to the next, each an exact power of two (exp2 buckets
-/// with a power-of-two `bucket_multiplier`), are those buckets one for one.
+/// double from one to the next (exp2 buckets) are those buckets when the
+/// bounds are powers of two (a power-of-two `bucket_multiplier`), and close
+/// to them when the multiplier is a decimal unit: 1e-9 × 2^i is 2^(i-30)
+/// × 1.074, 1e-6 × 2^i is 2^(i-20) × 1.049, 1e-3 × 2^i is 2^(i-10) × 1.024.
+/// Such buckets become the native buckets of the nearest powers of two,
+/// each holding exactly the observations of its classic bucket, placed that
+/// factor low; bounds further than an eighth of a bucket (a factor of 1.09)
+/// from a power of two stay classic. Prometheus's quantiles then move by
+/// at most that factor, a small part of the factor of two between bounds.
 /// The first classic bucket holds everything up to its bound (0 included,
 /// and the keys below `bucket_min`), which is the zero bucket with that
 /// bound as its threshold; a first bound of 0 (exp2zero) is folded into the
@@ -270,7 +276,7 @@ struct NativeBuckets {
 fn native_buckets(h: &ProtoHistogram) -> Option<NativeBuckets> {
     let start = usize::from(h.bucket.first()?.upper_bound == 0.0);
     let zero = h.bucket.get(start)?;
-    let mut index = power_of_two(zero.upper_bound)?;
+    let mut index = nearest_power_of_two(zero.upper_bound)?;
     let mut below = zero.cumulative_count;
     let mut positive = Vec::new();
     for pair in h.bucket[start..].windows(2) {
@@ -284,18 +290,21 @@ fn native_buckets(h: &ProtoHistogram) -> Option<NativeBuckets> {
     positive.push((index + 1, h.sample_count - below));
     positive.retain(|&(_, count)| count > 0);
     Some(NativeBuckets {
-        zero_threshold: zero.upper_bound,
+        zero_threshold: 2f64.powi(nearest_power_of_two(zero.upper_bound)?),
         zero_count: zero.cumulative_count,
         positive,
     })
 }
 
-/// `k` where `v` is exactly 2^k (a normal float: subnormal bounds, which no
-/// histogram has, stay classic).
-fn power_of_two(v: f64) -> Option<i32> {
-    const MANTISSA: u64 = (1 << 52) - 1;
-    let bits = v.to_bits();
-    (v.is_normal() && v > 0.0 && bits & MANTISSA == 0).then(|| (bits >> 52) as i32 - 1023)
+/// `k` where `v` is 2^k, or within an eighth of a bucket of it (a factor of
+/// 2^(1/8)); a normal float: subnormal bounds, which no histogram has, stay
+/// classic.
+fn nearest_power_of_two(v: f64) -> Option<i32> {
+    if !(v.is_normal() && v > 0.0) {
+        return None;
+    }
+    let k = v.log2().round();
+    ((v.log2() - k).abs() <= 0.125).then_some(k as i32)
 }
 
 /// Spans and deltas of the populated buckets `positive`. A histogram with
@@ -608,11 +617,45 @@ mod tests {
     }
 
     #[test]
+    fn decimal_unit_exp2_buckets_become_the_native_buckets_of_the_nearest_powers_of_two() {
+        // bucket_multiplier 1e-9 (ns to seconds), keys 10..=12: bounds
+        // 1.024 µs, 2.048 µs, 4.096 µs, which are 2^-20, 2^-19, 2^-18
+        // × 1.074. 2 observations in the first bucket, 3 in the second,
+        // 0 in the third, 4 above it: 9 in all.
+        for (multiplier, first) in [(1e-9, -20), (1e-6, -10), (1e-3, 0)] {
+            let bound = |key: i32| multiplier * 2f64.powi(key);
+            let families = vec![family(
+                "ebpf_x",
+                MetricKind::Histogram,
+                &[],
+                vec![(
+                    vec![],
+                    histogram(&[(bound(10), 2), (bound(11), 5), (bound(12), 5)], 9, 1.0),
+                )],
+            )];
+            let h = only_histogram(&families, true);
+            assert_eq!(
+                (h.zero_threshold, h.zero_count),
+                (2f64.powi(first), 2),
+                "{multiplier}"
+            );
+            // Index first+1 holds 3, first+3 (above the top) holds 4.
+            assert_eq!(h.positive_span, [span(first + 1, 1), span(1, 1)], "{multiplier}");
+            assert_eq!(h.positive_delta, [3, 1], "{multiplier}");
+            assert_eq!(h.sample_count, 9);
+            // The classic buckets keep their exact bounds.
+            assert_eq!(h.bucket[1].upper_bound, bound(11));
+            assert_eq!(classic_only(&families).count(), 0);
+        }
+    }
+
+    #[test]
     fn buckets_that_are_not_powers_of_two_stay_classic() {
-        let us = |i: i32| 1e-6 * 2f64.powi(i);
+        let bounds = |multiplier: f64, i: i32| multiplier * 2f64.powi(i);
         let not_native = [
-            // exp2 with bucket_multiplier 0.000001: 1 µs × 2^i.
-            vec![(us(0), 1), (us(1), 2), (us(2), 3)],
+            // exp2 with bucket_multiplier 0.000003: 1.5 × 2^(i-18), half a
+            // bucket from any power of two.
+            vec![(bounds(3e-6, 0), 1), (bounds(3e-6, 1), 2), (bounds(3e-6, 2), 3)],
             // linear
             vec![(0.0, 1), (1.0, 2), (2.0, 3), (3.0, 4)],
             // powers of two that skip one

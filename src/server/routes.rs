@@ -291,8 +291,9 @@ impl Bodies {
             if told.insert(family.name.clone()) {
                 tracing::info!(
                     metric = %family.name,
-                    "native histograms: this histogram stays classic, its bucket bounds are not \
-                     powers of two (bucket_type exp2 with a power-of-two bucket_multiplier makes them so)"
+                    "native histograms: this histogram stays classic, its bucket bounds do not double \
+                     near powers of two (bucket_type exp2 with a power-of-two or decimal-unit \
+                     bucket_multiplier, such as 1e-6, makes them so)"
                 );
             }
         }
