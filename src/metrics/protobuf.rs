@@ -362,6 +362,16 @@ mod tests {
         })
     }
 
+    /// A family `ebpf_x` of one label-less histogram.
+    fn one_histogram(buckets: &[(f64, u64)], count: u64, sum: f64) -> Vec<Family> {
+        vec![family(
+            "ebpf_x",
+            MetricKind::Histogram,
+            &[],
+            vec![(vec![], histogram(buckets, count, sum))],
+        )]
+    }
+
     /// Every message of a delimited body, in order.
     fn decode(mut body: &[u8]) -> Vec<MetricFamily> {
         let mut families = Vec::new();
@@ -586,15 +596,7 @@ mod tests {
     #[test]
     fn exp2zero_folds_its_zero_bucket_into_the_next() {
         // le 0, 1, 2, 4: two zeros, one 1, one 2, two in (2, 4], one above.
-        let families = vec![family(
-            "ebpf_x",
-            MetricKind::Histogram,
-            &[],
-            vec![(
-                vec![],
-                histogram(&[(0.0, 2), (1.0, 3), (2.0, 4), (4.0, 6)], 7, 20.0),
-            )],
-        )];
+        let families = one_histogram(&[(0.0, 2), (1.0, 3), (2.0, 4), (4.0, 6)], 7, 20.0);
         let h = only_histogram(&families, true);
         assert_eq!((h.zero_threshold, h.zero_count), (1.0, 3));
         assert_eq!(h.positive_span, [span(1, 3)]);
@@ -604,12 +606,7 @@ mod tests {
 
     #[test]
     fn an_empty_native_histogram_carries_the_no_op_span() {
-        let families = vec![family(
-            "ebpf_x",
-            MetricKind::Histogram,
-            &[],
-            vec![(vec![], histogram(&[(1.0, 0), (2.0, 0)], 0, 0.0))],
-        )];
+        let families = one_histogram(&[(1.0, 0), (2.0, 0)], 0, 0.0);
         let h = only_histogram(&families, true);
         assert_eq!((h.zero_threshold, h.zero_count), (1.0, 0));
         assert_eq!(h.positive_span, [span(0, 0)]);
@@ -624,15 +621,7 @@ mod tests {
         // 0 in the third, 4 above it: 9 in all.
         for (multiplier, first) in [(1e-9, -20), (1e-6, -10), (1e-3, 0)] {
             let bound = |key: i32| multiplier * 2f64.powi(key);
-            let families = vec![family(
-                "ebpf_x",
-                MetricKind::Histogram,
-                &[],
-                vec![(
-                    vec![],
-                    histogram(&[(bound(10), 2), (bound(11), 5), (bound(12), 5)], 9, 1.0),
-                )],
-            )];
+            let families = one_histogram(&[(bound(10), 2), (bound(11), 5), (bound(12), 5)], 9, 1.0);
             let h = only_histogram(&families, true);
             assert_eq!(
                 (h.zero_threshold, h.zero_count),
@@ -666,12 +655,7 @@ mod tests {
             vec![],
         ];
         for buckets in not_native {
-            let families = vec![family(
-                "ebpf_x",
-                MetricKind::Histogram,
-                &[],
-                vec![(vec![], histogram(&buckets, 5, 1.0))],
-            )];
+            let families = one_histogram(&buckets, 5, 1.0);
             let h = only_histogram(&families, true);
             assert_eq!(h.bucket.len(), buckets.len(), "{buckets:?}");
             assert_eq!((h.zero_threshold, h.positive_span.len()), (0.0, 0), "{buckets:?}");
@@ -688,12 +672,7 @@ mod tests {
             ),
             (vec![(0.0, 1), (4.0, 2), (8.0, 2)], (4.0, 2), vec![span(4, 1)]),
         ] {
-            let fixed = vec![family(
-                "ebpf_x",
-                MetricKind::Histogram,
-                &[],
-                vec![(vec![], histogram(&buckets, 3, 3.0))],
-            )];
+            let fixed = one_histogram(&buckets, 3, 3.0);
             let h = only_histogram(&fixed, true);
             assert_eq!((h.zero_threshold, h.zero_count), zero, "{buckets:?}");
             assert_eq!(h.positive_span, spans, "{buckets:?}");
@@ -705,19 +684,11 @@ mod tests {
     fn odd_counts_never_give_negative_buckets() {
         // A count decreasing along the buckets, a count below the top
         // bucket, and bounds that are not finite.
-        let families = vec![family(
-            "ebpf_x",
-            MetricKind::Histogram,
-            &[],
-            vec![(
-                vec![],
-                histogram(
-                    &[(1.0, 5), (2.0, 2), (f64::NAN, 9), (4.0, 8), (f64::INFINITY, 10)],
-                    6,
-                    f64::NAN,
-                ),
-            )],
-        )];
+        let families = one_histogram(
+            &[(1.0, 5), (2.0, 2), (f64::NAN, 9), (4.0, 8), (f64::INFINITY, 10)],
+            6,
+            f64::NAN,
+        );
         let h = only_histogram(&families, true);
         assert_eq!(h.bucket, classic(&[(1.0, 5), (2.0, 5), (4.0, 8)]));
         assert_eq!(h.sample_count, 8);
