@@ -51,6 +51,7 @@ fn main() {
     for kind in [
         Kind::new("Hash", "bench_hash_total", MapType::Hash, 0),
         Kind::new("PercpuHash", "bench_percpu_total", MapType::PercpuHash, 0),
+        Kind::new("Hash 1% new", "bench_hash_total", MapType::Hash, 0).churning(),
         Kind::new("Array", "bench_array_total", MapType::Array, 0),
         Kind::new(
             "Array mmap",
@@ -75,6 +76,9 @@ struct Kind {
     metric: &'static str,
     map_type: MapType,
     map_flags: u32,
+    /// Before each round, 1 % of the keys leave the map and as many new
+    /// ones come (threads that ended and started).
+    churn: bool,
 }
 
 impl Kind {
@@ -84,7 +88,12 @@ impl Kind {
             metric,
             map_type,
             map_flags,
+            churn: false,
         }
+    }
+
+    fn churning(self) -> Kind {
+        Kind { churn: true, ..self }
     }
 
     fn is_array(&self) -> bool {
@@ -132,7 +141,14 @@ fn bench(kind: &Kind, entries: usize, cpus: usize) {
     let (mut t_floor, mut t_read, mut t_cycle, mut t_encode) = (vec![], vec![], vec![], vec![]);
     // Warm-up: the first cycle decodes every key, later ones are steady.
     let mut snapshot = reader.read();
+    // The keys in the map, for a churning one: ids first..first + entries.
+    let mut first = 0;
     for _ in 0..rounds {
+        if kind.churn {
+            let moved = entries / 100;
+            replace_keys(&map, first..first + moved, first + entries);
+            first += moved;
+        }
         t_floor.push(timed(|| assert_eq!(floor.read(), entries)));
         t_read.push(timed(|| {
             assert_eq!(source.read().expect("map read").len(), entries)
@@ -227,9 +243,7 @@ fn filled(kind: &Kind, entries: usize, cpus: usize) -> MapHandle {
     let keys: Vec<u8> = if kind.is_array() {
         (0..entries as u32).flat_map(u32::to_le_bytes).collect()
     } else {
-        (0..entries as u32)
-            .flat_map(|i| [(1000 + i / 16).to_le_bytes(), i.to_le_bytes()].concat())
-            .collect()
+        thread_keys(0..entries)
     };
     let values: Vec<u64> = (0..entries as u64)
         .flat_map(|i| std::iter::repeat_n(i, per_entry))
@@ -249,6 +263,45 @@ fn filled(kind: &Kind, entries: usize, cpus: usize) -> MapHandle {
     };
     assert_eq!((rc, count as usize), (0, entries), "filling the map");
     map
+}
+
+/// The `{u32 pid; u32 tid}` keys of threads `ids`, sixteen per process.
+fn thread_keys(ids: std::ops::Range<usize>) -> Vec<u8> {
+    ids.flat_map(|i| {
+        let i = i as u32;
+        [(1000 + i / 16).to_le_bytes(), i.to_le_bytes()].concat()
+    })
+    .collect()
+}
+
+/// Deletes the threads `gone` from a hash map and adds as many from
+/// `from` on, each with its id as value.
+fn replace_keys(map: &MapHandle, gone: std::ops::Range<usize>, from: usize) {
+    let fd = map.as_fd().as_raw_fd();
+    let n = gone.len();
+    let old = thread_keys(gone);
+    let new = thread_keys(from..from + n);
+    let values: Vec<u64> = (from as u64..(from + n) as u64).collect();
+    let batch = batch_opts();
+    let (mut deleted, mut added) = (n as u32, n as u32);
+    // SAFETY: each buffer holds `n` keys or values of this map's sizes.
+    let (rc_delete, rc_update) = unsafe {
+        (
+            libbpf_sys::bpf_map_delete_batch(fd, old.as_ptr().cast(), &mut deleted, &batch),
+            libbpf_sys::bpf_map_update_batch(
+                fd,
+                new.as_ptr().cast(),
+                values.as_ptr().cast(),
+                &mut added,
+                &batch,
+            ),
+        )
+    };
+    assert_eq!(
+        (rc_delete, rc_update, deleted, added),
+        (0, 0, n as u32, n as u32),
+        "churning the map"
+    );
 }
 
 fn batch_opts() -> libbpf_sys::bpf_map_batch_opts {

@@ -127,6 +127,8 @@ enum Outcome {
 
 struct KeyEntry {
     key: RawKey,
+    /// Its place in the dump of the read that last found it.
+    place: u32,
     outcome: Outcome,
     /// When the key must be decoded again; `None` for keys whose decoders
     /// always give the same answer.
@@ -282,9 +284,10 @@ impl SeriesSet {
 ///
 /// A map that did not change gives its keys in the same order as the read
 /// before (a hash map's are in bucket order), so each key is first checked
-/// against the entry found at its place last time: a read of a steady map
-/// walks the entries in order instead of hashing every key and landing at
-/// random in a table far bigger than the caches.
+/// against the entry that came next in the last read: a read of a steady
+/// map walks the entries in order instead of hashing every key and landing
+/// at random in a table far bigger than the caches. Where keys came or
+/// went, the first key looked up by its bytes says where to carry on.
 pub struct MetricRows {
     /// Raw key → its entry in `entries`.
     keys: HashMap<RawKey, u32, RandomState>,
@@ -404,7 +407,9 @@ impl MetricRows {
         counts.clear();
         let last = std::mem::take(places);
         places.reserve(dump.len());
-        for (place, (key, values)) in dump.entries().enumerate() {
+        // Where in the last read's places the next key is looked for.
+        let mut next = 0;
+        for (key, values) in dump.entries() {
             let decode = |set: &mut SeriesSet| match decode_key(spec, key, histogram) {
                 Ok((labels, slot)) => set.acquire(labels, cpu_names.as_deref(), slot),
                 Err((_, DecodeError::Skip)) => Outcome::Skip,
@@ -413,15 +418,24 @@ impl MetricRows {
                     Outcome::Error(decoder.into())
                 }
             };
-            let held = last
-                .get(place)
-                .copied()
-                .filter(|&at| {
-                    entries
-                        .get(at as usize)
-                        .is_some_and(|e| e.as_ref().is_some_and(|e| e.key.is(key)))
-                })
-                .or_else(|| keys.get(key).copied());
+            let expected = last.get(next).copied().filter(|&at| {
+                entries
+                    .get(at as usize)
+                    .is_some_and(|e| e.as_ref().is_some_and(|e| e.key.is(key)))
+            });
+            let held = match expected {
+                Some(at) => {
+                    next += 1;
+                    Some(at)
+                }
+                // Keys came or went before this one: carry on from where
+                // this one was.
+                None => keys.get(key).copied().inspect(|&at| {
+                    if let Some(entry) = &entries[at as usize] {
+                        next = entry.place as usize + 1;
+                    }
+                }),
+            };
             let outcome = match held.and_then(|at| Some((at, entries[at as usize].as_mut()?))) {
                 Some((_, entry)) if entry.seen == generation => {
                     // The kernel gave the same key twice (a hash map
@@ -430,6 +444,7 @@ impl MetricRows {
                     continue;
                 }
                 Some((at, entry)) => {
+                    entry.place = places.len() as u32;
                     places.push(at);
                     entry.seen = generation;
                     seen += 1;
@@ -453,6 +468,7 @@ impl MetricRows {
                         seen += 1;
                         let entry = KeyEntry {
                             key: RawKey::new(key),
+                            place: places.len() as u32,
                             outcome: outcome.clone(),
                             expires,
                             seen: generation,
