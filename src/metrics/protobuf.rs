@@ -276,7 +276,8 @@ struct NativeBuckets {
 fn native_buckets(h: &ProtoHistogram) -> Option<NativeBuckets> {
     let start = usize::from(h.bucket.first()?.upper_bound == 0.0);
     let zero = h.bucket.get(start)?;
-    let mut index = nearest_power_of_two(zero.upper_bound)?;
+    let first = nearest_power_of_two(zero.upper_bound)?;
+    let mut index = first;
     let mut below = zero.cumulative_count;
     let mut positive = Vec::new();
     for pair in h.bucket[start..].windows(2) {
@@ -290,7 +291,7 @@ fn native_buckets(h: &ProtoHistogram) -> Option<NativeBuckets> {
     positive.push((index + 1, h.sample_count - below));
     positive.retain(|&(_, count)| count > 0);
     Some(NativeBuckets {
-        zero_threshold: 2f64.powi(nearest_power_of_two(zero.upper_bound)?),
+        zero_threshold: 2f64.powi(first),
         zero_count: zero.cumulative_count,
         positive,
     })
@@ -303,8 +304,9 @@ fn nearest_power_of_two(v: f64) -> Option<i32> {
     if !(v.is_normal() && v > 0.0) {
         return None;
     }
-    let k = v.log2().round();
-    ((v.log2() - k).abs() <= 0.125).then_some(k as i32)
+    let log = v.log2();
+    let k = log.round();
+    ((log - k).abs() <= 0.125).then_some(k as i32)
 }
 
 /// Spans and deltas of the populated buckets `positive`. A histogram with

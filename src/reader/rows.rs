@@ -210,16 +210,7 @@ impl SeriesSet {
             per_cpu,
             keys: 1,
         };
-        let base = match self.free.pop() {
-            Some(base) => {
-                self.series[base as usize] = series;
-                base
-            }
-            None => {
-                self.series.push(series);
-                (self.series.len() - 1) as u32
-            }
-        };
+        let base = put_in(&mut self.series, &mut self.free, series);
         self.index.insert(labels, base);
         self.added.push(base);
         Outcome::Series { base, slot }
@@ -473,16 +464,7 @@ impl MetricRows {
                             expires,
                             seen: generation,
                         };
-                        let at = match free.pop() {
-                            Some(at) => {
-                                entries[at as usize] = Some(entry);
-                                at
-                            }
-                            None => {
-                                entries.push(Some(entry));
-                                (entries.len() - 1) as u32
-                            }
-                        };
+                        let at = put_in(entries, free, Some(entry));
                         keys.insert(RawKey::new(key), at);
                         places.push(at);
                     } else {
@@ -510,8 +492,7 @@ impl MetricRows {
         if seen < keys.len() {
             let before = keys.len();
             for (at, slot) in entries.iter_mut().enumerate() {
-                if slot.as_ref().is_some_and(|e| e.seen != generation) {
-                    let Some(entry) = slot.take() else { continue };
+                if let Some(entry) = slot.take_if(|e| e.seen != generation) {
                     keys.remove(entry.key.bytes());
                     set.release(&entry.outcome);
                     free.push(at as u32);
@@ -636,6 +617,21 @@ impl MetricRows {
             kind,
             label_names,
             samples,
+        }
+    }
+}
+
+/// Puts `item` at an index of `items` that `free` says went, else at the
+/// end; its index.
+fn put_in<T>(items: &mut Vec<T>, free: &mut Vec<u32>, item: T) -> u32 {
+    match free.pop() {
+        Some(at) => {
+            items[at as usize] = item;
+            at
+        }
+        None => {
+            items.push(item);
+            (items.len() - 1) as u32
         }
     }
 }

@@ -769,7 +769,9 @@ fn prometheus_scrapes_over_tls_with_basic_auth_and_counts_exactly() {
 }
 
 /// The truth program's exp2 histograms (1 to 1024, and 0 then 1 to 512),
-/// exact in schema 0, and a linear one, which is not.
+/// exact in schema 0; the per-CPU one in microseconds (1 µs to 1.024 ms),
+/// in schema 0 at the nearest powers of two; and a linear one, which stays
+/// classic.
 const NATIVE_HISTOGRAMS: &str = "metrics:
   histograms:
     - name: truth_exp2
