@@ -40,6 +40,16 @@ impl MapDump {
         }
     }
 
+    /// This dump's buffers, emptied, as a dump of this layout; this one is
+    /// left empty.
+    fn take_emptied(&mut self, key_size: usize, values_per_entry: usize) -> MapDump {
+        let mut dump = std::mem::take(self);
+        dump.keys.clear();
+        dump.values.clear();
+        (dump.key_size, dump.values_per_entry) = (key_size, values_per_entry);
+        dump
+    }
+
     pub fn len(&self) -> usize {
         self.keys.len().checked_div(self.key_size).unwrap_or(0)
     }
@@ -273,17 +283,13 @@ impl KernelMap {
         })
     }
 
-    /// Every index of the array with its value, loaded from the mapping.
-    fn read_mapped(mapping: &Mapping) -> MapDump {
-        let key_size = std::mem::size_of::<u32>();
-        let values: Vec<u64> = mapping.u64s().collect();
-        let keys = (0..values.len() as u32).flat_map(u32::to_ne_bytes).collect();
-        MapDump {
-            key_size,
-            values_per_entry: 1,
-            keys,
-            values,
-        }
+    /// Every index of the array (a u32 key, one value) with its value,
+    /// loaded from the mapping into the buffers of `dump`.
+    fn read_mapped(mapping: &Mapping, mut dump: MapDump) -> MapDump {
+        dump.values.extend(mapping.u64s());
+        dump.keys
+            .extend((0..dump.values.len() as u32).flat_map(u32::to_ne_bytes));
+        dump
     }
 
     /// Reads straight into the dump's buffers, sized from the last read,
@@ -291,10 +297,7 @@ impl KernelMap {
     fn read_batch(&mut self) -> io::Result<MapDump> {
         let fd = self.handle.as_fd().as_raw_fd();
         let (ks, vpe) = (self.key_size, self.values_per_entry);
-        let mut dump = std::mem::take(&mut self.spare);
-        dump.keys.clear();
-        dump.values.clear();
-        (dump.key_size, dump.values_per_entry) = (ks, vpe);
+        let mut dump = self.spare.take_emptied(ks, vpe);
         let mut chunk = self.max_entries.clamp(1, BATCH_ENTRIES);
         let expected = (self.last_len + chunk).min(self.max_entries + chunk);
         dump.keys.reserve(expected * ks);
@@ -415,7 +418,8 @@ impl MapSource for KernelMap {
 
     fn read(&mut self) -> io::Result<MapDump> {
         if let Some(mapping) = &self.mapping {
-            return Ok(KernelMap::read_mapped(mapping));
+            let dump = self.spare.take_emptied(self.key_size, self.values_per_entry);
+            return Ok(KernelMap::read_mapped(mapping, dump));
         }
         if self.method == ReadMethod::Batch {
             match self.read_batch() {
