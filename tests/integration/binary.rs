@@ -244,7 +244,18 @@ impl Exporter {
 
     /// [`Exporter::count_priority_min_queries`] as `series` counts them.
     pub(crate) fn count_priority_min_queries_in(&self, series: &str, n: usize, want: u64) -> u64 {
-        let _turn = priority_min_turn();
+        self.count_priority_min_queries_holding(&priority_min_turn(), series, n, want)
+    }
+
+    /// [`Exporter::count_priority_min_queries_in`] for a test that holds
+    /// the turn across more than one count.
+    pub(crate) fn count_priority_min_queries_holding(
+        &self,
+        _turn: &PriorityMinTurn,
+        series: &str,
+        n: usize,
+        want: u64,
+    ) -> u64 {
         let before = self.sample(series);
         priority_min_queries(n);
         self.sample_reaching(series, before + want) - before

@@ -7,7 +7,7 @@
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use crate::binary::{embedded, Exporter};
+use crate::binary::{embedded, priority_min_queries, priority_min_turn, Exporter};
 use crate::common::bpf_available;
 
 /// Compiles `source` (relative to the repository) into `out` with clang, as
@@ -365,7 +365,28 @@ fn event_counters_count_each_event_exactly_and_flush(clang_args: &[&str], counts
     std::fs::write(dir.path().join("syscall_events.yaml"), config).unwrap();
     let exporter = Exporter::watching(dir.path());
     let series = r#"ebpf_syscall_events_total{syscall="sched_get_priority_min"}"#;
-    assert_eq!(exporter.count_priority_min_queries_in(series, 500, 500), 500);
+    // Used to: a count that a flush fell in the middle of came out short
+    // (each starts at a random point of the flush period, later still when
+    // another test held the turn). Each count now starts just after a
+    // flush, in one turn held throughout, so a whole period is ahead.
+    let turn = priority_min_turn();
+    let just_flushed = || {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        while exporter.get("/metrics", "").2.contains(series) {
+            assert!(std::time::Instant::now() < deadline, "never flushed");
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+    };
+    priority_min_queries(1);
+    assert!(
+        exporter.sample_reaching(series, 1) >= 1,
+        "the first event never counted"
+    );
+    just_flushed();
+    assert_eq!(
+        exporter.count_priority_min_queries_holding(&turn, series, 500, 500),
+        500
+    );
     let body = exporter.get("/metrics", "").2;
     assert_eq!(
         body.contains(
@@ -375,12 +396,12 @@ fn event_counters_count_each_event_exactly_and_flush(clang_args: &[&str], counts
         "{body}"
     );
     // Flushed: the series goes, and counts start from zero.
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
-    while exporter.get("/metrics", "").2.contains(series) {
-        assert!(std::time::Instant::now() < deadline, "never flushed");
-        std::thread::sleep(std::time::Duration::from_millis(100));
-    }
-    assert_eq!(exporter.count_priority_min_queries_in(series, 200, 200), 200);
+    just_flushed();
+    assert_eq!(
+        exporter.count_priority_min_queries_holding(&turn, series, 200, 200),
+        200
+    );
+    drop(turn);
     exporter.stop();
 }
 

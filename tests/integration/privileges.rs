@@ -235,7 +235,8 @@ fn hidden_kallsyms_gives_a_placeholder_label_not_raw_kernel_addresses() {
         return;
     }
     let (_dir, bin) = runnable_copy();
-    let run = |caps: &str, holds: &[u32]| {
+    // `series`: how many `ebpf_timer_starts_total` series to wait for.
+    let run = |caps: &str, holds: &[u32], series: usize| {
         let log = tempfile::NamedTempFile::new().unwrap();
         let wrapper = as_nobody(caps);
         let wrapper: Vec<&str> = wrapper.iter().map(String::as_str).collect();
@@ -247,11 +248,15 @@ fn hidden_kallsyms_gives_a_placeholder_label_not_raw_kernel_addresses() {
             |port| answers_ok(port, "/-/ready"),
         );
         assert_holds_exactly(exporter.pid(), holds);
-        // Kernel timers start all the time; wait for some to be counted.
+        // Kernel timers start all the time; wait for them to be counted.
         let deadline = Instant::now() + Duration::from_secs(10);
         let body = loop {
             let body = exporter.get("/metrics", "").2;
-            if body.contains("ebpf_timer_starts_total{") || Instant::now() > deadline {
+            let counted = body
+                .lines()
+                .filter(|l| l.starts_with("ebpf_timer_starts_total{"))
+                .count();
+            if counted >= series || Instant::now() > deadline {
                 break body;
             }
             std::thread::sleep(Duration::from_millis(100));
@@ -280,6 +285,7 @@ fn hidden_kallsyms_gives_a_placeholder_label_not_raw_kernel_addresses() {
     let (body, kept, log) = run(
         "+bpf,+perfmon,+dac_read_search",
         &[CAP_DAC_READ_SEARCH, CAP_PERFMON, CAP_BPF],
+        1,
     );
     let starts: Vec<&str> = body
         .lines()
@@ -302,6 +308,7 @@ fn hidden_kallsyms_gives_a_placeholder_label_not_raw_kernel_addresses() {
     let (body, kept, log) = run(
         "+bpf,+perfmon,+dac_read_search,+syslog",
         &[CAP_DAC_READ_SEARCH, CAP_SYSLOG, CAP_PERFMON, CAP_BPF],
+        2,
     );
     assert!(kept.contains(&"CAP_SYSLOG".to_string()), "{kept:?}");
     assert!(
